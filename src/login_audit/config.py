@@ -1,0 +1,222 @@
+"""Settings and secrets: where the tenant is, how we may reach it, and the token.
+
+Order of precedence is file < environment < flags; the CLI resolves flags and environment
+(click's ``envvar``), this module validates the result. Secrets redact themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from login_audit.errors import ConfigError, CredentialsError
+
+log = logging.getLogger(__name__)
+
+VISION_ONE_REGIONS: dict[str, str] = {
+    "us": "api.xdr.trendmicro.com",
+    "eu": "api.eu.xdr.trendmicro.com",
+    "jp": "api.xdr.trendmicro.co.jp",
+    "sg": "api.sg.xdr.trendmicro.com",
+    "au": "api.au.xdr.trendmicro.com",
+    "in": "api.in.xdr.trendmicro.com",
+    "mea": "api.mea.xdr.trendmicro.com",
+    "uk": "api.uk.xdr.trendmicro.com",
+    "usgov": "api.usgov.xdr.trendmicro.com",
+}
+
+TOKEN_ENV = "TMV1_TOKEN"
+URL_ENV = "TMV1_URL"
+
+
+class Secret:
+    """A credential that never shows itself in ``str``, ``repr``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret; only the HTTP auth object should call this."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> object:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` names this machine: ``localhost`` or a loopback address."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_base_url(url: str) -> str:
+    """Validate a base URL and return it as ``scheme://host[:port]`` without a trailing slash.
+
+    Plain ``http://`` is refused unless the host is loopback: the token would otherwise
+    cross the network in clear text.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"base URL {url!r} is not an http(s) URL; give one like https://api.xdr.trendmicro.com"
+        )
+    if parts.username or parts.password:
+        raise ConfigError("base URL must not contain a user name or password")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(
+            f"refusing plain http:// to {parts.hostname}: use https:// "
+            "(plain http is allowed only for loopback hosts such as 127.0.0.1)"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/v3.0"):
+        path = path[: -len("/v3.0")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, str]:
+    """Return ``(region label, base URL)`` from a region name or an explicit URL."""
+    if base_url:
+        return ("custom" if not region else region, normalise_base_url(base_url))
+    name = (region or "us").strip().lower()
+    if name not in VISION_ONE_REGIONS:
+        known = ", ".join(VISION_ONE_REGIONS)
+        raise ConfigError(
+            f"unknown Vision One region {region!r}: use one of {known}, or --base-url URL"
+        )
+    return name, f"https://{VISION_ONE_REGIONS[name]}"
+
+
+def _warn_if_world_readable(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "token file %s can be read by other users; restrict it with: chmod 600 %s",
+            path,
+            path,
+        )
+
+
+def load_token(
+    token_file: str | None,
+    env: dict[str, str] | None = None,
+    env_var: str = TOKEN_ENV,
+    stdin: IO[str] | None = None,
+) -> Secret:
+    """Read the API token from ``token_file`` (``-`` for stdin), else from ``env_var``.
+
+    The token is never taken from a command-line argument: those are visible to every
+    user of the machine.
+    """
+    environ = os.environ if env is None else env
+    if token_file:
+        if token_file == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            value = stream.readline()
+            source = "standard input"
+        else:
+            path = Path(token_file).expanduser()
+            _warn_if_world_readable(path)
+            try:
+                value = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise CredentialsError(
+                    f"cannot read token file {path}: {reason}; check the path and its permissions"
+                ) from None
+            source = f"token file {path}"
+    else:
+        value = environ.get(env_var, "")
+        source = f"environment variable {env_var}"
+        if not value.strip():
+            raise CredentialsError(
+                f"no API token: set {env_var} or pass --token-file PATH (use - for stdin)"
+            )
+    token = value.strip()
+    if not token:
+        raise CredentialsError(f"the API token from {source} is empty")
+    if any(ch.isspace() for ch in token) or not token.isprintable():
+        raise CredentialsError(
+            f"the API token from {source} contains spaces or control characters; "
+            "the file must hold the token alone"
+        )
+    return Secret(token)
+
+
+def validate_days(days: int, max_days: int, *, what: str = "--days") -> int:
+    """Check the inactivity threshold against what the data can cover."""
+    if days < 1:
+        raise ConfigError(f"{what} must be at least 1 (got {days})")
+    if days > max_days:
+        raise ConfigError(
+            f"{what} {days} is beyond the {max_days} days the audit log keeps; "
+            f"use at most {max_days}"
+        )
+    return days
+
+
+def read_exclude_file(path: str) -> tuple[str, ...]:
+    """Read exclusion patterns: one per line, blank lines and ``#`` comments ignored."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read exclusion file {path}: {reason}") from None
+    patterns = []
+    for line in text.splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            patterns.append(entry)
+    return tuple(patterns)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """How the HTTP layer behaves: timeouts, pacing and retries."""
+
+    timeout: float = 30.0
+    rate_limit: int = 500
+    rate_window: float = 60.0
+    max_attempts: int = 6
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    retry_after_cap: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.rate_limit < 1:
+            raise ConfigError("--rate-limit must be at least 1 request")
+        if self.rate_window <= 0:
+            raise ConfigError("--rate-window must be a positive number of seconds")
+        if self.max_attempts < 1:
+            raise ConfigError("--max-attempts must be at least 1")
+        if self.timeout <= 0:
+            raise ConfigError("--timeout must be a positive number of seconds")
+        if self.backoff_base < 0:
+            raise ConfigError("--backoff-base must not be negative")

@@ -1,0 +1,66 @@
+"""The one exception tree of login-audit, grouped by what the caller does next.
+
+::
+
+    LoginAuditError                 anything we raise on purpose (exit 1 if not caught lower)
+    ├── ConfigError                 fix the configuration or the command line   (exit 2)
+    ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
+    │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
+    ├── RetryLaterError             the vendor failed after every retry          (exit 4)
+    │   └── ProtocolError           the vendor answered something unusable       (exit 4)
+    └── IncompleteDataError         some data could not be read completely       (exit 4)
+
+Texts carry the HTTP status, the vendor's error code and a redacted URL; never a token
+and never a whole response body.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_CONFIG = 2
+EXIT_FINDINGS = 3
+EXIT_INCOMPLETE = 4
+
+
+class LoginAuditError(Exception):
+    """Base of every error login-audit raises on purpose."""
+
+    exit_code = EXIT_UNEXPECTED
+
+
+class ConfigError(LoginAuditError):
+    """The configuration or the command line is wrong; the message says how to fix it."""
+
+    exit_code = EXIT_CONFIG
+
+
+class CredentialsError(LoginAuditError):
+    """The token is missing, unreadable or refused by the vendor."""
+
+    exit_code = EXIT_CONFIG
+
+
+class PermissionDeniedError(CredentialsError):
+    """The token is valid but lacks a permission the request needs."""
+
+
+class RetryLaterError(LoginAuditError):
+    """The vendor kept failing (5xx, 429, transport errors) after every retry."""
+
+    exit_code = EXIT_INCOMPLETE
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ProtocolError(RetryLaterError):
+    """The vendor answered with something we cannot use (bad JSON, a looping page link)."""
+
+
+class IncompleteDataError(LoginAuditError):
+    """Some of the data a decision needs could not be read completely."""
+
+    exit_code = EXIT_INCOMPLETE

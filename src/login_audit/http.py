@@ -1,0 +1,382 @@
+"""The one HTTP client: authentication, timeouts, pacing, retries and redaction.
+
+Every request login-audit makes goes through :class:`HttpClient`. It paces requests to stay
+under the vendor's per-window limit (a sliding window shared by every thread), retries
+429, 5xx, transport errors and unreadable bodies with ``Retry-After`` or capped exponential
+backoff with jitter, and turns what is left into the exception tree of ``errors.py``.
+Clock, sleep and randomness are injectable so tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from login_audit import __version__
+from login_audit.config import HttpSettings, Secret
+from login_audit.errors import (
+    ConfigError,
+    CredentialsError,
+    PermissionDeniedError,
+    ProtocolError,
+    RetryLaterError,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"login-audit/{__version__}"
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_SENSITIVE_PARAM = re.compile(r"token|key|secret|sig|password|auth", re.IGNORECASE)
+_MAX_MESSAGE = 200
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <token>`` (Vision One)."""
+
+    def __init__(self, token: Secret) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the header to each request."""
+        request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        yield request
+
+    def secrets(self) -> tuple[str, ...]:
+        """The strings that must never be written anywhere."""
+        return (self._token.reveal(),)
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=Secret('********'))"
+
+
+class ApiKeyAuth(httpx.Auth):
+    """``Authorization: ApiKey <key>`` and ``Api-Version: v1`` (Cloud One)."""
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the headers to each request."""
+        request.headers["Authorization"] = f"ApiKey {self._key.reveal()}"
+        request.headers["Api-Version"] = "v1"
+        yield request
+
+    def secrets(self) -> tuple[str, ...]:
+        """The strings that must never be written anywhere."""
+        return (self._key.reveal(),)
+
+    def __repr__(self) -> str:
+        return "ApiKeyAuth(key=Secret('********'))"
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """Return ``url`` with the values of secret-looking query parameters replaced."""
+    parts = urlsplit(str(url))
+    if not parts.query:
+        return str(url)
+    query = [
+        (name, "REDACTED" if _SENSITIVE_PARAM.search(name) else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="' ")))
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class Pacer:
+    """At most ``limit`` request starts in any ``window`` seconds, shared by all threads.
+
+    A small audit runs at full speed; a large one is spread so the vendor's limit is never
+    reached. :meth:`pause` makes every thread wait (used when the vendor answers 429).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._starts: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        """Block until one more request may start, then record its start."""
+        while True:
+            with self._lock:
+                now = self._monotonic()
+                while self._starts and self._starts[0] <= now - self.window:
+                    self._starts.popleft()
+                if self._paused_until > now:
+                    wait = self._paused_until - now
+                elif len(self._starts) < self.limit:
+                    self._starts.append(now)
+                    return
+                else:
+                    wait = self._starts[0] + self.window - now
+                self.waited += wait
+            self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` from now."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._monotonic() + seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures are retried and how long to wait before the next attempt."""
+
+    max_attempts: int = 6
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    retry_after_cap: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds before attempt ``attempt + 1``; ``Retry-After`` wins when present."""
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_cap)
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        # "Equal jitter": never less than half the ceiling, so retries stay spread out.
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass
+class HttpStats:
+    """Counters of one client's traffic, for the run summary and the benchmarks."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+def _vendor_error(response: httpx.Response) -> tuple[str, str]:
+    """Pull ``(code, message)`` from a Vision One or Cloud One error body, if any."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    inner = body.get("error", body)
+    if not isinstance(inner, dict):
+        return "", str(inner)[:_MAX_MESSAGE]
+    code = inner.get("code", "")
+    message = inner.get("message", "")
+    return str(code)[:64], str(message)[:_MAX_MESSAGE]
+
+
+class HttpClient:
+    """A paced, retrying JSON client bound to one tenant and one credential."""
+
+    def __init__(
+        self,
+        auth: BearerAuth | ApiKeyAuth,
+        settings: HttpSettings | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        pacer: Pacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or HttpSettings()
+        self._auth = auth
+        self._secrets = tuple(s for s in auth.secrets() if s)
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self.pacer = pacer or Pacer(
+            self.settings.rate_limit, self.settings.rate_window, monotonic=monotonic, sleep=sleep
+        )
+        self.policy = RetryPolicy(
+            max_attempts=self.settings.max_attempts,
+            backoff_base=self.settings.backoff_base,
+            backoff_cap=self.settings.backoff_cap,
+            retry_after_cap=self.settings.retry_after_cap,
+        )
+        self.stats = HttpStats()
+        self._stats_lock = threading.Lock()
+        timeout = httpx.Timeout(self.settings.timeout, connect=min(10.0, self.settings.timeout))
+        self._client = httpx.Client(
+            auth=auth,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpClient(auth={self._auth!r}, settings={self.settings!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scrub(self, text: str) -> str:
+        """Remove every secret of this client from ``text``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return text
+
+    def _count(self, *, retry: bool = False, throttled: bool = False) -> None:
+        with self._stats_lock:
+            self.stats.requests += 1
+            self.stats.retries += int(retry)
+            self.stats.throttled += int(throttled)
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        permission: str = "",
+        expect: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        """Send one request with pacing and retries; return the decoded JSON (``{}`` on 204).
+
+        ``permission`` names what a 403 means the token lacks, for the error message.
+        ``expect`` checks the decoded body and returns a problem or None; a body with a
+        problem (a truncated page, a missing list) is retried like a 5xx.
+        """
+        where = self.scrub(f"{method} {redact_url(url)}")
+        last_problem = ""
+        for attempt in range(1, self.policy.max_attempts + 1):
+            self.pacer.acquire()
+            retry_after: float | None = None
+            try:
+                response = self._client.request(
+                    method, url, params=params, headers=headers, json=json_body
+                )
+            except httpx.TransportError as exc:
+                self._count(retry=attempt > 1)
+                last_problem = f"{type(exc).__name__}"
+                log.debug("%s: transport error %s (attempt %d)", where, last_problem, attempt)
+            else:
+                self._count(retry=attempt > 1, throttled=response.status_code == 429)
+                log.debug("%s -> HTTP %d (attempt %d)", where, response.status_code, attempt)
+                status = response.status_code
+                if 200 <= status < 300:
+                    if status == 204 or not response.content:
+                        return {}
+                    try:
+                        body = json.loads(response.content)
+                    except (ValueError, UnicodeDecodeError):
+                        last_problem = f"HTTP {status} with a body that is not valid JSON"
+                    else:
+                        problem = expect(body) if expect else None
+                        if problem is None:
+                            return body
+                        last_problem = f"HTTP {status} with {problem}"
+                elif status in RETRY_STATUSES:
+                    code, _ = _vendor_error(response)
+                    last_problem = f"HTTP {status}" + (f" {code}" if code else "")
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), self._wall_clock()
+                    )
+                else:
+                    self._raise_for_status(response, where, permission)
+            if attempt == self.policy.max_attempts:
+                break
+            delay = self.policy.delay(attempt, retry_after, self._rng)
+            if retry_after is not None or last_problem.startswith("HTTP 429"):
+                # The limit is shared: every worker holds back, not only this one.
+                self.pacer.pause(delay)
+            else:
+                self._sleep(delay)
+            log.info("%s: %s; retrying in %.1fs", where, last_problem, delay)
+        raise RetryLaterError(
+            self.scrub(f"{where} failed after {self.policy.max_attempts} attempts: {last_problem}"),
+            status=int(last_problem.split()[1])
+            if last_problem.startswith("HTTP ") and last_problem.split()[1].isdigit()
+            else None,
+        )
+
+    def _raise_for_status(self, response: httpx.Response, where: str, permission: str) -> None:
+        status = response.status_code
+        code, message = _vendor_error(response)
+        detail = self.scrub(f"HTTP {status}" + (f" {code}" if code else ""))
+        if message:
+            detail += f" ({self.scrub(message)})"
+        if status == 401:
+            raise CredentialsError(
+                f"{where}: the token was refused: {detail}; check that it is current and "
+                "belongs to this region"
+            )
+        if status == 403:
+            need = f"the permission {permission!r}" if permission else "a permission"
+            raise PermissionDeniedError(
+                f"{where}: access denied: {detail}; the token's role lacks {need}"
+            )
+        if status == 404:
+            raise ConfigError(f"{where}: not found: {detail}; check --region or --base-url")
+        raise ProtocolError(f"{where}: request rejected: {detail}", status=status, code=code)
+
+    def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        permission: str = "",
+        expect: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        """``GET`` shortcut for :meth:`request_json`."""
+        return self.request_json(
+            "GET", url, params=params, headers=headers, permission=permission, expect=expect
+        )
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """True when ``url`` has the scheme, host and port of ``base_url``."""
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+

@@ -1,0 +1,130 @@
+"""Domain values: frozen dataclasses that every layer after the platform clients shares.
+
+Vendor JSON never leaves ``platforms/``; everything downstream sees these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class AccountStatus(str, enum.Enum):
+    """An account's state as the platform reports it."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    INVITED = "invited"
+    UNKNOWN = "unknown"
+
+
+class FindingKind(str, enum.Enum):
+    """The one verdict the audit gives each account."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    NO_LOGIN = "no-login"
+    EXCLUDED = "excluded"
+    UNKNOWN = "unknown"
+
+    @property
+    def removable(self) -> bool:
+        """True for the verdicts that put an account on the cleanup list."""
+        return self in (FindingKind.INACTIVE, FindingKind.NO_LOGIN)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user account of a platform, as listed by its IAM API."""
+
+    id: str
+    email: str
+    role: str
+    auth_type: str
+    status: AccountStatus
+    description: str = ""
+    urn: str = ""
+
+    @property
+    def user_id(self) -> str:
+        """The value the cleanup CSV calls ``UserId`` (the email, else the id)."""
+        return self.email or self.id
+
+
+@dataclass(frozen=True)
+class LoginEvent:
+    """One logon attempt read from an audit log.
+
+    ``principal`` is how the event names its user (an email, a display name or a URN) and
+    ``account_id`` the platform's account id when the event carries one; the analysis joins
+    either to an account, case-insensitively. ``when`` is None when the record's time could
+    not be read: such an event can never make an account look stale.
+    """
+
+    when: datetime | None
+    successful: bool
+    principal: str
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A half-open interval of instants ``[start, end)`` that was read from a log."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules an audit applies; every field has a command-line flag."""
+
+    days: int = 90
+    include_disabled: bool = False
+    exclude_patterns: tuple[str, ...] = ()
+    exclude_roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The verdict on one account, with the evidence behind it."""
+
+    account: Account
+    kind: FindingKind
+    reason: str
+    last_login: datetime | None = None
+    last_failed_login: datetime | None = None
+    days_since_login: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What an audit run read, how much of it, and what it found."""
+
+    tool_version: str
+    platform: str
+    region: str
+    base_url: str
+    started_at: datetime
+    finished_at: datetime
+    window: TimeWindow
+    policy: Policy
+    complete: bool
+    problems: tuple[str, ...]
+    requests: int
+    events_read: int
+    unmatched_events: int
+    findings: tuple[Finding, ...] = field(default=())
+
+    def counts(self) -> dict[str, int]:
+        """Number of findings of each kind, every kind present (zero when none)."""
+        result = {kind.value: 0 for kind in FindingKind}
+        for finding in self.findings:
+            result[finding.kind.value] += 1
+        return result
+
+    @property
+    def to_remove(self) -> tuple[Finding, ...]:
+        """The findings that belong on the cleanup CSV, in report order."""
+        return tuple(f for f in self.findings if f.kind.removable)

@@ -1,0 +1,29 @@
+"""The small interface every platform client offers to the rest of login-audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from login_audit.models import Account, LoginEvent, TimeWindow
+
+
+class Platform(Protocol):
+    """A vendor platform seen as accounts plus a log of logon attempts."""
+
+    name: str
+    region: str
+    base_url: str
+    retention_days: int
+
+    def list_accounts(self) -> Iterator[Account]:
+        """Yield every account of the tenant, each once."""
+        ...
+
+    def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
+        """Yield every logon attempt (successful or not) logged inside ``window``."""
+        ...
+
+    def requests_made(self) -> int:
+        """HTTP requests sent so far, retries included."""
+        ...

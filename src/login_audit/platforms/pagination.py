@@ -1,0 +1,77 @@
+"""Pagination as explicit objects, one per paging style, with loop and origin checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from login_audit.errors import ProtocolError
+from login_audit.http import HttpClient, redact_url, same_origin
+
+log = logging.getLogger(__name__)
+
+
+def expect_list(key: str) -> Any:
+    """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list."""
+
+    def check(body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return "a body that is not a JSON object"
+        if not isinstance(body.get(key), list):
+            return f"no {key!r} list in the body"
+        return None
+
+    return check
+
+
+@dataclass
+class NextLinkPager:
+    """Follows Vision One's ``nextLink`` (or ``@odata.nextLink``) chains.
+
+    The link is requested exactly as given, with the same headers (``TMV1-Filter``
+    included). A link seen twice, or one that leaves the tenant's origin (the token
+    would follow it), is an error rather than an endless or leaking loop.
+    """
+
+    http: HttpClient
+    url: str
+    base_url: str
+    items_key: str = "items"
+    params: Mapping[str, str | int] | None = None
+    headers: Mapping[str, str] | None = None
+    permission: str = ""
+    pages_read: int = field(default=0, init=False)
+
+    def pages(self) -> Iterator[list[Any]]:
+        """Yield the item list of each page in order."""
+        url: str | None = self.url
+        params = self.params
+        seen: set[str] = set()
+        while url is not None:
+            body = self.http.get_json(
+                url,
+                params=params,
+                headers=self.headers,
+                permission=self.permission,
+                expect=expect_list(self.items_key),
+            )
+            self.pages_read += 1
+            yield body[self.items_key]
+            link = body.get("nextLink") or body.get("@odata.nextLink")
+            if not link:
+                return
+            if not isinstance(link, str):
+                raise ProtocolError(f"page {self.pages_read} has a nextLink that is not a string")
+            if not same_origin(link, self.base_url):
+                raise ProtocolError(
+                    f"page {self.pages_read} links to another origin "
+                    f"({self.http.scrub(redact_url(link))}); refusing to send the token there"
+                )
+            if link in seen:
+                raise ProtocolError(
+                    f"page {self.pages_read} repeats an earlier nextLink; the listing would loop"
+                )
+            seen.add(link)
+            url, params = link, None

@@ -1,0 +1,111 @@
+"""CSV reports: the cleanup file existing processes import, and the per-account detail."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from login_audit.models import Finding, RunSummary
+from login_audit.reports import WriteNotes
+from login_audit.reports.atomic import write_atomic
+
+CLEANUP_FILENAME = "filtered_accounts_report.csv"
+CLEANUP_HEADER = ("UserId", "RoleName", "RequestType")
+ACCOUNTS_FILENAME = "accounts_report.csv"
+ACCOUNTS_HEADER = (
+    "UserId",
+    "AccountId",
+    "RoleName",
+    "AuthType",
+    "Status",
+    "LastLogin",
+    "DaysSinceLogin",
+    "LastFailedLogin",
+    "Finding",
+    "Reason",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> tuple[str, bool]:
+    """Make a cell inert for spreadsheets: prefix a ``'`` to values that start a formula."""
+    if value.startswith(_FORMULA_START):
+        return "'" + value, True
+    return value, False
+
+
+def write_rows(
+    handle: IO[str], header: Sequence[str], rows: Iterable[Sequence[str]], notes: WriteNotes
+) -> None:
+    """Write a header and rows, neutralising every cell and counting what was changed."""
+    writer = csv.writer(handle, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        safe = []
+        for cell in row:
+            value, changed = neutralise(cell)
+            notes.neutralised += int(changed)
+            safe.append(value)
+        writer.writerow(safe)
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+
+
+class CleanupCsv:
+    """``filtered_accounts_report.csv``: ``UserId,RoleName,RequestType`` per account to remove."""
+
+    filename = CLEANUP_FILENAME
+
+    def rows(self, findings: Iterable[Finding]) -> list[list[str]]:
+        """One ``Remove`` row per removable finding, sorted by user id."""
+        chosen = sorted(
+            (f for f in findings if f.kind.removable), key=lambda f: f.account.user_id.lower()
+        )
+        return [[f.account.user_id, f.account.role, "Remove"] for f in chosen]
+
+    def write(self, summary: RunSummary, out_dir: Path, notes: WriteNotes) -> Path:
+        """Write the file, header only when nothing is to be removed."""
+        rows = self.rows(summary.findings)
+        return write_atomic(
+            out_dir / self.filename,
+            lambda h: write_rows(h, CLEANUP_HEADER, rows, notes),
+            newline="",
+        )
+
+
+class AccountsCsv:
+    """``accounts_report.csv``: every account with its finding and the evidence."""
+
+    filename = ACCOUNTS_FILENAME
+
+    def rows(self, findings: Iterable[Finding]) -> list[list[str]]:
+        """One row per finding, in report order."""
+        return [
+            [
+                f.account.user_id,
+                f.account.id,
+                f.account.role,
+                f.account.auth_type,
+                f.account.status.value,
+                _time(f.last_login),
+                "" if f.days_since_login is None else str(f.days_since_login),
+                _time(f.last_failed_login),
+                f.kind.value,
+                f.reason,
+            ]
+            for f in findings
+        ]
+
+    def write(self, summary: RunSummary, out_dir: Path, notes: WriteNotes) -> Path:
+        """Write the file."""
+        rows = self.rows(summary.findings)
+        return write_atomic(
+            out_dir / self.filename,
+            lambda h: write_rows(h, ACCOUNTS_HEADER, rows, notes),
+            newline="",
+        )

@@ -1,0 +1,395 @@
+"""A loopback HTTP server that behaves like Trend Vision One's v3.0 API.
+
+It follows the documented shapes (``items``/``nextLink`` paging with an opaque
+``skipToken``, ``top`` of 50/100/200, the ``TMV1-Filter`` language, 180-day retention,
+error bodies, a per-window rate limit answered with 429) and can inject faults at a
+seeded rate. Tests and benchmarks run the real client against it; nothing leaves the
+machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import email.utils
+import hashlib
+import json
+import math
+import random
+import secrets
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from login_audit.simulator.filters import FilterSyntaxError, parse_filter
+from login_audit.simulator.tenant import RETENTION_DAYS, Tenant
+
+PERM_AUDIT = "audit"
+PERM_ACCOUNTS = "accounts"
+ALL_PERMISSIONS = frozenset({PERM_AUDIT, PERM_ACCOUNTS})
+
+#: Faults injected by default when a fault rate is set.
+DEFAULT_FAULTS = (
+    "429",
+    "429-date",
+    "429-bare",
+    "500",
+    "502",
+    "503",
+    "504",
+    "drop",
+    "truncate",
+    "badjson",
+)
+#: Every fault the simulator knows, including the ones a test must ask for by name.
+ALL_FAULTS = (*DEFAULT_FAULTS, "noitems", "nullitems")
+
+AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
+ACCOUNT_FIELDS = ("id", "email", "authType", "status")
+PAGE_SIZES = (50, 100, 200)
+_STRICT_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass
+class FaultConfig:
+    """Which faults to inject and how often (``rate`` of requests, seeded)."""
+
+    rate: float = 0.0
+    seed: int = 0
+    kinds: tuple[str, ...] = DEFAULT_FAULTS
+    outages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(ALL_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("fault rate must be between 0 and 1")
+
+
+@dataclass
+class SimStats:
+    """What the simulator served, for tests and benchmarks."""
+
+    requests: int = 0
+    by_path: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    rate_limited: int = 0
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class Simulator:
+    """Serves one :class:`Tenant` on ``http://127.0.0.1:<port>``."""
+
+    def __init__(
+        self,
+        tenant: Tenant,
+        *,
+        token: str | None = None,
+        tokens: dict[str, frozenset[str]] | None = None,
+        faults: FaultConfig | None = None,
+        rate_limit: int = 500,
+        rate_window: float = 60.0,
+        time_scale: float = 1.0,
+        latency_ms: float = 0.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.tenant = tenant
+        self.token = token or secrets.token_urlsafe(24)
+        self.tokens = dict(tokens or {})
+        self.tokens.setdefault(self.token, ALL_PERMISSIONS)
+        self.faults = faults or FaultConfig()
+        self.rate_limit = rate_limit
+        self.window_seconds = rate_window * time_scale
+        self.time_scale = time_scale
+        self.latency = latency_ms / 1000.0
+        self.clock = clock
+        self.stats = SimStats()
+        self.accounts = [a.to_json() for a in tenant.accounts]
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.faults.seed)
+        self._window_index = -1
+        self._window_count = 0
+        self._cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __repr__(self) -> str:
+        return f"Simulator(base_url={self.base_url!r})"
+
+    def start(self) -> Simulator:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="login-audit-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- policy: rate limit and faults ------------------------------------------------
+
+    def _count_and_limit(self, path: str) -> float | None:
+        """Count the request; return seconds until the window resets if over the limit."""
+        now = time.monotonic()
+        with self._lock:
+            self.stats.requests += 1
+            self.stats.by_path[path] += 1
+            index = math.floor(now / self.window_seconds)
+            if index != self._window_index:
+                self._window_index, self._window_count = index, 0
+            self._window_count += 1
+            if self._window_count > self.rate_limit:
+                self.stats.rate_limited += 1
+                return (index + 1) * self.window_seconds - now
+        return None
+
+    def _pick_fault(self, path: str) -> str | None:
+        with self._lock:
+            if any(path.startswith(prefix) for prefix in self.faults.outages):
+                self.stats.faults["outage"] += 1
+                return "outage"
+            if self.faults.rate and self._rng.random() < self.faults.rate:
+                kind = self._rng.choice(self.faults.kinds)
+                self.stats.faults[kind] += 1
+                return kind
+        return None
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    def _page(
+        self,
+        rows: list[Any],
+        query: dict[str, str],
+        key: str,
+        path: str,
+    ) -> dict[str, Any]:
+        top_text = query.get("top", "50")
+        if not top_text.isdigit() or int(top_text) not in PAGE_SIZES:
+            raise _HttpError(400, "BadRequest", "top must be one of 50, 100, 200")
+        top = int(top_text)
+        offset = 0
+        if "skipToken" in query:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(query["skipToken"].encode()))
+                offset, token_key = int(state["o"]), str(state["k"])
+            except (ValueError, KeyError, TypeError):
+                raise _HttpError(400, "BadRequest", "skipToken is not valid") from None
+            if token_key != key:
+                raise _HttpError(
+                    400, "BadRequest", "skipToken does not match the query or TMV1-Filter"
+                )
+        body: dict[str, Any] = {"items": rows[offset : offset + top]}
+        if offset + top < len(rows):
+            token = base64.urlsafe_b64encode(
+                json.dumps({"o": offset + top, "k": key}).encode()
+            ).decode()
+            params = {k: v for k, v in query.items() if k != "skipToken"}
+            params["skipToken"] = token
+            body["nextLink"] = f"{self.base_url}{path}?{urlencode(params)}"
+        return body
+
+    def _parse_time(self, query: dict[str, str], name: str, default: datetime) -> datetime:
+        if name not in query:
+            return default
+        try:
+            return datetime.strptime(query[name], _STRICT_TIME).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise _HttpError(400, "BadRequest", f"{name} must be YYYY-MM-DDTHH:MM:SSZ") from None
+
+    def audit_logs(self, query: dict[str, str], filter_text: str) -> dict[str, Any]:
+        """``GET /v3.0/audit/logs``."""
+        now = self.clock()
+        oldest = now - timedelta(days=RETENTION_DAYS)
+        end = self._parse_time(query, "endDateTime", now)
+        asked_start = self._parse_time(query, "startDateTime", oldest)
+        start = max(asked_start, oldest)  # older records are not served
+        order = query.get("orderBy", "loggedDateTime desc").strip().lower()
+        if order not in ("loggedDateTime desc".lower(), "loggedDateTime asc".lower()):
+            raise _HttpError(400, "BadRequest", "orderBy must be 'loggedDateTime asc|desc'")
+        try:
+            predicate = parse_filter(filter_text, AUDIT_FIELDS)
+        except FilterSyntaxError as exc:
+            raise _HttpError(400, "BadRequest", f"invalid TMV1-Filter: {exc}") from None
+        key = hashlib.sha256(
+            json.dumps([filter_text, asked_start.isoformat(), end.isoformat(), order]).encode()
+        ).hexdigest()[:24]
+        with self._lock:
+            indices = self._cache.get(key)
+        if indices is None:
+            times = self.tenant.times
+            lo = bisect.bisect_left(times, start)
+            hi = bisect.bisect_left(times, end)
+            records = self.tenant.records
+            indices = [i for i in range(lo, hi) if predicate(records[i])]
+            if order.endswith("desc"):
+                indices.reverse()
+            with self._lock:
+                self._cache[key] = indices
+                while len(self._cache) > 256:
+                    self._cache.popitem(last=False)
+        page = self._page(indices, query, key, "/v3.0/audit/logs")
+        page["items"] = [self.tenant.records[i] for i in page["items"]]
+        return page
+
+    def iam_accounts(self, query: dict[str, str], filter_text: str) -> dict[str, Any]:
+        """``GET /v3.0/iam/accounts``."""
+        try:
+            predicate = parse_filter(filter_text, ACCOUNT_FIELDS)
+        except FilterSyntaxError as exc:
+            raise _HttpError(400, "BadRequest", f"invalid TMV1-Filter: {exc}") from None
+        key = hashlib.sha256(json.dumps(["accounts", filter_text]).encode()).hexdigest()[:24]
+        with self._lock:
+            rows = [a for a in self.accounts if predicate(a)]
+        return self._page(rows, query, key, "/v3.0/iam/accounts")
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        """Dispatch an authenticated request; return ``(status, body)``."""
+        auth = headers.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        granted = self.tokens.get(token)
+        if granted is None:
+            raise _HttpError(401, "InvalidCredentials", "The token is invalid or expired.")
+        filter_text = headers.get("tmv1-filter", "")
+        if method == "GET" and path == "/v3.0/audit/logs":
+            self._require(granted, PERM_AUDIT)
+            return 200, self.audit_logs(query, filter_text)
+        if method == "GET" and path == "/v3.0/iam/accounts":
+            self._require(granted, PERM_ACCOUNTS)
+            return 200, self.iam_accounts(query, filter_text)
+        raise _HttpError(404, "NotFound", "The requested resource does not exist.")
+
+    @staticmethod
+    def _require(granted: frozenset[str], permission: str) -> None:
+        if permission not in granted:
+            raise _HttpError(403, "AccessDenied", "The role does not have this permission.")
+
+
+def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "login-audit-simulator"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Silence the default access log."""
+
+        def _send(
+            self, status: int, body: bytes, extra: dict[str, str] | None = None, cut: bool = False
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if cut else body)
+            if cut:
+                self.wfile.flush()
+                self.close_connection = True
+
+        def _error(self, status: int, code: str, message: str, flat: bool = False, **hdr: str) -> None:
+            payload = {"code": code, "message": message} if flat else {
+                "error": {"code": code, "message": message}
+            }
+            self._send(status, json.dumps(payload).encode(), hdr)
+
+        def _handle(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            parts = urlsplit(self.path)
+            path = parts.path
+            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            if sim.latency:
+                time.sleep(sim.latency)
+            reset = sim._count_and_limit(path)
+            if reset is not None:
+                retry = str(max(1, math.ceil(reset))) if sim.time_scale >= 1 else f"{reset:.3f}"
+                self._error(429, "TooManyRequests", "Too many requests.", **{"Retry-After": retry})
+                return
+            fault = sim._pick_fault(path)
+            if fault == "drop":
+                self.close_connection = True
+                return
+            if fault == "outage":
+                self._error(503, "ServiceUnavailable", "Service unavailable.")
+                return
+            if fault in ("500", "502", "503", "504"):
+                self._error(int(fault), "InternalServerError", "Something went wrong.")
+                return
+            if fault == "429":
+                self._error(429, "TooManyRequests", "Too many requests.", **{"Retry-After": "1"})
+                return
+            if fault == "429-date":
+                when = datetime.now(timezone.utc) + timedelta(seconds=1)
+                date = email.utils.format_datetime(when, usegmt=True)
+                self._error(429, "TooManyRequests", "Too many requests.", **{"Retry-After": date})
+                return
+            if fault == "429-bare":
+                self._error(429, "TooManyRequests", "Too many requests.", flat=True)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                status, body = sim.route(method, path, query, headers)
+            except _HttpError as exc:
+                self._error(exc.status, exc.code, exc.message)
+                return
+            if fault == "noitems" and isinstance(body, dict):
+                body = {k: v for k, v in body.items() if k != "items"}
+            if fault == "nullitems" and isinstance(body, dict):
+                body = {**body, "items": None}
+            data = json.dumps(body).encode() if status != 204 else b""
+            if fault == "badjson":
+                data = data[: max(1, len(data) // 2)]
+            self._send(status, data, cut=fault == "truncate")
+
+        def do_GET(self) -> None:  # noqa: N802
+            """Serve GET."""
+            self._handle("GET")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            """Serve PATCH."""
+            self._handle("PATCH")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            """Serve DELETE."""
+            self._handle("DELETE")
+
+    return Handler

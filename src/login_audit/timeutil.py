@@ -1,0 +1,60 @@
+"""Timestamps: every instant inside login-audit is an aware ``datetime`` in UTC."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+Clock = Callable[[], datetime]
+
+_FRACTION = re.compile(r"(\.\d+)")
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime (the default clock)."""
+    return datetime.now(timezone.utc)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an ISO-8601 timestamp or ``YYYY-MM-DD HH:MM:SS`` into an aware UTC datetime.
+
+    Accepts ``Z`` or numeric offsets, a space or ``T`` separator and fractions of any
+    length (truncated to microseconds). A value without an offset is taken as UTC, as the
+    vendors document. Raises ``ValueError`` with the offending value otherwise.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp is not a string: {value!r}")
+    text = value.strip()
+    if not text:
+        raise ValueError("timestamp is empty")
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    match = _FRACTION.search(text)
+    if match and len(match.group(1)) > 7:
+        # Python before 3.11 accepts at most six fraction digits.
+        text = text[: match.start(1)] + match.group(1)[:7] + text[match.end(1) :]
+    if len(text) >= 11 and text[10] in " tT":
+        text = text[:10] + "T" + text[11:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_z(moment: datetime) -> str:
+    """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, no fraction)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: login-audit only handles aware UTC times")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def days_between(earlier: datetime, later: datetime) -> int:
+    """Whole days from ``earlier`` to ``later`` (floor, never negative), as in 'days ago'.
+
+    A time slightly in the future (clock skew between us and the vendor) counts as 0.
+    """
+    return max(0, (later - earlier) // timedelta(days=1))
