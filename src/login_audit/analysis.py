@@ -145,7 +145,8 @@ def decide(
     if last is not None:
         return finding(
             FindingKind.INACTIVE,
-            f"last successful logon {days} days ago, threshold {policy.days}{failed_note}",
+            f"last successful logon {_day(last)} ({days} days ago), older than the "
+            f"{policy.days}-day threshold{failed_note}",
         )
     return finding(
         FindingKind.NO_LOGIN,

@@ -1,0 +1,88 @@
+"""Shared fixtures: simulated tenants served over loopback HTTP, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from login_audit.simulator import FaultConfig, Simulator, Tenant, build_tenant
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tenant() -> Tenant:
+    """A tenant of 400 accounts with every hard case, shared read-only by the tests."""
+    return build_tenant(seed=11, accounts=400)
+
+
+@pytest.fixture
+def start_sim() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators on loopback; all are stopped at the end of the test."""
+    running: list[Simulator] = []
+
+    def start(tenant: Tenant, **kwargs: Any) -> Simulator:
+        faults = kwargs.pop("faults", None)
+        if isinstance(faults, float):
+            faults = FaultConfig(rate=faults, seed=kwargs.pop("fault_seed", 1))
+        sim = Simulator(tenant, faults=faults, **kwargs).start()
+        running.append(sim)
+        return sim
+
+    yield start
+    for sim in running:
+        sim.stop()
+
+
+@dataclass
+class CliResult:
+    """What a CLI run left behind."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI run: no inherited login-audit or vendor settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_")) and k != "COLUMNS"
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    timeout: float = 120,
+) -> CliResult:
+    """Run ``python -m login_audit ARGS`` as a user would, and capture everything."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "login_audit", *args],
+        env=env if env is not None else clean_env(),
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def truth_rows(tenant: Tenant) -> set[tuple[str, str, str]]:
+    """The cleanup CSV rows the default policy must produce for ``tenant``."""
+    return {(r["UserId"], r["RoleName"], "Remove") for r in tenant.truth()["remove"]}

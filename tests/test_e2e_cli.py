@@ -1,0 +1,249 @@
+"""The real CLI against the simulator over loopback HTTP, checked against ground truth."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from login_audit.simulator import FaultConfig, Tenant, build_tenant
+from tests.conftest import clean_env, run_cli, truth_rows
+
+pytestmark = pytest.mark.e2e
+FAST_RETRY = ["--backoff-base", "0.01"]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def cleanup_rows(out: Path) -> set[tuple[str, str, str]]:
+    return {(r["UserId"], r["RoleName"], r["RequestType"]) for r in read_csv(
+        out / "filtered_accounts_report.csv")}
+
+
+def audit(sim_url: str, token: str, out: Path, *extra: str, **env: str):
+    return run_cli(
+        ["audit", "--base-url", sim_url, "--output-dir", str(out), *FAST_RETRY, *extra],
+        env=clean_env(TMV1_TOKEN=token, **env),
+    )
+
+
+def test_clean_run_matches_ground_truth(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    result = audit(sim.base_url, sim.token, tmp_path)
+    assert result.code == 0, result.stderr
+    assert cleanup_rows(tmp_path) == truth_rows(tenant)
+    header = (tmp_path / "filtered_accounts_report.csv").read_text().splitlines()[0]
+    assert header == "UserId,RoleName,RequestType"
+    report = json.loads((tmp_path / "audit_report.json").read_text())
+    assert report["run"]["complete"] is True
+    assert len(report["accounts"]) == len(tenant.accounts)
+    classes = tenant.truth()["classes"]
+    for account in report["accounts"]:
+        expected = classes[account["accountId"]]
+        assert account["finding"] == expected, account
+    for name in ("filtered_accounts_report.csv", "accounts_report.csv", "audit_report.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    assert "to remove: " in result.stderr
+
+
+def test_detailed_report_shows_failed_logons_of_dormant_accounts(
+    tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(tenant)
+    assert audit(sim.base_url, sim.token, tmp_path).code == 0
+    rows = {r["UserId"]: r for r in read_csv(tmp_path / "accounts_report.csv")}
+    frank = rows["frank.failed@example.com"]
+    assert frank["Finding"] == "inactive"
+    assert frank["LastFailedLogin"] > frank["LastLogin"]
+    grace = rows["grace.logoff@example.com"]
+    assert grace["Finding"] == "no-login" and grace["LastLogin"] == ""
+    assert grace["LastFailedLogin"] != ""
+    assert rows["laura.disabled@example.com"]["Finding"] == "excluded"
+
+
+def test_faults_at_20_percent_give_the_same_result(
+    tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(tenant, faults=FaultConfig(rate=0.2, seed=5))
+    result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "10")
+    assert result.code == 0, result.stderr
+    assert sum(sim.stats.faults.values()) >= 2, sim.stats
+    assert cleanup_rows(tmp_path) == truth_rows(tenant)
+
+
+def test_persistent_audit_log_outage_flags_nobody(
+    tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(tenant, faults=FaultConfig(outages=("/v3.0/audit/logs",)))
+    result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
+    assert result.code == 4, result.stderr
+    assert cleanup_rows(tmp_path) == set()
+    assert "INCOMPLETE" in result.stderr and "logon records incomplete" in result.stderr
+    report = json.loads((tmp_path / "audit_report.json").read_text())
+    assert report["run"]["complete"] is False
+    findings = {a["finding"] for a in report["accounts"]}
+    assert findings <= {"unknown", "excluded"}
+
+
+def test_accounts_outage_exits_incomplete(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant, faults=FaultConfig(outages=("/v3.0/iam/accounts",)))
+    result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
+    assert result.code == 4
+    assert cleanup_rows(tmp_path) == set()
+    assert "account list incomplete" in result.stderr
+
+
+def test_fail_on_findings_exit_code(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    assert audit(sim.base_url, sim.token, tmp_path, "--fail-on-findings").code == 3
+
+
+def test_policy_flags_change_the_list(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    excludes = tmp_path / "excludes.txt"
+    excludes.write_text("# service accounts\nfrank.*@example.com\n\n")
+    result = audit(
+        sim.base_url,
+        sim.token,
+        tmp_path,
+        "--exclude-file",
+        str(excludes),
+        "--exclude",
+        "judy.*",
+        "--include-disabled",
+    )
+    assert result.code == 0, result.stderr
+    users = {row[0] for row in cleanup_rows(tmp_path)}
+    assert "frank.failed@example.com" not in users
+    assert "judy.never@example.com" not in users
+    assert "laura.disabled@example.com" in users  # disabled and dormant, now included
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--days", "0"], "--days must be at least 1"),
+        (["--days", "-5"], "--days must be at least 1"),
+        (["--days", "abc"], "'abc' is not a valid integer"),
+        (["--days", "181"], "beyond the 180 days"),
+        (["--region", "mars"], "unknown Vision One region 'mars'"),
+        (["--base-url", "http://example.com"], "refusing plain http://"),
+        (["--exclude-file", "/nonexistent/x"], "cannot read exclusion file"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], needle: str, tmp_path) -> None:
+    base = [] if "--region" in args or "--base-url" in args else ["--base-url", "http://127.0.0.1:9"]
+    result = run_cli(
+        ["audit", *base, "--output-dir", str(tmp_path), *args],
+        env=clean_env(TMV1_TOKEN="t0k3n-not-used"),
+    )
+    assert result.code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert not (tmp_path / "filtered_accounts_report.csv").exists()
+
+
+def test_wrong_token_is_one_line_exit_2(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    result = audit(sim.base_url, "wrong-token-123456", tmp_path)
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "token was refused" in lines[0] and "401" in lines[0]
+    assert "wrong-token-123456" not in result.stderr
+
+
+def test_missing_permission_names_it(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant, tokens={"accounts-only-token": frozenset({"accounts"})})
+    result = audit(sim.base_url, "accounts-only-token", tmp_path)
+    assert result.code == 2
+    assert "Audit Logs: View, filter, and search" in result.stderr
+
+
+def test_missing_token_says_where_to_put_it(tmp_path: Path) -> None:
+    result = run_cli(["audit", "--base-url", "http://127.0.0.1:9", "--output-dir", str(tmp_path)])
+    assert result.code == 2
+    assert "set TMV1_TOKEN or pass --token-file" in result.stderr
+
+
+def test_token_from_stdin_and_file(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    out = tmp_path / "stdin"
+    result = run_cli(
+        ["audit", "--base-url", sim.base_url, "--token-file", "-", "--output-dir", str(out)],
+        stdin=sim.token + "\n",
+    )
+    assert result.code == 0, result.stderr
+    token_file = tmp_path / "token"
+    token_file.write_text(sim.token + "\n")
+    token_file.chmod(0o644)
+    out2 = tmp_path / "file"
+    result = run_cli(
+        ["audit", "--base-url", sim.base_url, "--token-file", str(token_file),
+         "--output-dir", str(out2)]
+    )
+    assert result.code == 0, result.stderr
+    assert "can be read by other users" in result.stderr
+    assert cleanup_rows(out) == cleanup_rows(out2) == truth_rows(tenant)
+
+
+def all_bytes_written(*paths: Path) -> bytes:
+    blob = b""
+    for root in paths:
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for path in files:
+            blob += path.read_bytes()
+    return blob
+
+
+def test_token_never_written_even_at_debug_and_on_errors(start_sim, tmp_path: Path) -> None:
+    secret = "S3cr3t-T0ken-" + "x" * 20
+    small = build_tenant(seed=3, accounts=30)
+    # A fault-heavy run at DEBUG, then a run that ends in an error.
+    sim = start_sim(small, token=secret, faults=FaultConfig(rate=0.3, seed=2))
+    log_file = tmp_path / "run.log"
+    first = audit(
+        sim.base_url, secret, tmp_path / "out", "--log-level", "DEBUG", "--log-file", str(log_file)
+    )
+    assert first.code in (0, 4)
+    outage = start_sim(small, token=secret, faults=FaultConfig(outages=("/v3.0",)))
+    second = audit(
+        outage.base_url, secret, tmp_path / "out2", "--log-level", "DEBUG", "--log-file",
+        str(log_file), "--max-attempts", "2",
+    )
+    assert second.code == 4
+    assert log_file.stat().st_size > 0
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    for result in (first, second):
+        assert secret not in result.stdout + result.stderr
+    assert secret.encode() not in all_bytes_written(tmp_path)
+
+
+def test_help_of_every_command_answers() -> None:
+    for command in ([], ["audit"], ["simulate"], ["demo"]):
+        result = run_cli([*command, "--help"])
+        assert result.code == 0
+        assert "Usage:" in result.stdout
+    assert "--days" in run_cli(["audit", "--help"]).stdout
+
+
+def test_log_options_after_the_command_name(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    log_file = tmp_path / "run.log"
+    result = audit(sim.base_url, sim.token, tmp_path, "--log-level", "INFO", "--log-file",
+                   str(log_file))
+    assert result.code == 0, result.stderr
+    assert log_file.exists()
+
+
+def test_demo_command_matches_truth(tmp_path: Path) -> None:
+    result = run_cli(["demo", "--output-dir", str(tmp_path), "--accounts", "120"])
+    assert result.code == 0, result.stderr
+    assert "matches the simulator's ground truth" in result.stderr
+    assert (tmp_path / "filtered_accounts_report.csv").exists()
