@@ -22,8 +22,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def cleanup_rows(out: Path) -> set[tuple[str, str, str]]:
-    return {(r["UserId"], r["RoleName"], r["RequestType"]) for r in read_csv(
-        out / "filtered_accounts_report.csv")}
+    return {
+        (r["UserId"], r["RoleName"], r["RequestType"])
+        for r in read_csv(out / "filtered_accounts_report.csv")
+    }
 
 
 def audit(sim_url: str, token: str, out: Path, *extra: str, **env: str):
@@ -138,7 +140,9 @@ def test_policy_flags_change_the_list(tenant: Tenant, start_sim, tmp_path: Path)
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args: list[str], needle: str, tmp_path) -> None:
-    base = [] if "--region" in args or "--base-url" in args else ["--base-url", "http://127.0.0.1:9"]
+    base = (
+        [] if "--region" in args or "--base-url" in args else ["--base-url", "http://127.0.0.1:9"]
+    )
     result = run_cli(
         ["audit", *base, "--output-dir", str(tmp_path), *args],
         env=clean_env(TMV1_TOKEN="t0k3n-not-used"),
@@ -185,8 +189,15 @@ def test_token_from_stdin_and_file(tenant: Tenant, start_sim, tmp_path: Path) ->
     token_file.chmod(0o644)
     out2 = tmp_path / "file"
     result = run_cli(
-        ["audit", "--base-url", sim.base_url, "--token-file", str(token_file),
-         "--output-dir", str(out2)]
+        [
+            "audit",
+            "--base-url",
+            sim.base_url,
+            "--token-file",
+            str(token_file),
+            "--output-dir",
+            str(out2),
+        ]
     )
     assert result.code == 0, result.stderr
     assert "can be read by other users" in result.stderr
@@ -214,8 +225,15 @@ def test_token_never_written_even_at_debug_and_on_errors(start_sim, tmp_path: Pa
     assert first.code in (0, 4)
     outage = start_sim(small, token=secret, faults=FaultConfig(outages=("/v3.0",)))
     second = audit(
-        outage.base_url, secret, tmp_path / "out2", "--log-level", "DEBUG", "--log-file",
-        str(log_file), "--max-attempts", "2",
+        outage.base_url,
+        secret,
+        tmp_path / "out2",
+        "--log-level",
+        "DEBUG",
+        "--log-file",
+        str(log_file),
+        "--max-attempts",
+        "2",
     )
     assert second.code == 4
     assert log_file.stat().st_size > 0
@@ -236,8 +254,9 @@ def test_help_of_every_command_answers() -> None:
 def test_log_options_after_the_command_name(tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
     log_file = tmp_path / "run.log"
-    result = audit(sim.base_url, sim.token, tmp_path, "--log-level", "INFO", "--log-file",
-                   str(log_file))
+    result = audit(
+        sim.base_url, sim.token, tmp_path, "--log-level", "INFO", "--log-file", str(log_file)
+    )
     assert result.code == 0, result.stderr
     assert log_file.exists()
 

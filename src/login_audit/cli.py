@@ -415,8 +415,9 @@ def audit(
     state = click.get_current_context().ensure_object(AppState)
     settings = http_settings(kwargs)
     region_label, url = vision_one_base_url(region, base_url)
-    policy = build_policy(days, include_disabled, exclude, exclude_role, exclude_file,
-                          RETENTION_DAYS)
+    policy = build_policy(
+        days, include_disabled, exclude, exclude_role, exclude_file, RETENTION_DAYS
+    )
     token = load_token(token_file)
     summary, notes = audit_and_report(
         state,
@@ -438,17 +439,40 @@ def audit(
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the tenant.")
 @click.option("--accounts", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--token", help="Token clients must send (a random one if omitted).")
-@click.option("--faults", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of requests that fail (429, 5xx, dropped or truncated).")
+@click.option(
+    "--faults",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of requests that fail (429, 5xx, dropped or truncated).",
+)
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--rate-limit", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Requests per window before the simulator answers 429.")
-@click.option("--rate-window", type=click.FloatRange(min=0.001), default=60.0,
-              show_default=True, help="Rate-limit window in simulated seconds.")
-@click.option("--time-scale", type=click.FloatRange(min=0.0001), default=1.0,
-              show_default=True, help="Real seconds per simulated second of the rate window.")
-@click.option("--truth", type=click.Path(dir_okay=False),
-              help="Write the tenant's ground truth (what the default policy must flag) here.")
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Requests per window before the simulator answers 429.",
+)
+@click.option(
+    "--rate-window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Rate-limit window in simulated seconds.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.0001),
+    default=1.0,
+    show_default=True,
+    help="Real seconds per simulated second of the rate window.",
+)
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False),
+    help="Write the tenant's ground truth (what the default policy must flag) here.",
+)
 @common_options
 def simulate(
     port: int,
@@ -500,12 +524,22 @@ def simulate(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--output-dir", type=click.Path(file_okay=False), default="demo-output",
-              show_default=True, help="Where the demo's reports are written.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default="demo-output",
+    show_default=True,
+    help="Where the demo's reports are written.",
+)
 @click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--faults", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-              help="Share of the simulator's answers that fail, to show the retries at work.")
+@click.option(
+    "--faults",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="Share of the simulator's answers that fail, to show the retries at work.",
+)
 @common_options
 def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     """Audit a built-in simulated tenant end to end and show where the reports are.
@@ -519,8 +553,11 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     state = click.get_current_context().ensure_object(AppState)
     tenant = build_tenant(seed, accounts)
     with Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim:
-        click.echo(f"Simulator: {len(tenant.accounts)} accounts, {len(tenant.records)} audit "
-                   f"records at {sim.base_url} (fault rate {faults:.0%})", err=True)
+        click.echo(
+            f"Simulator: {len(tenant.accounts)} accounts, {len(tenant.records)} audit "
+            f"records at {sim.base_url} (fault rate {faults:.0%})",
+            err=True,
+        )
         summary, notes = audit_and_report(
             state,
             token=Secret(sim.token),
@@ -535,8 +572,11 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     expected = {row["UserId"].lower() for row in tenant.truth()["remove"]}
     found = {f.account.user_id.lower() for f in summary.to_remove}
     verdict = "matches" if expected == found else "DIFFERS FROM"
-    click.echo(f"  {injected} faults injected; the cleanup list {verdict} the simulator's "
-               f"ground truth ({len(expected)} accounts)", err=True)
+    click.echo(
+        f"  {injected} faults injected; the cleanup list {verdict} the simulator's "
+        f"ground truth ({len(expected)} accounts)",
+        err=True,
+    )
     click.echo(f"Reports are in {Path(output_dir).resolve()}")
     raise SystemExit(exit_code_for(summary, False) if expected == found else EXIT_UNEXPECTED)
 

@@ -32,7 +32,7 @@ VISION_ONE_REGIONS: dict[str, str] = {
     "usgov": "api.usgov.xdr.trendmicro.com",
 }
 
-TOKEN_ENV = "TMV1_TOKEN"
+TOKEN_ENV = "TMV1_TOKEN"  # noqa: S105 - a variable name, not a secret
 URL_ENV = "TMV1_URL"
 
 
@@ -59,7 +59,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str:
         raise TypeError("a Secret cannot be pickled")
 
 
@@ -101,7 +101,7 @@ def normalise_base_url(url: str) -> str:
 def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, str]:
     """Return ``(region label, base URL)`` from a region name or an explicit URL."""
     if base_url:
-        return ("custom" if not region else region, normalise_base_url(base_url))
+        return (region or "custom", normalise_base_url(base_url))
     name = (region or "us").strip().lower()
     if name not in VISION_ONE_REGIONS:
         known = ", ".join(VISION_ONE_REGIONS)
@@ -137,7 +137,7 @@ def load_token(
     """
     environ = os.environ if env is None else env
     if token_file:
-        if token_file == "-":
+        if token_file == "-":  # noqa: S105 - "-" means stdin
             stream = stdin if stdin is not None else sys.stdin
             value = stream.readline()
             source = "standard input"

@@ -102,9 +102,11 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not text:
         return None
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is not a delay
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -174,7 +176,7 @@ class RetryPolicy:
         """Seconds before attempt ``attempt + 1``; ``Retry-After`` wins when present."""
         if retry_after is not None:
             return min(retry_after, self.retry_after_cap)
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** (attempt - 1))
         # "Equal jitter": never less than half the ceiling, so retries stay spread out.
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
@@ -379,4 +381,3 @@ def same_origin(url: str, base_url: str) -> bool:
     """True when ``url`` has the scheme, host and port of ``base_url``."""
     a, b = urlsplit(url), urlsplit(base_url)
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
-

@@ -58,7 +58,9 @@ def atomic_text(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
             os.close(dir_fd)
 
 
-def write_atomic(path: Path, write: Callable[[IO[str]], None], *, newline: str | None = None) -> Path:
+def write_atomic(
+    path: Path, write: Callable[[IO[str]], None], *, newline: str | None = None
+) -> Path:
     """Write ``path`` atomically with ``write(handle)``; turn disk errors into one clear line."""
     try:
         with atomic_text(path, newline=newline) as handle:

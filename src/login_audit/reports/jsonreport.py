@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from login_audit.http import redact_url
 from login_audit.models import Finding, RunSummary
@@ -70,6 +70,10 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     }
 
 
+def _write(handle: IO[str], text: str) -> None:
+    handle.write(text)
+
+
 class JsonReport:
     """Writes ``audit_report.json``."""
 
@@ -78,4 +82,4 @@ class JsonReport:
     def write(self, summary: RunSummary, out_dir: Path, notes: WriteNotes) -> Path:
         """Write the file, pretty-printed and UTF-8."""
         text = json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n"
-        return write_atomic(out_dir / self.filename, lambda h: h.write(text) and None)
+        return write_atomic(out_dir / self.filename, lambda h: _write(h, text))

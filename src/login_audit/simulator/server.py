@@ -132,7 +132,8 @@ class Simulator:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name}:{port}"
 
     def __repr__(self) -> str:
         return f"Simulator(base_url={self.base_url!r})"
@@ -208,7 +209,7 @@ class Simulator:
             try:
                 state = json.loads(base64.urlsafe_b64decode(query["skipToken"].encode()))
                 offset, token_key = int(state["o"]), str(state["k"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):  # includes bad base64
                 raise _HttpError(400, "BadRequest", "skipToken is not valid") from None
             if token_key != key:
                 raise _HttpError(
@@ -307,7 +308,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "login-audit-simulator"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Silence the default access log."""
 
         def _send(
@@ -324,10 +325,21 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
 
-        def _error(self, status: int, code: str, message: str, flat: bool = False, **hdr: str) -> None:
-            payload = {"code": code, "message": message} if flat else {
-                "error": {"code": code, "message": message}
-            }
+        def _error(
+            self,
+            status: int,
+            code: str,
+            message: str,
+            *,
+            flat: bool = False,
+            retry_after: str | None = None,
+        ) -> None:
+            hdr = {"Retry-After": retry_after} if retry_after is not None else {}
+            payload = (
+                {"code": code, "message": message}
+                if flat
+                else {"error": {"code": code, "message": message}}
+            )
             self._send(status, json.dumps(payload).encode(), hdr)
 
         def _handle(self, method: str) -> None:
@@ -342,7 +354,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             reset = sim._count_and_limit(path)
             if reset is not None:
                 retry = str(max(1, math.ceil(reset))) if sim.time_scale >= 1 else f"{reset:.3f}"
-                self._error(429, "TooManyRequests", "Too many requests.", **{"Retry-After": retry})
+                self._error(429, "TooManyRequests", "Too many requests.", retry_after=retry)
                 return
             fault = sim._pick_fault(path)
             if fault == "drop":
@@ -355,12 +367,12 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._error(int(fault), "InternalServerError", "Something went wrong.")
                 return
             if fault == "429":
-                self._error(429, "TooManyRequests", "Too many requests.", **{"Retry-After": "1"})
+                self._error(429, "TooManyRequests", "Too many requests.", retry_after="1")
                 return
             if fault == "429-date":
                 when = datetime.now(timezone.utc) + timedelta(seconds=1)
                 date = email.utils.format_datetime(when, usegmt=True)
-                self._error(429, "TooManyRequests", "Too many requests.", **{"Retry-After": date})
+                self._error(429, "TooManyRequests", "Too many requests.", retry_after=date)
                 return
             if fault == "429-bare":
                 self._error(429, "TooManyRequests", "Too many requests.", flat=True)
@@ -380,15 +392,15 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 data = data[: max(1, len(data) // 2)]
             self._send(status, data, cut=fault == "truncate")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             """Serve GET."""
             self._handle("GET")
 
-        def do_PATCH(self) -> None:  # noqa: N802
+        def do_PATCH(self) -> None:
             """Serve PATCH."""
             self._handle("PATCH")
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             """Serve DELETE."""
             self._handle("DELETE")
 

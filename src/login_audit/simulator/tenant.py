@@ -174,8 +174,9 @@ class _Builder:
             self.event(account, when, activity="Log off")
         for _ in range(self.rng.randint(0, 2)):
             category, activity = self.rng.choice(OTHER_ACTIVITIES)
-            self.event(account, self.ago(self.rng.uniform(1, 170)), category=category,
-                       activity=activity)
+            self.event(
+                account, self.ago(self.rng.uniform(1, 170)), category=category, activity=activity
+            )
 
     def logons(self, account: SimAccount, newest: float, oldest: float, count: int) -> None:
         days = sorted(self.rng.uniform(newest, oldest) for _ in range(count))
@@ -228,8 +229,9 @@ def _hard_cases(b: _Builder, domain: str) -> None:
     a = b.account(f"ken.ancient@{domain}", "no-login", note="last logon beyond retention")
     b.event(a, b.ago(RETENTION_DAYS + 20))
 
-    a = b.account(f"laura.disabled@{domain}", "excluded", status="disabled",
-                  note="disabled, dormant")
+    a = b.account(
+        f"laura.disabled@{domain}", "excluded", status="disabled", note="disabled, dormant"
+    )
     b.event(a, b.ago(150))
 
     b.account(f"mallory.invited@{domain}", "excluded", status="invited", note="invited")
@@ -264,7 +266,7 @@ def build_tenant(
         ("invited", 3),
         ("saml-group", 3),
     )
-    names, weights = zip(*classes)
+    names, weights = zip(*classes, strict=True)
     while len(b.tenant.accounts) < accounts:
         n = len(b.tenant.accounts) + 1
         klass = b.rng.choices(names, weights)[0]
