@@ -101,6 +101,10 @@ def exclusion_reason(account: Account, policy: Policy) -> str | None:
     return None
 
 
+def _days(count: int | None) -> str:
+    return "1 day" if count == 1 else f"{count} days"
+
+
 def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
@@ -131,7 +135,7 @@ def decide(
         return finding(FindingKind.EXCLUDED, excluded)
     threshold = now - timedelta(days=policy.days)
     if last is not None and last >= threshold:
-        return finding(FindingKind.ACTIVE, f"last successful logon {days} days ago")
+        return finding(FindingKind.ACTIVE, f"last successful logon {_days(days)} ago")
     if not logins_complete:
         return finding(
             FindingKind.UNKNOWN,
@@ -145,7 +149,7 @@ def decide(
     if last is not None:
         return finding(
             FindingKind.INACTIVE,
-            f"last successful logon {_day(last)} ({days} days ago), older than the "
+            f"last successful logon {_day(last)} ({_days(days)} ago), older than the "
             f"{policy.days}-day threshold{failed_note}",
         )
     return finding(

@@ -1,0 +1,219 @@
+"""The HTTP layer: pacing, retry policy, status-to-error rules, redaction.
+
+Time is fake here: the clock and the sleep are injected, so nothing waits for real.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from login_audit.config import HttpSettings, Secret
+from login_audit.errors import (
+    ConfigError,
+    CredentialsError,
+    PermissionDeniedError,
+    ProtocolError,
+    RetryLaterError,
+)
+from login_audit.http import (
+    USER_AGENT,
+    BearerAuth,
+    HttpClient,
+    Pacer,
+    RetryPolicy,
+    parse_retry_after,
+    redact_url,
+)
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+TOKEN = "tok-" + "s" * 30
+
+
+class FakeTime:
+    """A monotonic clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def make_client(handler, *, attempts: int = 4, fake: FakeTime | None = None) -> HttpClient:
+    fake = fake or FakeTime()
+    return HttpClient(
+        BearerAuth(Secret(TOKEN)),
+        HttpSettings(max_attempts=attempts, backoff_base=1.0),
+        transport=httpx.MockTransport(handler),
+        sleep=fake.sleep,
+        monotonic=fake.monotonic,
+        wall_clock=lambda: NOW,
+        rng=random.Random(0),
+    )
+
+
+def test_pacer_allows_a_burst_then_spreads_requests() -> None:
+    fake = FakeTime()
+    pacer = Pacer(5, 60.0, monotonic=fake.monotonic, sleep=fake.sleep)
+    for _ in range(5):
+        pacer.acquire()
+    assert fake.sleeps == []  # a small audit runs at full speed
+    pacer.acquire()
+    assert fake.sleeps == [60.0]
+    starts = []
+    for _ in range(20):
+        pacer.acquire()
+        starts.append(fake.now)
+    # Never more than 5 starts in any 60-second window.
+    for i in range(len(starts) - 5):
+        assert starts[i + 5] - starts[i] >= 60.0
+
+
+def test_pacer_pause_holds_everyone_back() -> None:
+    fake = FakeTime()
+    pacer = Pacer(100, 60.0, monotonic=fake.monotonic, sleep=fake.sleep)
+    pacer.pause(7.5)
+    pacer.acquire()
+    assert sum(fake.sleeps) == pytest.approx(7.5)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        (" 2.5 ", 2.5),
+        (format_datetime(NOW + timedelta(seconds=42), usegmt=True), 42.0),
+        (format_datetime(NOW - timedelta(seconds=42), usegmt=True), 0.0),
+        ("-4", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_seconds_or_http_date(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header, NOW) == seconds
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    policy = RetryPolicy(backoff_base=1.0, backoff_cap=8.0, retry_after_cap=30.0)
+    rng = random.Random(1)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = {policy.delay(attempt, None, rng) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jitter
+    assert policy.delay(1, 12.0, rng) == 12.0
+    assert policy.delay(1, 1000.0, rng) == 30.0
+
+
+def json_response(status: int, body: object, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def test_retries_then_succeeds_and_honours_retry_after() -> None:
+    answers = [
+        json_response(429, {"code": "TooManyRequests"}, **{"Retry-After": "7"}),
+        json_response(503, {"error": {"code": "ServiceUnavailable"}}),
+        httpx.Response(200, content=b'{"items": [1, 2'),  # truncated JSON
+        json_response(200, {"items": [1]}),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[len(seen) - 1]
+
+    fake = FakeTime()
+    client = make_client(handler, fake=fake)
+    assert client.get_json("https://api.example/v3.0/x") == {"items": [1]}
+    assert client.stats.requests == 4 and client.stats.retries == 3
+    assert fake.sleeps[0] == 7.0  # Retry-After, then two backoffs
+    assert len(fake.sleeps) == 3
+    assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert seen[0].headers["User-Agent"] == USER_AGENT
+
+
+def test_transport_errors_are_retried_then_reported() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = make_client(handler, attempts=3)
+    with pytest.raises(RetryLaterError, match="failed after 3 attempts: ConnectError"):
+        client.get_json("https://api.example/v3.0/x")
+    assert client.stats.requests == 3
+
+
+def test_body_check_failure_is_retried() -> None:
+    bodies = [{"nextLink": "x"}, {"items": None}, {"items": []}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return json_response(200, bodies.pop(0))
+
+    client = make_client(handler)
+    body = client.get_json(
+        "https://api.example/x",
+        expect=lambda b: None if isinstance(b.get("items"), list) else "no items",
+    )
+    assert body == {"items": []}
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "needle"),
+    [
+        (400, ProtocolError, "request rejected: HTTP 400 BadRequest"),
+        (401, CredentialsError, "token was refused"),
+        (403, PermissionDeniedError, "lacks the permission 'Audit Logs: View'"),
+        (404, ConfigError, "check --region or --base-url"),
+        (413, ProtocolError, "HTTP 413"),
+        (429, RetryLaterError, "failed after 2 attempts: HTTP 429"),
+        (500, RetryLaterError, "HTTP 500"),
+        (502, RetryLaterError, "HTTP 502"),
+        (503, RetryLaterError, "HTTP 503"),
+        (504, RetryLaterError, "HTTP 504"),
+    ],
+)
+def test_status_to_error_table(status: int, error: type[Exception], needle: str) -> None:
+    codes = {400: "BadRequest", 401: "InvalidCredentials", 403: "AccessDenied"}
+    body = {"error": {"code": codes.get(status, "X"), "message": f"echo {TOKEN}"}}
+    client = make_client(lambda r: json_response(status, body), attempts=2)
+    with pytest.raises(error) as info:
+        client.get_json(
+            f"https://api.example/v3.0/x?skipToken={TOKEN}", permission="Audit Logs: View"
+        )
+    assert needle in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in repr(info.value)
+    expected_attempts = 2 if status in (429, 500, 502, 503, 504) else 1
+    assert client.stats.requests == expected_attempts
+
+
+def test_no_redirects_are_followed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": "https://evil.example/"})
+
+    with pytest.raises(ProtocolError, match="HTTP 302"):
+        make_client(handler).get_json("https://api.example/x")
+
+
+def test_client_repr_hides_the_token() -> None:
+    client = make_client(lambda r: json_response(200, {}))
+    assert TOKEN not in repr(client)
+    assert TOKEN not in repr(client._auth)
+
+
+def test_redact_url_hides_secret_looking_parameters() -> None:
+    url = "https://h/v3.0/audit/logs?top=200&skipToken=abc&api_key=k&labels=all"
+    redacted = redact_url(url)
+    assert "abc" not in redacted and "=k" not in redacted
+    assert "top=200" in redacted and "labels=all" in redacted

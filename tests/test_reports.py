@@ -1,0 +1,133 @@
+"""Report writers: exact file contents, spreadsheet safety, atomic private writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from login_audit.errors import ConfigError
+from login_audit.models import (
+    Account,
+    AccountStatus,
+    Finding,
+    FindingKind,
+    Policy,
+    RunSummary,
+    TimeWindow,
+)
+from login_audit.reports import WriteNotes, write_reports
+from login_audit.reports.atomic import write_atomic
+from login_audit.reports.csvreport import neutralise, write_rows
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+def make_summary(*findings: Finding, complete: bool = True) -> RunSummary:
+    return RunSummary(
+        tool_version="0.1.0",
+        platform="visionone",
+        region="eu",
+        base_url="https://api.eu.xdr.trendmicro.com",
+        started_at=NOW,
+        finished_at=NOW + timedelta(seconds=3),
+        window=TimeWindow(NOW - timedelta(days=180), NOW),
+        policy=Policy(),
+        complete=complete,
+        problems=() if complete else ("logon records incomplete",),
+        requests=7,
+        events_read=1234,
+        unmatched_events=2,
+        findings=findings,
+    )
+
+
+def acc(email: str, role: str = "Operator", status: AccountStatus = AccountStatus.ENABLED):
+    return Account(id="id-" + email.split("@")[0], email=email, role=role, auth_type="local",
+                   status=status)
+
+
+SAMPLE = make_summary(
+    Finding(acc("old@example.com", "Master Administrator"), FindingKind.INACTIVE,
+            "last successful logon 2026-06-01 (174 days ago), older than the 90-day threshold",
+            NOW - timedelta(days=174), NOW - timedelta(days=2), 174),
+    Finding(acc("never@example.com", "=HYPERLINK(\"http://x\")"), FindingKind.NO_LOGIN,
+            "no successful logon since 2026-05-26, the oldest record read"),
+    Finding(acc("busy@example.com"), FindingKind.ACTIVE, "last successful logon 1 day ago",
+            NOW - timedelta(days=1), None, 1),
+    Finding(acc("gone@example.com", status=AccountStatus.DISABLED), FindingKind.EXCLUDED,
+            "status disabled"),
+)
+
+
+def test_reports_match_golden_files(tmp_path: Path) -> None:
+    notes = write_reports(SAMPLE, tmp_path)
+    assert [p.name for p in notes.paths] == [
+        "filtered_accounts_report.csv", "accounts_report.csv", "audit_report.json"]
+    for name in ("filtered_accounts_report.csv", "accounts_report.csv", "audit_report.json"):
+        assert (tmp_path / name).read_bytes() == (GOLDEN / name).read_bytes(), name
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    assert notes.neutralised == 2  # the formula role, in both CSVs
+
+
+def test_cleanup_csv_is_header_only_when_nothing_to_remove(tmp_path: Path) -> None:
+    write_reports(make_summary(SAMPLE.findings[2]), tmp_path)
+    text = (tmp_path / "filtered_accounts_report.csv").read_bytes()
+    assert text == b"UserId,RoleName,RequestType\r\n"
+
+
+def test_json_report_counts_and_metadata(tmp_path: Path) -> None:
+    write_reports(make_summary(*SAMPLE.findings, complete=False), tmp_path)
+    data = json.loads((tmp_path / "audit_report.json").read_text())
+    assert data["counts"] == {"active": 1, "inactive": 1, "no-login": 1, "excluded": 1,
+                              "unknown": 0}
+    assert data["run"]["complete"] is False and data["run"]["requests"] == 7
+    assert data["run"]["windowStart"] == "2026-05-26T12:00:00Z"
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+def test_formula_starts_are_neutralised(value: str) -> None:
+    assert neutralise(value) == ("'" + value, True)
+
+
+@given(st.lists(st.lists(st.text(max_size=30), min_size=3, max_size=3), max_size=10))
+def test_csv_round_trip_keeps_values_and_no_formula_survives(rows: list[list[str]]) -> None:
+    buffer = io.StringIO(newline="")
+    write_rows(buffer, ("A", "B", "C"), rows, WriteNotes())
+    read = list(csv.reader(io.StringIO(buffer.getvalue(), newline="")))
+    assert read[0] == ["A", "B", "C"]
+    assert len(read) == len(rows) + 1
+    for original, written in zip(rows, read[1:], strict=True):
+        for before, after in zip(original, written, strict=True):
+            assert not after.startswith(("=", "+", "-", "@", "\t", "\r"))
+            assert after in (before, "'" + before)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.csv"
+    target.write_text("previous\n")
+
+    def explode(handle) -> None:
+        handle.write("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(ConfigError, match="No space left on device"):
+        write_atomic(target, explode)
+    assert target.read_text() == "previous\n"
+    assert os.listdir(tmp_path) == ["report.csv"]  # no temporary file left behind
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match="cannot create output directory"):
+        write_reports(SAMPLE, blocked / "sub")

@@ -1,0 +1,67 @@
+"""Timestamps in every form the vendors use parse to the same aware UTC instant."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from login_audit.timeutil import days_between, format_z, parse_timestamp
+
+INSTANT = datetime(2026, 3, 29, 1, 30, 5, 123456, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-03-29T01:30:05.123456Z",
+        "2026-03-29T01:30:05.1234567Z",
+        "2026-03-29T01:30:05.123456789Z",
+        "2026-03-29T01:30:05.123456+00:00",
+        "2026-03-29T03:30:05.123456+02:00",
+        "2026-03-28T20:30:05.123456-05:00",
+        "2026-03-29 01:30:05.123456",
+        "2026-03-29t01:30:05.123456z",
+    ],
+)
+def test_forms_parse_to_the_same_instant(text: str) -> None:
+    assert parse_timestamp(text) == INSTANT
+    assert parse_timestamp(text).tzinfo == timezone.utc
+
+
+def test_space_form_without_fraction_is_utc() -> None:
+    assert parse_timestamp("2026-03-29 01:30:05") == INSTANT.replace(microsecond=0)
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2026-13-01T00:00:00Z", "12:00"])
+def test_garbage_is_refused_with_the_value(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+aware = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
+)
+offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timedelta(minutes=m))
+
+
+@given(moment=aware, offset=offsets)
+def test_any_offset_or_form_round_trips(moment: datetime, offset: timedelta) -> None:
+    local = moment.astimezone(timezone(offset))
+    assert parse_timestamp(local.isoformat()) == moment
+    assert parse_timestamp(moment.strftime("%Y-%m-%d %H:%M:%S.%f")) == moment
+    assert parse_timestamp(format_z(moment)) == moment.replace(microsecond=0)
+
+
+def test_format_z_refuses_naive_times() -> None:
+    with pytest.raises(ValueError):
+        format_z(datetime(2026, 1, 1))
+
+
+def test_days_between_floors_and_never_goes_negative() -> None:
+    now = INSTANT
+    assert days_between(now - timedelta(days=90, hours=2), now) == 90
+    assert days_between(now - timedelta(days=89, hours=23), now) == 89
+    assert days_between(now + timedelta(minutes=5), now) == 0
