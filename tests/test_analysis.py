@@ -33,7 +33,11 @@ def verdict(acc: Account, events: list[LoginEvent], policy: Policy | None = None
     index = ActivityIndex([acc])
     index.add_all(events)
     return decide(
-        acc, index.get(acc.id), policy or Policy(), NOW, START,
+        acc,
+        index.get(acc.id),
+        policy or Policy(),
+        NOW,
+        START,
         logins_complete=kw.get("complete", True),
     )
 
@@ -87,8 +91,11 @@ def test_unmatched_events_are_counted_not_used() -> None:
         (account(auth_type="samlGroup"), Policy(), "SAML group"),
         (account("svc-backup@example.com"), Policy(exclude_patterns=("SVC-*",)), "svc-*"),
         (account(), Policy(exclude_patterns=("id-a@*",)), "id-a@*"),
-        (account(role="Master Administrator"), Policy(exclude_roles=("master administrator",)),
-         "Master Administrator"),
+        (
+            account(role="Master Administrator"),
+            Policy(exclude_roles=("master administrator",)),
+            "Master Administrator",
+        ),
     ],
 )
 def test_exclusions(acc: Account, policy: Policy, reason: str) -> None:
@@ -125,5 +132,8 @@ def test_findings_order_puts_removals_first() -> None:
     index = ActivityIndex(accounts)
     index.add_all([logon(1, who="z@example.com"), logon(100, who="c@example.com")])
     findings = analyse(accounts, index, Policy(), NOW, START, logins_complete=True)
-    assert [f.account.email for f in findings] == ["c@example.com", "b@example.com",
-                                                   "z@example.com"]
+    assert [f.account.email for f in findings] == [
+        "c@example.com",
+        "b@example.com",
+        "z@example.com",
+    ]

@@ -52,27 +52,48 @@ def make_summary(*findings: Finding, complete: bool = True) -> RunSummary:
 
 
 def acc(email: str, role: str = "Operator", status: AccountStatus = AccountStatus.ENABLED):
-    return Account(id="id-" + email.split("@")[0], email=email, role=role, auth_type="local",
-                   status=status)
+    return Account(
+        id="id-" + email.split("@")[0], email=email, role=role, auth_type="local", status=status
+    )
 
 
 SAMPLE = make_summary(
-    Finding(acc("old@example.com", "Master Administrator"), FindingKind.INACTIVE,
-            "last successful logon 2026-06-01 (174 days ago), older than the 90-day threshold",
-            NOW - timedelta(days=174), NOW - timedelta(days=2), 174),
-    Finding(acc("never@example.com", "=HYPERLINK(\"http://x\")"), FindingKind.NO_LOGIN,
-            "no successful logon since 2026-05-26, the oldest record read"),
-    Finding(acc("busy@example.com"), FindingKind.ACTIVE, "last successful logon 1 day ago",
-            NOW - timedelta(days=1), None, 1),
-    Finding(acc("gone@example.com", status=AccountStatus.DISABLED), FindingKind.EXCLUDED,
-            "status disabled"),
+    Finding(
+        acc("old@example.com", "Master Administrator"),
+        FindingKind.INACTIVE,
+        "last successful logon 2026-06-01 (174 days ago), older than the 90-day threshold",
+        NOW - timedelta(days=174),
+        NOW - timedelta(days=2),
+        174,
+    ),
+    Finding(
+        acc("never@example.com", '=HYPERLINK("http://x")'),
+        FindingKind.NO_LOGIN,
+        "no successful logon since 2026-05-26, the oldest record read",
+    ),
+    Finding(
+        acc("busy@example.com"),
+        FindingKind.ACTIVE,
+        "last successful logon 1 day ago",
+        NOW - timedelta(days=1),
+        None,
+        1,
+    ),
+    Finding(
+        acc("gone@example.com", status=AccountStatus.DISABLED),
+        FindingKind.EXCLUDED,
+        "status disabled",
+    ),
 )
 
 
 def test_reports_match_golden_files(tmp_path: Path) -> None:
     notes = write_reports(SAMPLE, tmp_path)
     assert [p.name for p in notes.paths] == [
-        "filtered_accounts_report.csv", "accounts_report.csv", "audit_report.json"]
+        "filtered_accounts_report.csv",
+        "accounts_report.csv",
+        "audit_report.json",
+    ]
     for name in ("filtered_accounts_report.csv", "accounts_report.csv", "audit_report.json"):
         assert (tmp_path / name).read_bytes() == (GOLDEN / name).read_bytes(), name
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
@@ -88,8 +109,13 @@ def test_cleanup_csv_is_header_only_when_nothing_to_remove(tmp_path: Path) -> No
 def test_json_report_counts_and_metadata(tmp_path: Path) -> None:
     write_reports(make_summary(*SAMPLE.findings, complete=False), tmp_path)
     data = json.loads((tmp_path / "audit_report.json").read_text())
-    assert data["counts"] == {"active": 1, "inactive": 1, "no-login": 1, "excluded": 1,
-                              "unknown": 0}
+    assert data["counts"] == {
+        "active": 1,
+        "inactive": 1,
+        "no-login": 1,
+        "excluded": 1,
+        "unknown": 0,
+    }
     assert data["run"]["complete"] is False and data["run"]["requests"] == 7
     assert data["run"]["windowStart"] == "2026-05-26T12:00:00Z"
 

@@ -48,7 +48,7 @@ DEFAULT_FAULTS = (
     "badjson",
 )
 #: Every fault the simulator knows, including the ones a test must ask for by name.
-ALL_FAULTS = (*DEFAULT_FAULTS, "noitems", "nullitems")
+ALL_FAULTS = (*DEFAULT_FAULTS, "noitems", "nullitems", "repeat-link", "foreign-link")
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
 ACCOUNT_FIELDS = ("id", "email", "authType", "status")
@@ -141,7 +141,10 @@ class Simulator:
     def start(self) -> Simulator:
         """Serve in a background thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="login-audit-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="login-audit-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -387,6 +390,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 body = {k: v for k, v in body.items() if k != "items"}
             if fault == "nullitems" and isinstance(body, dict):
                 body = {**body, "items": None}
+            if fault == "repeat-link" and isinstance(body, dict) and "skipToken" in query:
+                body = {**body, "nextLink": f"{sim.base_url}{self.path}"}
+            if fault == "foreign-link" and isinstance(body, dict) and "nextLink" in body:
+                link = urlsplit(body["nextLink"])
+                body = {**body, "nextLink": link._replace(netloc="evil.example:443").geturl()}
             data = json.dumps(body).encode() if status != 204 else b""
             if fault == "badjson":
                 data = data[: max(1, len(data) // 2)]
