@@ -24,8 +24,8 @@ demo: $(STAMP_RUN)
 	$(BIN)/login-audit demo --output-dir demo-output
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check src tests bench login_audit_report.py
-	$(BIN)/ruff format --check src tests bench login_audit_report.py
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 types: $(STAMP_TEST)
 	$(BIN)/mypy

@@ -328,7 +328,7 @@ def cli() -> None:
 @click.option(
     "--base-url",
     envvar=URL_ENV,
-    help=f"API origin instead of --region, e.g. https://api.xdr.trendmicro.com [env {URL_ENV}].",
+    help="API origin instead of --region, e.g. https://api.xdr.trendmicro.com.",
 )
 @click.option(
     "--token-file",
@@ -353,10 +353,15 @@ def cli() -> None:
     "--exclude",
     multiple=True,
     metavar="GLOB",
+    envvar="LOGIN_AUDIT_EXCLUDE",
     help="Never flag accounts whose email or id matches GLOB (repeatable), e.g. 'svc-*'.",
 )
 @click.option(
-    "--exclude-role", multiple=True, metavar="NAME", help="Never flag accounts of this role."
+    "--exclude-role",
+    multiple=True,
+    metavar="NAME",
+    envvar="LOGIN_AUDIT_EXCLUDE_ROLE",
+    help="Never flag accounts of this role (repeatable).",
 )
 @click.option(
     "--exclude-file",
@@ -378,7 +383,9 @@ def cli() -> None:
     envvar="LOGIN_AUDIT_FAIL_ON_FINDINGS",
     help="Exit 3 when accounts are to be removed (for CI and schedulers).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Print no summary or progress.")
+@click.option(
+    "--quiet", "-q", is_flag=True, envvar="LOGIN_AUDIT_QUIET", help="Print no summary or progress."
+)
 @http_options
 @common_options
 def audit(
@@ -579,6 +586,17 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     )
     click.echo(f"Reports are in {Path(output_dir).resolve()}")
     raise SystemExit(exit_code_for(summary, False) if expected == found else EXIT_UNEXPECTED)
+
+
+def _show_envvars(group: click.Group) -> None:
+    """List each option's environment variable in ``--help``."""
+    for command in group.commands.values():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar:
+                param.show_envvar = True
+
+
+_show_envvars(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
