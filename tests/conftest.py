@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +52,19 @@ class CliResult:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI run: no inherited login-audit or vendor settings."""
+    """The environment of a CLI run: no inherited login-audit or vendor settings.
+
+    The user data and config directories point to a fresh temporary directory, so the
+    default archive of one run never leaks into another, nor into the real home.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_")) and k != "COLUMNS"
+        if not k.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")) and k != "COLUMNS"
     }
+    home = tempfile.mkdtemp(prefix="login-audit-test-home-")
+    env["XDG_DATA_HOME"] = os.path.join(home, "data")
+    env["XDG_CONFIG_HOME"] = os.path.join(home, "config")
     env.update(extra)
     return env
 

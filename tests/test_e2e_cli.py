@@ -29,8 +29,9 @@ def cleanup_rows(out: Path) -> set[tuple[str, str, str]]:
 
 
 def audit(sim_url: str, token: str, out: Path, *extra: str, **env: str):
+    archive = ["--archive", str(out / "archive.sqlite3")] if "--archive" not in extra else []
     return run_cli(
-        ["audit", "--base-url", sim_url, "--output-dir", str(out), *FAST_RETRY, *extra],
+        ["audit", "--base-url", sim_url, "--output-dir", str(out), *archive, *FAST_RETRY, *extra],
         env=clean_env(TMV1_TOKEN=token, **env),
     )
 
@@ -133,7 +134,9 @@ def test_policy_flags_change_the_list(tenant: Tenant, start_sim, tmp_path: Path)
         (["--days", "0"], "--days must be at least 1"),
         (["--days", "-5"], "--days must be at least 1"),
         (["--days", "abc"], "'abc' is not a valid integer"),
-        (["--days", "181"], "beyond the 180 days"),
+        (["--days", "181", "--no-archive"], "beyond the 180 days"),
+        (["--days", "400"], "the archive holds no logons yet and the vendor keeps 180 days"),
+        (["--days", "99999"], "beyond the 3650 days"),
         (["--region", "mars"], "unknown Vision One region 'mars'"),
         (["--base-url", "http://example.com"], "refusing plain http://"),
         (["--exclude-file", "/nonexistent/x"], "cannot read exclusion file"),

@@ -118,6 +118,7 @@ def decide(
     *,
     logins_complete: bool,
     incomplete_reason: str = "",
+    first_seen: datetime | None = None,
 ) -> Finding:
     """The finding for one account under ``policy`` at ``now``.
 
@@ -146,6 +147,12 @@ def decide(
             FindingKind.UNKNOWN, "a successful logon record has an unreadable time; not judged"
         )
     failed_note = f"; last failed logon {_day(failed)}" if failed else ""
+    if first_seen is not None and now - first_seen < timedelta(days=policy.grace_days):
+        return finding(
+            FindingKind.EXCLUDED,
+            f"new account: first seen {_day(first_seen)}, inside the {policy.grace_days}-day "
+            f"grace period{failed_note}",
+        )
     if last is not None:
         return finding(
             FindingKind.INACTIVE,
@@ -176,8 +183,14 @@ def analyse(
     *,
     logins_complete: bool,
     incomplete_reason: str = "",
+    first_seen: dict[str, datetime] | None = None,
 ) -> tuple[Finding, ...]:
-    """One finding per account: accounts to remove first, then by user id."""
+    """One finding per account: accounts to remove first, then by user id.
+
+    ``first_seen`` maps account ids to when the archive first saw them, for the accounts
+    whose appearance the archive witnessed; they get ``policy.grace_days`` of grace.
+    """
+    seen = first_seen or {}
     findings = [
         decide(
             account,
@@ -187,6 +200,7 @@ def analyse(
             window_start,
             logins_complete=logins_complete,
             incomplete_reason=incomplete_reason,
+            first_seen=seen.get(account.id),
         )
         for account in accounts
     ]

@@ -176,7 +176,7 @@ def validate_days(days: int, max_days: int, *, what: str = "--days") -> int:
         raise ConfigError(f"{what} must be at least 1 (got {days})")
     if days > max_days:
         raise ConfigError(
-            f"{what} {days} is beyond the {max_days} days the audit log keeps; "
+            f"{what} {days} is beyond the {max_days} days the data can cover; "
             f"use at most {max_days}"
         )
     return days

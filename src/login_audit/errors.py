@@ -7,7 +7,8 @@
     ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
     │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
     ├── RetryLaterError             the vendor failed after every retry          (exit 4)
-    │   └── ProtocolError           the vendor answered something unusable       (exit 4)
+    │   ├── ProtocolError           the vendor answered something unusable       (exit 4)
+    │   └── ArchiveBusyError        another process is syncing the same tenant   (exit 4)
     └── IncompleteDataError         some data could not be read completely       (exit 4)
 
 Texts carry the HTTP status, the vendor's error code and a redacted URL; never a token
@@ -58,6 +59,10 @@ class RetryLaterError(LoginAuditError):
 
 class ProtocolError(RetryLaterError):
     """The vendor answered with something we cannot use (bad JSON, a looping page link)."""
+
+
+class ArchiveBusyError(RetryLaterError):
+    """Another process holds the sync lock of the same tenant."""
 
 
 class IncompleteDataError(LoginAuditError):

@@ -68,6 +68,52 @@ class LoginEvent:
     account_id: str | None = None
 
 
+class RecordKind(str, enum.Enum):
+    """What an audit record means to the login audit."""
+
+    LOGON_OK = "logon-ok"
+    LOGON_FAILED = "logon-failed"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit-log record as archived: the columns queries need plus the raw JSON.
+
+    ``key`` is a stable hash of the normalised record (the vendors give no reliable id),
+    so reading the same record twice stores it once.
+    """
+
+    key: str
+    when: datetime | None
+    category: str
+    activity: str
+    result: str
+    kind: RecordKind
+    principal: str
+    account_id: str | None
+    raw: str
+
+    def login_event(self) -> LoginEvent | None:
+        """The logon attempt this record is, or None."""
+        if self.kind is RecordKind.OTHER:
+            return None
+        return LoginEvent(
+            when=self.when,
+            successful=self.kind is RecordKind.LOGON_OK,
+            principal=self.principal,
+            account_id=self.account_id,
+        )
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """One page of records and the link that continues after it (None on the last page)."""
+
+    records: tuple[AuditRecord, ...]
+    next_link: str | None
+
+
 @dataclass(frozen=True)
 class TimeWindow:
     """A half-open interval of instants ``[start, end)`` that was read from a log."""
@@ -82,6 +128,7 @@ class Policy:
 
     days: int = 90
     include_disabled: bool = False
+    grace_days: int = 0
     exclude_patterns: tuple[str, ...] = ()
     exclude_roles: tuple[str, ...] = ()
 

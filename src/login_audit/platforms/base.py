@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from login_audit.models import Account, LoginEvent, TimeWindow
+from login_audit.models import Account, LoginEvent, RecordPage, TimeWindow
 
 
 class Platform(Protocol):
@@ -22,6 +22,12 @@ class Platform(Protocol):
 
     def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
         """Yield every logon attempt (successful or not) logged inside ``window``."""
+        ...
+
+    def record_pages(
+        self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
+    ) -> Iterator[RecordPage]:
+        """Pages of audit records of ``window``, oldest first, each with its continuation."""
         ...
 
     def requests_made(self) -> int:

@@ -46,6 +46,11 @@ class NextLinkPager:
 
     def pages(self) -> Iterator[list[Any]]:
         """Yield the item list of each page in order."""
+        for items, _ in self.pages_with_links():
+            yield items
+
+    def pages_with_links(self) -> Iterator[tuple[list[Any], str | None]]:
+        """Yield ``(items, next link)`` for each page; the link is None on the last page."""
         url: str | None = self.url
         params = self.params
         seen: set[str] = set()
@@ -58,9 +63,9 @@ class NextLinkPager:
                 expect=expect_list(self.items_key),
             )
             self.pages_read += 1
-            yield body[self.items_key]
             link = body.get("nextLink") or body.get("@odata.nextLink")
             if not link:
+                yield body[self.items_key], None
                 return
             if not isinstance(link, str):
                 raise ProtocolError(f"page {self.pages_read} has a nextLink that is not a string")
@@ -74,4 +79,5 @@ class NextLinkPager:
                     f"page {self.pages_read} repeats an earlier nextLink; the listing would loop"
                 )
             seen.add(link)
+            yield body[self.items_key], link
             url, params = link, None

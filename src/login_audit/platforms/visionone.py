@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -9,7 +11,15 @@ from typing import Any
 
 from login_audit.errors import ConfigError
 from login_audit.http import HttpClient
-from login_audit.models import Account, AccountStatus, LoginEvent, TimeWindow
+from login_audit.models import (
+    Account,
+    AccountStatus,
+    AuditRecord,
+    LoginEvent,
+    RecordKind,
+    RecordPage,
+    TimeWindow,
+)
 from login_audit.platforms.pagination import NextLinkPager
 from login_audit.timeutil import format_z, parse_timestamp
 
@@ -88,31 +98,53 @@ def parse_account(item: Any) -> Account | None:
     )
 
 
-def parse_logon(item: Any) -> LoginEvent | None:
-    """A :class:`LoginEvent` from one audit-log item, or None if it is not a logon."""
+def record_key(raw: str) -> str:
+    """The stable identity of a record: a hash of its canonical JSON."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def parse_record(item: Any) -> AuditRecord | None:
+    """An :class:`AuditRecord` from one audit-log item (any category), or None."""
     if not isinstance(item, dict):
         return None
-    if _text(item, "category").lower() != LOGON_CATEGORY.lower():
-        return None
-    if _text(item, "activity").lower() != LOGON_ACTIVITY.lower():
-        return None
+    raw = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    category, activity = _text(item, "category"), _text(item, "activity")
+    result = _text(item, "result")
+    is_logon = (
+        category.lower() == LOGON_CATEGORY.lower() and activity.lower() == LOGON_ACTIVITY.lower()
+    )
     principal = _text(item, "loggedUserMailAddress") or _text(item, "loggedUser")
     account_id = _text(item, "loggedUserId") or None
-    if not principal and not account_id:
-        return None
     raw_time = _text(item, "loggedDateTime")
     try:
         when = parse_timestamp(raw_time) if raw_time else None
     except ValueError:
         when = None
     if when is None:
-        log.warning("a logon record of %s has no readable loggedDateTime", principal)
-    return LoginEvent(
+        log.warning("an audit record of %s has no readable loggedDateTime", principal or "?")
+    if not is_logon or not (principal or account_id):
+        kind = RecordKind.OTHER
+    elif result.lower() == "successful":
+        kind = RecordKind.LOGON_OK
+    else:
+        kind = RecordKind.LOGON_FAILED
+    return AuditRecord(
+        key=record_key(raw),
         when=when,
-        successful=_text(item, "result").lower() == "successful",
+        category=category,
+        activity=activity,
+        result=result,
+        kind=kind,
         principal=principal.lower(),
         account_id=account_id,
+        raw=raw,
     )
+
+
+def parse_logon(item: Any) -> LoginEvent | None:
+    """A :class:`LoginEvent` from one audit-log item, or None if it is not a logon."""
+    record = parse_record(item)
+    return record.login_event() if record else None
 
 
 class VisionOne:
@@ -159,16 +191,41 @@ class VisionOne:
         oldest = window.end - timedelta(days=self.retention_days)
         return TimeWindow(start=max(window.start, oldest), end=window.end)
 
-    def logon_query(self, window: TimeWindow) -> dict[str, str | int]:
-        """The query string of a logon sweep over ``window``."""
+    def logon_query(self, window: TimeWindow, order: str = "desc") -> dict[str, str | int]:
+        """The query string of a sweep over ``window``."""
         return {
             "startDateTime": format_z(window.start),
             "endDateTime": format_z(window.end),
             "dateTimeTarget": "loggedDateTime",
-            "orderBy": "loggedDateTime desc",
+            "orderBy": f"loggedDateTime {order}",
             "top": PAGE_SIZE,
             "labels": "all",
         }
+
+    def record_pages(
+        self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
+    ) -> Iterator[RecordPage]:
+        """Yield pages of records of ``window``, oldest first, each with its continuation.
+
+        ``resume_link`` continues an interrupted sweep from a stored ``nextLink``.
+        """
+        headers = {"TMV1-Filter": LOGON_FILTER} if logons_only else None
+        if resume_link:
+            url, params = resume_link, None
+        else:
+            url = f"{self.base_url}/v3.0/audit/logs"
+            params = self.logon_query(self.clamp(window), order="asc")
+        pager = NextLinkPager(
+            self.http,
+            url,
+            self.base_url,
+            params=params,
+            headers=headers,
+            permission=PERMISSION_AUDIT,
+        )
+        for items, link in pager.pages_with_links():
+            records = tuple(r for r in map(parse_record, items) if r is not None)
+            yield RecordPage(records=records, next_link=link)
 
     def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
         """Yield every ``Log on`` event, successful or failed, logged inside ``window``."""

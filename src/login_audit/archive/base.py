@@ -1,0 +1,149 @@
+"""The archive interface: what sync, audit and export need from an event store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+from login_audit.models import Account, AuditRecord
+
+
+def to_us(moment: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (the stored form)."""
+    delta = moment.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int | None) -> datetime | None:
+    """The inverse of :func:`to_us` (None stays None)."""
+    if value is None:
+        return None
+    seconds, micros = divmod(int(value), 1_000_000)
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    """Which tenant a set of records belongs to; several tenants share one archive."""
+
+    platform: str
+    region: str
+    name: str = "default"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An interrupted sweep: its window and the link that continues after the last page."""
+
+    start: datetime
+    end: datetime
+    next_link: str | None
+    pages: int
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """How far a stream of one tenant is archived.
+
+    Records logged in ``[covered_from, watermark)`` are all in the archive; ``checkpoint``
+    is set while a sweep is under way.
+    """
+
+    covered_from: datetime | None
+    watermark: datetime | None
+    last_sync_at: datetime | None
+    checkpoint: Checkpoint | None
+
+
+@dataclass(frozen=True)
+class LogonAggregate:
+    """The newest logon of one identity and kind, as the audit needs it."""
+
+    principal: str
+    account_id: str | None
+    successful: bool
+    last: datetime | None
+    undated: int
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """What ``archive info`` shows for one tenant."""
+
+    key: TenantKey
+    records: int
+    first_record: datetime | None
+    last_record: datetime | None
+    streams: dict[str, SyncState]
+    accounts: int
+
+
+class Archive(Protocol):
+    """An event store; SQLite and PostgreSQL implement it."""
+
+    location: str
+
+    def tenant_id(self, key: TenantKey) -> int:
+        """The id of ``key``, created on first use."""
+        ...
+
+    def lock(self, tenant: int) -> AbstractContextManager[None]:
+        """Hold the tenant's sync lock; raise ``ArchiveBusyError`` if another holds it."""
+        ...
+
+    def state(self, tenant: int, stream: str) -> SyncState | None:
+        """The stream's sync state, or None before its first sync."""
+        ...
+
+    def commit_page(
+        self, tenant: int, stream: str, records: Iterable[AuditRecord], checkpoint: Checkpoint
+    ) -> int:
+        """Store a page of records and its checkpoint in one transaction; return new rows."""
+        ...
+
+    def finish_window(
+        self, tenant: int, stream: str, start: datetime, end: datetime, at: datetime
+    ) -> None:
+        """Record that every record of ``[start, end)`` is stored; clear the checkpoint."""
+        ...
+
+    def store_accounts(self, tenant: int, accounts: Iterable[Account], at: datetime) -> None:
+        """Store a snapshot of the account list taken at ``at``."""
+        ...
+
+    def first_seen(self, tenant: int) -> tuple[dict[str, datetime], datetime | None]:
+        """Each account's first-seen time and the time of the tenant's first snapshot."""
+        ...
+
+    def logon_aggregates(self, tenant: int) -> Iterator[LogonAggregate]:
+        """The newest successful and failed logon per identity (answered from an index)."""
+        ...
+
+    def iter_records(
+        self,
+        tenant: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        category: str | None = None,
+    ) -> Iterator[AuditRecord]:
+        """Archived records, oldest first, streamed (memory flat whatever the size)."""
+        ...
+
+    def info(self) -> list[TenantInfo]:
+        """One entry per tenant."""
+        ...
+
+    def prune(self, before: datetime, tenant: int | None = None) -> int:
+        """Delete records logged before ``before``; return how many."""
+        ...
+
+    def size_bytes(self) -> int:
+        """Space the archive takes."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

@@ -1,0 +1,82 @@
+"""The team archive: PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from login_audit.archive.sql import SqlArchive
+from login_audit.config import Secret
+from login_audit.errors import ArchiveBusyError, ConfigError
+
+_LOCK_SPACE = 0x4C41  # "LA": keeps our advisory locks apart from other applications'
+
+
+class PostgresDialect:
+    """PostgreSQL specifics: ``%s`` placeholders, advisory locks."""
+
+    name = "postgresql"
+    id_column = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+
+    def sql(self, text: str) -> str:
+        """psycopg takes ``%s`` where SQLite takes ``?``."""
+        return text.replace("?", "%s")
+
+    @contextlib.contextmanager
+    def transaction(self, conn: Any) -> Iterator[None]:
+        """psycopg's transaction block (commit on success, rollback on error)."""
+        with conn.transaction():
+            yield
+
+    @contextlib.contextmanager
+    def tenant_lock(self, conn: Any, location: str, tenant: int) -> Iterator[None]:
+        """A session advisory lock; PostgreSQL releases it if the process dies."""
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_SPACE, tenant)).fetchone()
+        if not got[0]:
+            raise ArchiveBusyError(
+                f"another login-audit process is syncing this tenant into {location}; "
+                "wait for it to finish, then run again"
+            )
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_SPACE, tenant))
+
+    def size_bytes(self, conn: Any) -> int:
+        """``pg_database_size`` of the current database."""
+        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def insert_many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """``executemany`` (pipelined by psycopg); its row count sums the inserts."""
+        with conn.cursor() as cursor:
+            cursor.executemany(sql, rows)
+            return int(cursor.rowcount)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password removed, for messages."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
+        return parts._replace(netloc=netloc).geturl()
+    return dsn
+
+
+def open_postgres(dsn: Secret) -> SqlArchive:
+    """Connect to the PostgreSQL archive at ``dsn`` and apply pending migrations."""
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(
+            "a PostgreSQL archive needs psycopg: pip install 'login-audit[postgres]'"
+        ) from None
+    shown = redact_dsn(dsn.reveal())
+    try:
+        conn = psycopg.connect(dsn.reveal(), autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        message = str(exc).replace(dsn.reveal(), shown).splitlines()[0]
+        raise ConfigError(f"cannot connect to the archive {shown}: {message}") from None
+    return SqlArchive(conn, PostgresDialect(), shown)

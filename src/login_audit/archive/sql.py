@@ -1,0 +1,509 @@
+"""The archive over SQL: one implementation, two dialects (SQLite and PostgreSQL).
+
+The layer is thin on purpose: plain SQL over the driver, one transaction per page of
+records together with its checkpoint, and named migrations recorded in the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from login_audit.archive.base import (
+    Checkpoint,
+    LogonAggregate,
+    SyncState,
+    TenantInfo,
+    TenantKey,
+    from_us,
+    to_us,
+)
+from login_audit.models import Account, AuditRecord, RecordKind
+
+#: Named migrations, applied in order and recorded in ``schema_migrations``.
+#: ``{id}`` is the dialect's auto-increment primary key, ``{blob}`` its text type.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "0001_initial",
+        (
+            """CREATE TABLE tenants (
+                id {id},
+                platform TEXT NOT NULL,
+                region TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                UNIQUE (platform, region, name))""",
+            """CREATE TABLE records (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                key TEXT NOT NULL,
+                logged_at BIGINT,
+                category TEXT NOT NULL,
+                activity TEXT NOT NULL,
+                result TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                principal TEXT NOT NULL,
+                account_id TEXT,
+                raw TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, key))""",
+            "CREATE INDEX records_by_time ON records (tenant_id, logged_at)",
+            """CREATE INDEX records_logons ON records
+                (tenant_id, kind, principal, account_id, logged_at)""",
+            """CREATE TABLE sync_state (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                stream TEXT NOT NULL,
+                covered_from BIGINT,
+                watermark BIGINT,
+                last_sync_at BIGINT,
+                checkpoint TEXT,
+                PRIMARY KEY (tenant_id, stream))""",
+            """CREATE TABLE accounts (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                account_id TEXT NOT NULL,
+                version TEXT NOT NULL,
+                email TEXT NOT NULL,
+                role TEXT NOT NULL,
+                auth_type TEXT NOT NULL,
+                status TEXT NOT NULL,
+                first_seen BIGINT NOT NULL,
+                last_seen BIGINT NOT NULL,
+                PRIMARY KEY (tenant_id, account_id, version))""",
+            """CREATE TABLE account_snapshots (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                taken_at BIGINT NOT NULL,
+                accounts BIGINT NOT NULL,
+                PRIMARY KEY (tenant_id, taken_at))""",
+        ),
+    ),
+)
+
+
+class Dialect(Protocol):
+    """What differs between the SQL engines."""
+
+    name: str
+    id_column: str
+
+    def sql(self, text: str) -> str:
+        """Rewrite ``?`` placeholders for the driver."""
+        ...
+
+    def transaction(self, conn: Any) -> AbstractContextManager[None]:
+        """A write transaction on ``conn``."""
+        ...
+
+    def tenant_lock(self, conn: Any, location: str, tenant: int) -> AbstractContextManager[None]:
+        """An exclusive, non-waiting lock of one tenant's sync."""
+        ...
+
+    def size_bytes(self, conn: Any) -> int:
+        """Space used by the database."""
+        ...
+
+    def insert_many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run ``sql`` for every row; return how many rows were actually inserted."""
+        ...
+
+
+def _checkpoint_json(checkpoint: Checkpoint | None) -> str | None:
+    if checkpoint is None:
+        return None
+    return json.dumps(
+        {
+            "start": to_us(checkpoint.start),
+            "end": to_us(checkpoint.end),
+            "next_link": checkpoint.next_link,
+            "pages": checkpoint.pages,
+        }
+    )
+
+
+def _checkpoint_from(text: str | None) -> Checkpoint | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    start, end = from_us(data["start"]), from_us(data["end"])
+    assert start is not None and end is not None
+    return Checkpoint(start=start, end=end, next_link=data["next_link"], pages=data["pages"])
+
+
+_COLUMNS = "key, logged_at, category, activity, result, kind, principal, account_id, raw"
+
+
+def _record(row: Sequence[Any]) -> AuditRecord:
+    return AuditRecord(
+        key=row[0],
+        when=from_us(row[1]),
+        category=row[2],
+        activity=row[3],
+        result=row[4],
+        kind=RecordKind(row[5]),
+        principal=row[6],
+        account_id=row[7],
+        raw=row[8],
+    )
+
+
+def _account_version(account: Account) -> str:
+    text = json.dumps(
+        [account.email, account.role, account.auth_type, account.status.value], sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class SqlArchive:
+    """The :class:`~login_audit.archive.base.Archive` over a DB-API connection."""
+
+    def __init__(self, conn: Any, dialect: Dialect, location: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.location = location
+        self.migrate()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(location={self.location!r})"
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _execute(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(self.dialect.sql(text), params)
+
+    def _all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._execute(text, params).fetchall())
+
+    def _one(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return self._execute(text, params).fetchone()
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; return their names."""
+        applied: list[str] = []
+        with self.dialect.transaction(self.conn):
+            self._execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            )
+            done = {row[0] for row in self._all("SELECT name FROM schema_migrations")}
+            for name, statements in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in statements:
+                    self._execute(statement.replace("{id}", self.dialect.id_column))
+                self._execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                    (name, to_us(datetime.now().astimezone())),
+                )
+                applied.append(name)
+        return applied
+
+    def migrations(self) -> list[str]:
+        """Names of the applied migrations, in order."""
+        return [row[0] for row in self._all("SELECT name FROM schema_migrations ORDER BY name")]
+
+    # -- tenants and locks ----------------------------------------------------------------
+
+    def tenant_id(self, key: TenantKey) -> int:
+        """The id of ``key``, created on first use."""
+        find = "SELECT id FROM tenants WHERE platform = ? AND region = ? AND name = ?"
+        params = (key.platform, key.region, key.name)
+        row = self._one(find, params)
+        if row is None:
+            with self.dialect.transaction(self.conn):
+                self._execute(
+                    "INSERT INTO tenants (platform, region, name, created_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (platform, region, name) DO NOTHING",
+                    (*params, to_us(datetime.now().astimezone())),
+                )
+            row = self._one(find, params)
+        return int(row[0])
+
+    def lock(self, tenant: int) -> AbstractContextManager[None]:
+        """Hold the tenant's sync lock (refuses at once if another process holds it)."""
+        return self.dialect.tenant_lock(self.conn, self.location, tenant)
+
+    # -- sync state -----------------------------------------------------------------------
+
+    def state(self, tenant: int, stream: str) -> SyncState | None:
+        """The stream's sync state, or None before its first sync."""
+        row = self._one(
+            "SELECT covered_from, watermark, last_sync_at, checkpoint FROM sync_state "
+            "WHERE tenant_id = ? AND stream = ?",
+            (tenant, stream),
+        )
+        if row is None:
+            return None
+        return SyncState(
+            covered_from=from_us(row[0]),
+            watermark=from_us(row[1]),
+            last_sync_at=from_us(row[2]),
+            checkpoint=_checkpoint_from(row[3]),
+        )
+
+    def _ensure_state(self, tenant: int, stream: str) -> None:
+        self._execute(
+            "INSERT INTO sync_state (tenant_id, stream) VALUES (?, ?) "
+            "ON CONFLICT (tenant_id, stream) DO NOTHING",
+            (tenant, stream),
+        )
+
+    def commit_page(
+        self, tenant: int, stream: str, records: Iterable[AuditRecord], checkpoint: Checkpoint
+    ) -> int:
+        """Store a page of records and its checkpoint in one transaction; return new rows."""
+        rows = [
+            (
+                tenant,
+                r.key,
+                to_us(r.when) if r.when else None,
+                r.category,
+                r.activity,
+                r.result,
+                r.kind.value,
+                r.principal,
+                r.account_id,
+                r.raw,
+            )
+            for r in records
+        ]
+        inserted = 0
+        with self.dialect.transaction(self.conn):
+            if rows:
+                inserted = self.dialect.insert_many(
+                    self.conn,
+                    self.dialect.sql(
+                        "INSERT INTO records (tenant_id, key, logged_at, category, activity,"
+                        " result, kind, principal, account_id, raw)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (tenant_id, key) DO NOTHING"
+                    ),
+                    rows,
+                )
+            self._ensure_state(tenant, stream)
+            self._execute(
+                "UPDATE sync_state SET checkpoint = ? WHERE tenant_id = ? AND stream = ?",
+                (_checkpoint_json(checkpoint), tenant, stream),
+            )
+        return inserted
+
+    def finish_window(
+        self, tenant: int, stream: str, start: datetime, end: datetime, at: datetime
+    ) -> None:
+        """Record that every record of ``[start, end)`` is stored; clear the checkpoint.
+
+        A window that starts at or before the current watermark extends the covered range;
+        one that starts after it (a gap, such as after a long pause beyond the vendor's
+        retention) restarts coverage at ``start``.
+        """
+        with self.dialect.transaction(self.conn):
+            self._ensure_state(tenant, stream)
+            row = self._one(
+                "SELECT covered_from, watermark FROM sync_state WHERE tenant_id = ? AND stream = ?",
+                (tenant, stream),
+            )
+            covered, mark = row[0], row[1]
+            start_us, end_us = to_us(start), to_us(end)
+            if covered is None or mark is None or start_us > mark:
+                # First window, or a gap before it: coverage restarts at this window.
+                covered = start_us
+            else:
+                covered = min(covered, start_us)
+            self._execute(
+                "UPDATE sync_state SET covered_from = ?, watermark = ?, last_sync_at = ?,"
+                " checkpoint = NULL WHERE tenant_id = ? AND stream = ?",
+                (covered, max(end_us, mark or end_us), to_us(at), tenant, stream),
+            )
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def store_accounts(self, tenant: int, accounts: Iterable[Account], at: datetime) -> None:
+        """Store a snapshot of the account list taken at ``at``."""
+        now = to_us(at)
+        rows = [
+            (
+                tenant,
+                a.id,
+                _account_version(a),
+                a.email,
+                a.role,
+                a.auth_type,
+                a.status.value,
+                now,
+                now,
+            )
+            for a in accounts
+        ]
+        with self.dialect.transaction(self.conn):
+            if rows:
+                self.dialect.insert_many(
+                    self.conn,
+                    self.dialect.sql(
+                        "INSERT INTO accounts (tenant_id, account_id, version, email, role,"
+                        " auth_type, status, first_seen, last_seen)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (tenant_id, account_id, version)"
+                        " DO UPDATE SET last_seen = excluded.last_seen"
+                    ),
+                    rows,
+                )
+            self._execute(
+                "INSERT INTO account_snapshots (tenant_id, taken_at, accounts) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant_id, taken_at) DO NOTHING",
+                (tenant, now, len(rows)),
+            )
+
+    def first_seen(self, tenant: int) -> tuple[dict[str, datetime], datetime | None]:
+        """Each account's first-seen time and the time of the tenant's first snapshot."""
+        first = self._one(
+            "SELECT MIN(taken_at) FROM account_snapshots WHERE tenant_id = ?", (tenant,)
+        )
+        rows = self._all(
+            "SELECT account_id, MIN(first_seen) FROM accounts WHERE tenant_id = ?"
+            " GROUP BY account_id",
+            (tenant,),
+        )
+        seen = {row[0]: from_us(row[1]) for row in rows}
+        return {k: v for k, v in seen.items() if v is not None}, from_us(first[0])
+
+    def account_history(self, tenant: int, account_id: str) -> list[dict[str, Any]]:
+        """Every version of one account seen, oldest first."""
+        rows = self._all(
+            "SELECT email, role, auth_type, status, first_seen, last_seen FROM accounts"
+            " WHERE tenant_id = ? AND account_id = ? ORDER BY first_seen",
+            (tenant, account_id),
+        )
+        names = ("email", "role", "auth_type", "status", "first_seen", "last_seen")
+        return [
+            {
+                **dict(zip(names[:4], row[:4], strict=True)),
+                "first_seen": from_us(row[4]),
+                "last_seen": from_us(row[5]),
+            }
+            for row in rows
+        ]
+
+    # -- queries --------------------------------------------------------------------------
+
+    def logon_aggregates(self, tenant: int) -> Iterator[LogonAggregate]:
+        """The newest successful and failed logon per identity, from the logon index."""
+        rows = self._all(
+            "SELECT kind, principal, account_id, MAX(logged_at),"
+            " SUM(CASE WHEN logged_at IS NULL THEN 1 ELSE 0 END)"
+            " FROM records WHERE tenant_id = ? AND kind IN (?, ?)"
+            " GROUP BY kind, principal, account_id",
+            (tenant, RecordKind.LOGON_OK.value, RecordKind.LOGON_FAILED.value),
+        )
+        for kind, principal, account_id, last, undated in rows:
+            yield LogonAggregate(
+                principal=principal,
+                account_id=account_id,
+                successful=kind == RecordKind.LOGON_OK.value,
+                last=from_us(last),
+                undated=int(undated or 0),
+            )
+
+    def iter_records(
+        self,
+        tenant: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        category: str | None = None,
+        *,
+        batch: int = 5000,
+    ) -> Iterator[AuditRecord]:
+        """Archived records, oldest first, streamed in keyset-paged batches."""
+        conditions = ["tenant_id = ?"]
+        params: list[Any] = [tenant]
+        if since is not None:
+            conditions.append("logged_at >= ?")
+            params.append(to_us(since))
+        if until is not None:
+            conditions.append("logged_at < ?")
+            params.append(to_us(until))
+        if category is not None:
+            conditions.append("LOWER(category) = LOWER(?)")
+            params.append(category)
+        where = " AND ".join(conditions)
+        # Undated records first (they cannot be placed in time), then keyset pagination
+        # on (logged_at, key) so memory stays flat whatever the archive's size.
+        if since is None and until is None:
+            for row in self._all(
+                f"SELECT {_COLUMNS} FROM records WHERE {where} AND logged_at IS NULL ORDER BY key",  # noqa: S608 - fixed SQL fragments, values are parameters
+                params,
+            ):
+                yield _record(row)
+        last: tuple[int, str] | None = None
+        while True:
+            page_where = where + " AND logged_at IS NOT NULL"
+            page_params = list(params)
+            if last is not None:
+                page_where += " AND (logged_at > ? OR (logged_at = ? AND key > ?))"
+                page_params += [last[0], last[0], last[1]]
+            rows = self._all(
+                f"SELECT {_COLUMNS} FROM records WHERE {page_where}"  # noqa: S608 - fixed SQL fragments, values are parameters
+                f" ORDER BY logged_at, key LIMIT {int(batch)}",
+                page_params,
+            )
+            for row in rows:
+                yield _record(row)
+            if len(rows) < batch:
+                return
+            last = (rows[-1][1], rows[-1][0])
+
+    def info(self) -> list[TenantInfo]:
+        """One entry per tenant."""
+        result = []
+        for tid, platform, region, name in self._all(
+            "SELECT id, platform, region, name FROM tenants ORDER BY platform, region, name"
+        ):
+            count, first, last = self._one(
+                "SELECT COUNT(*), MIN(logged_at), MAX(logged_at) FROM records WHERE tenant_id = ?",
+                (tid,),
+            )
+            streams = {}
+            for (stream,) in self._all(
+                "SELECT stream FROM sync_state WHERE tenant_id = ? ORDER BY stream", (tid,)
+            ):
+                state = self.state(tid, stream)
+                if state is not None:
+                    streams[stream] = state
+            accounts = self._one(
+                "SELECT COUNT(DISTINCT account_id) FROM accounts WHERE tenant_id = ?", (tid,)
+            )[0]
+            result.append(
+                TenantInfo(
+                    key=TenantKey(platform, region, name),
+                    records=int(count),
+                    first_record=from_us(first),
+                    last_record=from_us(last),
+                    streams=streams,
+                    accounts=int(accounts),
+                )
+            )
+        return result
+
+    def prune(self, before: datetime, tenant: int | None = None) -> int:
+        """Delete records logged before ``before``; coverage moves up accordingly."""
+        cutoff = to_us(before)
+        with self.dialect.transaction(self.conn):
+            where, params = "logged_at < ?", [cutoff]
+            if tenant is not None:
+                where += " AND tenant_id = ?"
+                params.append(tenant)
+            cursor = self._execute(f"DELETE FROM records WHERE {where}", params)  # noqa: S608 - fixed SQL fragments, values are parameters
+            deleted = int(cursor.rowcount)
+            state_where = "covered_from < ?" + (" AND tenant_id = ?" if tenant is not None else "")
+            self._execute(
+                f"UPDATE sync_state SET covered_from = ? WHERE {state_where}",  # noqa: S608 - fixed SQL fragments, values are parameters
+                [cutoff, *params],
+            )
+        return deleted
+
+    def size_bytes(self) -> int:
+        """Space the archive takes."""
+        return self.dialect.size_bytes(self.conn)
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.conn.close()

@@ -1,0 +1,180 @@
+"""``login-audit audit``: the stale-account audit and its reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from login_audit.cli.common import (
+    CONTEXT,
+    AppState,
+    archive_options,
+    audit_and_report,
+    build_policy,
+    common_options,
+    exit_code_for,
+    http_options,
+    http_settings,
+    open_archive_for,
+    render_summary,
+    tenant_key,
+    tenant_options,
+)
+from login_audit.config import load_token, vision_one_base_url
+from login_audit.platforms.visionone import RETENTION_DAYS
+
+#: The longest threshold accepted with an archive (ten years).
+MAX_ARCHIVE_DAYS = 3650
+
+
+@click.command(context_settings=CONTEXT)
+@tenant_options
+@click.option(
+    "--days",
+    type=int,
+    default=90,
+    show_default=True,
+    envvar="LOGIN_AUDIT_DAYS",
+    help="Flag accounts with no successful logon in this many days (at most 180 unless the "
+    "archive holds more history).",
+)
+@click.option(
+    "--grace-days",
+    type=int,
+    envvar="LOGIN_AUDIT_GRACE_DAYS",
+    help="Never flag accounts the archive first saw fewer than this many days ago "
+    "[default: --days].",
+)
+@click.option(
+    "--allow-short-history",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_ALLOW_SHORT_HISTORY",
+    help="Run even when the archive and the vendor do not reach back --days; 'no-login' then "
+    "means 'none since' the oldest record.",
+)
+@click.option(
+    "--no-archive",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_NO_ARCHIVE",
+    help="Read logons straight from the vendor, store nothing (at most 180 days).",
+)
+@archive_options
+@click.option(
+    "--include-disabled",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_INCLUDE_DISABLED",
+    help="Audit disabled accounts too (they are excluded by default).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    envvar="LOGIN_AUDIT_EXCLUDE",
+    help="Never flag accounts whose email or id matches GLOB (repeatable), e.g. 'svc-*'.",
+)
+@click.option(
+    "--exclude-role",
+    multiple=True,
+    metavar="NAME",
+    envvar="LOGIN_AUDIT_EXCLUDE_ROLE",
+    help="Never flag accounts of this role (repeatable).",
+)
+@click.option(
+    "--exclude-file",
+    envvar="LOGIN_AUDIT_EXCLUDE_FILE",
+    metavar="FILE",
+    help="Exclusion patterns, one per line; '#' starts a comment.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    envvar="LOGIN_AUDIT_OUTPUT_DIR",
+    help="Where the reports are written.",
+)
+@click.option(
+    "--fail-on-findings",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_FAIL_ON_FINDINGS",
+    help="Exit 3 when accounts are to be removed (for CI and schedulers).",
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, envvar="LOGIN_AUDIT_QUIET", help="Print no summary or progress."
+)
+@http_options
+@common_options
+def audit(
+    region: str,
+    base_url: str | None,
+    token_file: str | None,
+    days: int,
+    include_disabled: bool,
+    exclude: tuple[str, ...],
+    exclude_role: tuple[str, ...],
+    exclude_file: str | None,
+    output_dir: str,
+    fail_on_findings: bool,
+    quiet: bool,
+    grace_days: int | None,
+    allow_short_history: bool,
+    no_archive: bool,
+    archive_spec: str | None,
+    tenant_name: str,
+    **kwargs: Any,
+) -> None:
+    """Audit a Vision One tenant and write the cleanup CSV and detailed reports.
+
+    Reads every IAM account and the 'Log on' events of the audit log, and gives each
+    account one finding: active, inactive, no-login, excluded or unknown. Logons are
+    kept in the archive (--archive), so later runs read only what is new and --days
+    can reach beyond the vendor's 180 days once the archive holds that much history;
+    --no-archive reads the 180 days straight from the vendor instead. Inactive and
+    no-login accounts go to filtered_accounts_report.csv
+    (UserId,RoleName,RequestType=Remove). If any data could not be read, affected
+    accounts are 'unknown', never removed, and the exit code is 4.
+
+    The token comes from $TMV1_TOKEN or --token-file; it is never printed.
+
+    \b
+    Examples:
+      login-audit audit --region eu --days 90 --output-dir reports/
+      login-audit audit --base-url https://api.xdr.trendmicro.com --exclude 'svc-*'
+      login-audit audit --token-file ~/.config/tmv1.token --fail-on-findings
+    """
+    state = click.get_current_context().ensure_object(AppState)
+    settings = http_settings(kwargs)
+    region_label, url = vision_one_base_url(region, base_url)
+    policy = build_policy(
+        days,
+        include_disabled,
+        exclude,
+        exclude_role,
+        exclude_file,
+        RETENTION_DAYS if no_archive else MAX_ARCHIVE_DAYS,
+        grace_days,
+    )
+    token = load_token(token_file)
+    archive = None if no_archive else open_archive_for(state, archive_spec)
+    try:
+        summary, notes = audit_and_report(
+            state,
+            token=token,
+            base_url=url,
+            region=region_label,
+            settings=settings,
+            policy=policy,
+            output_dir=Path(output_dir),
+            quiet=quiet,
+            archive=archive,
+            tenant=tenant_key("visionone", region_label, url, tenant_name),
+            allow_short_history=allow_short_history,
+        )
+    finally:
+        if archive is not None:
+            archive.close()
+    if not quiet:
+        click.echo(render_summary(summary, notes), err=True)
+    raise SystemExit(exit_code_for(summary, fail_on_findings))

@@ -1,0 +1,389 @@
+"""What every command shares: logging, option groups, the audit pipeline and its summary."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from login_audit.archive import Archive, TenantKey, default_archive_path, open_archive
+from login_audit.audit import run_archived_audit, run_audit
+from login_audit.config import (
+    TOKEN_ENV,
+    URL_ENV,
+    HttpSettings,
+    Secret,
+    read_exclude_file,
+    validate_days,
+)
+from login_audit.errors import (
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    ConfigError,
+)
+from login_audit.http import BearerAuth, HttpClient
+from login_audit.models import Policy, RunSummary
+from login_audit.platforms.visionone import VisionOne
+from login_audit.reports import WriteNotes, write_reports
+
+log = logging.getLogger("login_audit")
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Redactor(logging.Filter):
+    """Replaces every registered secret in log records before any handler sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: list[str] = []
+
+    def add(self, secret: Secret) -> None:
+        """Register a secret to scrub from now on."""
+        value = secret.reveal()
+        if value and value not in self._secrets:
+            self._secrets.append(value)
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any registered secret."""
+        for value in self._secrets:
+            text = text.replace(value, "********")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets removed."""
+        message = record.getMessage()
+        record.msg, record.args = self.scrub(message), None
+        if record.exc_info:
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, self.scrub(formatted)
+        return True
+
+
+class AppState:
+    """Per-invocation state the commands share: logging set-up and the redactor."""
+
+    def __init__(self) -> None:
+        self.redactor = Redactor()
+        self.quiet = False
+
+    def configure_logging(self, level: str, log_file: str | None) -> None:
+        """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
+        numeric = logging.getLevelName(level.upper())
+        if not isinstance(numeric, int):
+            raise click.BadParameter(f"unknown log level {level!r}", param_hint="--log-level")
+        root = logging.getLogger("login_audit")
+        root.handlers.clear()
+        root.setLevel(numeric)
+        root.propagate = False
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("login-audit: %(levelname)s: %(message)s"))
+        console.addFilter(self.redactor)
+        root.addHandler(console)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
+        if log_file:
+            path = Path(log_file).expanduser()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.fchmod(fd, 0o600)
+                stream = os.fdopen(fd, "a", encoding="utf-8")
+            except OSError as exc:
+                raise click.BadParameter(
+                    f"cannot open log file {path}: {exc.strerror}", param_hint="--log-file"
+                ) from None
+            handler = logging.StreamHandler(stream)
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            handler.addFilter(self.redactor)
+            root.addHandler(handler)
+
+
+def common_options(func: F) -> F:
+    """``--log-level`` and ``--log-file``, accepted after every command name."""
+
+    @click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False),
+        envvar="LOGIN_AUDIT_LOG_FILE",
+        help="Also write logs to this file (created mode 0600).",
+    )
+    @click.option(
+        "--log-level",
+        default="WARNING",
+        show_default=True,
+        envvar="LOGIN_AUDIT_LOG_LEVEL",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        help="How much to log on stderr.",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, log_level: str, log_file: str | None, **kwargs: Any) -> Any:
+        state = click.get_current_context().ensure_object(AppState)
+        state.configure_logging(log_level, log_file)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def http_options(func: F) -> F:
+    """Options of the HTTP layer: pacing, retries, timeouts."""
+    options = [
+        click.option(
+            "--rate-limit",
+            type=click.IntRange(min=1),
+            default=500,
+            show_default=True,
+            envvar="LOGIN_AUDIT_RATE_LIMIT",
+            help="At most this many requests in any --rate-window seconds.",
+        ),
+        click.option(
+            "--rate-window",
+            type=click.FloatRange(min=0.001),
+            default=60.0,
+            show_default=True,
+            envvar="LOGIN_AUDIT_RATE_WINDOW",
+            help="Length of the rate-limit window in seconds.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(min=1, max=20),
+            default=6,
+            show_default=True,
+            envvar="LOGIN_AUDIT_MAX_ATTEMPTS",
+            help="Attempts per request before it counts as failed (429, 5xx, network errors).",
+        ),
+        click.option(
+            "--backoff-base",
+            type=click.FloatRange(min=0),
+            default=1.0,
+            show_default=True,
+            envvar="LOGIN_AUDIT_BACKOFF_BASE",
+            help="First retry delay in seconds when the vendor sends no Retry-After; doubles "
+            "per attempt, capped at 60 s, with jitter.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=30.0,
+            show_default=True,
+            envvar="LOGIN_AUDIT_TIMEOUT",
+            help="Seconds to wait for each response.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def http_settings(kwargs: dict[str, Any]) -> HttpSettings:
+    """Build :class:`HttpSettings` from the options of :func:`http_options`."""
+    return HttpSettings(
+        timeout=kwargs.pop("timeout"),
+        rate_limit=kwargs.pop("rate_limit"),
+        rate_window=kwargs.pop("rate_window"),
+        max_attempts=kwargs.pop("max_attempts"),
+        backoff_base=kwargs.pop("backoff_base"),
+    )
+
+
+@contextlib.contextmanager
+def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None]]:
+    """A progress callback drawn on stderr when it is a terminal, silent otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda stage, count: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(stage: str, count: int) -> None:
+            bar.update(task, description=f"reading {stage}: {count:,}")
+
+        yield update
+
+
+def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
+    """The one-screen summary printed on stderr after an audit."""
+    counts = summary.counts()
+    window = f"{summary.window.start:%Y-%m-%d} to {summary.window.end:%Y-%m-%d}"
+    lines = [
+        f"login-audit {summary.tool_version}: {summary.platform} ({summary.region}), "
+        f"{len(summary.findings)} accounts, logons {window}, threshold {summary.policy.days} days",
+        "  " + " | ".join(f"{kind} {count}" for kind, count in counts.items()),
+        f"  to remove: {len(summary.to_remove)}",
+        f"  requests: {summary.requests}, logon events read: {summary.events_read} "
+        f"({summary.unmatched_events} matched no account)",
+    ]
+    lines += [f"  wrote {path}" for path in notes.paths]
+    if notes.neutralised:
+        lines.append(
+            f"  warning: {notes.neutralised} CSV values began like a spreadsheet formula and "
+            "were prefixed with ' to keep them inert"
+        )
+    if not summary.complete:
+        lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
+        lines.append("  are not on the removal list:")
+        lines += [f"    - {problem}" for problem in summary.problems]
+    return "\n".join(lines)
+
+
+def exit_code_for(summary: RunSummary, fail_on_findings: bool) -> int:
+    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete."""
+    if not summary.complete:
+        return EXIT_INCOMPLETE
+    if fail_on_findings and summary.to_remove:
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def build_policy(
+    days: int,
+    include_disabled: bool,
+    exclude: tuple[str, ...],
+    exclude_role: tuple[str, ...],
+    exclude_file: str | None,
+    max_days: int,
+    grace_days: int | None = None,
+) -> Policy:
+    """The audit policy from the command line, validated."""
+    patterns = tuple(exclude) + (read_exclude_file(exclude_file) if exclude_file else ())
+    days = validate_days(days, max_days)
+    if grace_days is not None and grace_days < 0:
+        raise ConfigError(f"--grace-days must be 0 or more (got {grace_days})")
+    return Policy(
+        days=days,
+        include_disabled=include_disabled,
+        exclude_patterns=patterns,
+        exclude_roles=tuple(exclude_role),
+        grace_days=days if grace_days is None else grace_days,
+    )
+
+
+def audit_and_report(
+    state: AppState,
+    *,
+    token: Secret,
+    base_url: str,
+    region: str,
+    settings: HttpSettings,
+    policy: Policy,
+    output_dir: Path,
+    quiet: bool = False,
+    archive: Archive | None = None,
+    tenant: TenantKey | None = None,
+    allow_short_history: bool = False,
+) -> tuple[RunSummary, WriteNotes]:
+    """Run one Vision One audit and write its reports; shared by ``audit`` and ``demo``.
+
+    With an ``archive``, logons are synced into it first and read back from it.
+    """
+    state.redactor.add(token)
+    from login_audit.reports.atomic import ensure_dir
+
+    ensure_dir(output_dir)  # fail before the network work, not after it
+    with HttpClient(BearerAuth(token), settings) as http:
+        platform = VisionOne(http, base_url, region)
+        with progress_reporter(not quiet) as progress:
+            if archive is not None:
+                summary = run_archived_audit(
+                    platform,
+                    archive,
+                    tenant or tenant_key(platform.name, region, base_url, "default"),
+                    policy,
+                    progress=progress,
+                    allow_short_history=allow_short_history,
+                )
+            else:
+                summary = run_audit(platform, policy, progress=progress)
+    notes = write_reports(summary, output_dir)
+    if notes.neutralised:
+        log.warning(
+            "%d CSV values began like a spreadsheet formula; prefixed with ' to keep them inert",
+            notes.neutralised,
+        )
+    return summary, notes
+
+
+def tenant_key(platform: str, region: str, base_url: str, name: str) -> TenantKey:
+    """How the archive names a tenant: platform, region (or the host for a custom URL), name."""
+    from urllib.parse import urlsplit
+
+    label = region if region not in ("custom", "simulator") else urlsplit(base_url).netloc
+    return TenantKey(platform, label, name)
+
+
+def tenant_options(func: F) -> F:
+    """Where the tenant is and where its token comes from."""
+    options = [
+        click.option(
+            "--region",
+            envvar="TMV1_REGION",
+            default="us",
+            show_default=True,
+            help="Vision One region: us, eu, jp, sg, au, in, mea, uk, usgov.",
+        ),
+        click.option(
+            "--base-url",
+            envvar=URL_ENV,
+            help="API origin instead of --region, e.g. https://api.xdr.trendmicro.com.",
+        ),
+        click.option(
+            "--token-file",
+            envvar="LOGIN_AUDIT_TOKEN_FILE",
+            help=f"Read the API token from this file ('-' for stdin) instead of ${TOKEN_ENV}.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def archive_options(func: F) -> F:
+    """Which archive, and which tenant in it."""
+    options = [
+        click.option(
+            "--archive",
+            "archive_spec",
+            envvar="LOGIN_AUDIT_ARCHIVE",
+            metavar="PATH|postgresql://...",
+            help=f"The event archive: a SQLite file or a PostgreSQL URL. "
+            f"[default: {default_archive_path()}]",
+        ),
+        click.option(
+            "--tenant",
+            "tenant_name",
+            envvar="LOGIN_AUDIT_TENANT",
+            default="default",
+            show_default=True,
+            help="Name of this tenant in the archive (several tenants can share one archive).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def open_archive_for(state: AppState, spec: str | None) -> Archive:
+    """Open the archive; a PostgreSQL URL's password is registered as a secret."""
+    if spec and "://" in spec:
+        state.redactor.add(Secret(spec))
+        from urllib.parse import urlsplit
+
+        password = urlsplit(spec).password
+        if password:
+            state.redactor.add(Secret(password))
+    return open_archive(spec)
+
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -1,0 +1,173 @@
+"""``login-audit simulate`` and ``login-audit demo``: the built-in fake vendor."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import click
+
+from login_audit.archive import open_archive
+from login_audit.cli.common import (
+    CONTEXT,
+    AppState,
+    audit_and_report,
+    common_options,
+    exit_code_for,
+    render_summary,
+)
+from login_audit.config import TOKEN_ENV, URL_ENV, HttpSettings, Secret
+from login_audit.errors import EXIT_UNEXPECTED
+from login_audit.models import Policy
+from login_audit.reports.atomic import ensure_dir
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (0 picks a free one).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the tenant.")
+@click.option("--accounts", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--token", help="Token clients must send (a random one if omitted).")
+@click.option(
+    "--faults",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of requests that fail (429, 5xx, dropped or truncated).",
+)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Requests per window before the simulator answers 429.",
+)
+@click.option(
+    "--rate-window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Rate-limit window in simulated seconds.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.0001),
+    default=1.0,
+    show_default=True,
+    help="Real seconds per simulated second of the rate window.",
+)
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False),
+    help="Write the tenant's ground truth (what the default policy must flag) here.",
+)
+@common_options
+def simulate(
+    port: int,
+    seed: int,
+    accounts: int,
+    token: str | None,
+    faults: float,
+    latency_ms: float,
+    rate_limit: int,
+    rate_window: float,
+    time_scale: float,
+    truth: str | None,
+) -> None:
+    """Serve a synthetic Vision One tenant on 127.0.0.1 until interrupted.
+
+    The simulator follows the vendor's documented behaviour: paging with nextLink,
+    top of 50/100/200, the TMV1-Filter language, 180-day retention, error bodies and
+    a rate limit answered with 429. --faults switches on random failures.
+
+    \b
+    Example:
+      login-audit simulate --port 8080 --accounts 500 --faults 0.2 --truth truth.json
+    """
+    from login_audit.simulator import FaultConfig, Simulator, build_tenant
+
+    tenant = build_tenant(seed, accounts)
+    if truth:
+        tenant.write_truth(Path(truth))
+    sim = Simulator(
+        tenant,
+        token=token,
+        faults=FaultConfig(rate=faults, seed=seed),
+        rate_limit=rate_limit,
+        rate_window=rate_window,
+        time_scale=time_scale,
+        latency_ms=latency_ms,
+        port=port,
+    )
+    click.echo(
+        f"Simulating a Vision One tenant (seed {seed}, {len(tenant.accounts)} accounts, "
+        f"{len(tenant.records)} audit records) at {sim.base_url}\n"
+        f"  export {URL_ENV}={sim.base_url}\n"
+        f"  export {TOKEN_ENV}={sim.token}   # the simulator's own token\n"
+        "Press Ctrl-C to stop."
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.serve_forever()
+    sim.stop()
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default="demo-output",
+    show_default=True,
+    help="Where the demo's reports are written.",
+)
+@click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--faults",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="Share of the simulator's answers that fail, to show the retries at work.",
+)
+@common_options
+def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
+    """Audit a built-in simulated tenant end to end and show where the reports are.
+
+    Starts the simulator in this process, audits it exactly as 'audit' would audit a
+    real tenant (over HTTP on 127.0.0.1), writes the reports and compares the cleanup
+    list with the simulator's ground truth.
+    """
+    from login_audit.simulator import FaultConfig, Simulator, build_tenant
+
+    state = click.get_current_context().ensure_object(AppState)
+    tenant = build_tenant(seed, accounts)
+    out = ensure_dir(Path(output_dir))
+    archive = open_archive(str(out / "demo-archive.sqlite3"))
+    with Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim:
+        click.echo(
+            f"Simulator: {len(tenant.accounts)} accounts, {len(tenant.records)} audit "
+            f"records at {sim.base_url} (fault rate {faults:.0%})",
+            err=True,
+        )
+        summary, notes = audit_and_report(
+            state,
+            token=Secret(sim.token),
+            base_url=sim.base_url,
+            region="simulator",
+            settings=HttpSettings(backoff_base=0.2, backoff_cap=2.0, retry_after_cap=2.0),
+            policy=Policy(days=90, grace_days=90),
+            output_dir=out,
+            archive=archive,
+        )
+        injected = sum(sim.stats.faults.values())
+    archive.close()
+    click.echo(render_summary(summary, notes), err=True)
+    expected = {row["UserId"].lower() for row in tenant.truth()["remove"]}
+    found = {f.account.user_id.lower() for f in summary.to_remove}
+    verdict = "matches" if expected == found else "DIFFERS FROM"
+    click.echo(
+        f"  {injected} faults injected; the cleanup list {verdict} the simulator's "
+        f"ground truth ({len(expected)} accounts)",
+        err=True,
+    )
+    click.echo(f"Reports are in {Path(output_dir).resolve()}")
+    raise SystemExit(exit_code_for(summary, False) if expected == found else EXIT_UNEXPECTED)
