@@ -31,6 +31,7 @@ types: $(STAMP_TEST)
 	$(BIN)/mypy
 
 unit: $(STAMP_TEST)
+	scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest -q
 
 test: lint types unit

@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 
+from login_audit.archive import open_archive
+from login_audit.archive.sql import SqlArchive
 from login_audit.simulator import FaultConfig, Simulator, Tenant, build_tenant
+from tests.postgres import postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,6 +25,46 @@ REPO = Path(__file__).resolve().parent.parent
 def tenant() -> Tenant:
     """A tenant of 400 accounts with every hard case, shared read-only by the tests."""
     return build_tenant(seed=11, accounts=400)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A PostgreSQL server for the whole session (None when none can be had)."""
+    with postgres_server() as url:
+        yield url
+
+
+_database_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request, tmp_path: Path, postgres_url: str | None) -> str:
+    """An empty archive of each backend: a SQLite path, or a fresh PostgreSQL database.
+
+    PostgreSQL tests are skipped only outside CI when no server can be started; in CI
+    (``CI=true``) a missing server is a failure.
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "archive.sqlite3")
+    if postgres_url is None:
+        if os.environ.get("CI"):
+            pytest.fail("no PostgreSQL server could be started for the archive tests")
+        pytest.skip("no PostgreSQL server binaries (run scripts/ensure-postgres.sh)")
+    import psycopg
+
+    name = f"la_test_{os.getpid()}_{next(_database_counter)}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def archive(archive_url: str) -> Iterator[SqlArchive]:
+    """An opened empty archive of each backend."""
+    store = open_archive(archive_url)
+    assert isinstance(store, SqlArchive)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -99,9 +99,12 @@ def normalise_base_url(url: str) -> str:
 
 
 def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, str]:
-    """Return ``(region label, base URL)`` from a region name or an explicit URL."""
+    """Return ``(region label, base URL)`` from a region name or an explicit URL.
+
+    An explicit URL wins over the region, and its label is ``custom``.
+    """
     if base_url:
-        return (region or "custom", normalise_base_url(base_url))
+        return ("custom", normalise_base_url(base_url))
     name = (region or "us").strip().lower()
     if name not in VISION_ONE_REGIONS:
         known = ", ".join(VISION_ONE_REGIONS)

@@ -89,6 +89,19 @@ class _HttpError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A threading server that does not print a traceback when a client goes away."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hang up (killed processes, abandoned retries)."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Simulator:
     """Serves one :class:`Tenant` on ``http://127.0.0.1:<port>``."""
 
@@ -124,7 +137,7 @@ class Simulator:
         self._window_index = -1
         self._window_count = 0
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server = _QuietServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -165,6 +178,20 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def add_records(self, items: list[tuple[datetime, dict[str, Any]]]) -> None:
+        """Log new records (as the vendor would while we are not looking)."""
+        with self._lock:
+            for when, item in items:
+                index = bisect.bisect_right(self.tenant.times, when)
+                self.tenant.times.insert(index, when)
+                self.tenant.records.insert(index, item)
+            self._cache.clear()
+
+    def add_account(self, account: dict[str, Any]) -> None:
+        """Create an account in the tenant."""
+        with self._lock:
+            self.accounts.append(account)
 
     # -- policy: rate limit and faults ------------------------------------------------
 

@@ -1,0 +1,221 @@
+"""The archive layer, the same tests against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from login_audit.archive import open_archive
+from login_audit.archive.base import Checkpoint, TenantKey, from_us, to_us
+from login_audit.archive.sql import SqlArchive
+from login_audit.errors import ArchiveBusyError, ConfigError
+from login_audit.models import Account, AccountStatus
+from login_audit.platforms.visionone import parse_record
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+KEY = TenantKey("visionone", "eu", "prod")
+
+
+def item(
+    minutes: int,
+    user: str = "a@example.com",
+    activity: str = "Log on",
+    result: str = "Successful",
+    category: str = "Logon and Logoff",
+) -> dict:
+    return {
+        "loggedDateTime": (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loggedUser": user,
+        "category": category,
+        "activity": activity,
+        "result": result,
+        "details": {"n": minutes},
+    }
+
+
+def records(*items: dict):
+    return [parse_record(i) for i in items]
+
+
+def cp(pages: int = 1, link: str | None = None) -> Checkpoint:
+    return Checkpoint(T0, T0 + timedelta(days=1), link, pages)
+
+
+def test_time_conversion_round_trips() -> None:
+    moment = datetime(2026, 11, 22, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    assert from_us(to_us(moment)) == moment
+    assert from_us(None) is None
+
+
+def test_migrations_are_named_recorded_and_applied_once(archive: SqlArchive) -> None:
+    assert archive.migrations() == ["0001_initial"]
+    assert archive.migrate() == []
+
+
+def test_pages_are_deduplicated_and_counted(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    assert archive.tenant_id(KEY) == tenant
+    first = records(item(1), item(2), item(3))
+    assert archive.commit_page(tenant, "all", first, cp(1, "next")) == 3
+    again = records(item(2), item(3), item(4))
+    assert archive.commit_page(tenant, "all", again, cp(2, "next2")) == 1
+    state = archive.state(tenant, "all")
+    assert state is not None and state.checkpoint == cp(2, "next2")
+    assert state.watermark is None  # the window is not finished
+    raws = [r.raw for r in archive.iter_records(tenant)]
+    assert [json.loads(r)["details"]["n"] for r in raws] == [1, 2, 3, 4]
+
+
+def test_tenants_are_kept_apart(archive: SqlArchive) -> None:
+    a = archive.tenant_id(KEY)
+    b = archive.tenant_id(TenantKey("visionone", "eu", "staging"))
+    archive.commit_page(a, "all", records(item(1)), cp())
+    archive.commit_page(b, "all", records(item(1)), cp())
+    assert len(list(archive.iter_records(a))) == 1
+    assert len(list(archive.iter_records(b))) == 1
+    assert {i.key.name for i in archive.info()} == {"prod", "staging"}
+
+
+def test_coverage_extends_and_restarts_after_a_gap(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    day = timedelta(days=1)
+    archive.finish_window(tenant, "all", T0, T0 + day, T0 + day)
+    state = archive.state(tenant, "all")
+    assert (state.covered_from, state.watermark, state.checkpoint) == (T0, T0 + day, None)
+    # Overlapping window: coverage extends.
+    archive.finish_window(tenant, "all", T0 + day / 2, T0 + 2 * day, T0 + 2 * day)
+    state = archive.state(tenant, "all")
+    assert (state.covered_from, state.watermark) == (T0, T0 + 2 * day)
+    # A window after a gap restarts coverage.
+    archive.finish_window(tenant, "all", T0 + 5 * day, T0 + 6 * day, T0 + 6 * day)
+    state = archive.state(tenant, "all")
+    assert (state.covered_from, state.watermark) == (T0 + 5 * day, T0 + 6 * day)
+
+
+def test_logon_aggregates(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    undated = item(0)
+    undated["loggedDateTime"] = "not a time"
+    archive.commit_page(
+        tenant,
+        "all",
+        records(
+            item(1),
+            item(5),
+            item(7, result="Unsuccessful"),
+            item(9, activity="Log off"),
+            item(3, user="b@example.com"),
+            item(4, category="Account Management", activity="x"),
+            undated,
+        ),
+        cp(),
+    )
+    rows = {
+        (a.principal, a.successful): (a.last, a.undated) for a in archive.logon_aggregates(tenant)
+    }
+    assert rows == {
+        ("a@example.com", True): (T0 + timedelta(minutes=5), 1),
+        ("a@example.com", False): (T0 + timedelta(minutes=7), 0),
+        ("b@example.com", True): (T0 + timedelta(minutes=3), 0),
+    }
+
+
+def test_iter_records_filters_and_streams_in_batches(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    archive.commit_page(
+        tenant,
+        "all",
+        records(*[item(m, category="Logon and Logoff" if m % 2 else "Other") for m in range(25)]),
+        cp(),
+    )
+    got = list(archive.iter_records(tenant, batch=4))
+    assert [r.when for r in got] == [T0 + timedelta(minutes=m) for m in range(25)]
+    since, until = T0 + timedelta(minutes=5), T0 + timedelta(minutes=15)
+    window = list(archive.iter_records(tenant, since, until, "logon and logoff", batch=3))
+    assert [r.when.minute for r in window] == [5, 7, 9, 11, 13]
+
+
+def account(role: str = "Operator", status: AccountStatus = AccountStatus.ENABLED) -> Account:
+    return Account(id="acc-1", email="a@example.com", role=role, auth_type="local", status=status)
+
+
+def test_account_snapshots_keep_history(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    archive.store_accounts(tenant, [account()], T0)
+    archive.store_accounts(tenant, [account()], T0 + timedelta(days=1))
+    archive.store_accounts(tenant, [account("Master Administrator")], T0 + timedelta(days=2))
+    history = archive.account_history(tenant, "acc-1")
+    assert [h["role"] for h in history] == ["Operator", "Master Administrator"]
+    assert history[0]["first_seen"] == T0
+    assert history[0]["last_seen"] == T0 + timedelta(days=1)
+    seen, first_snapshot = archive.first_seen(tenant)
+    assert seen == {"acc-1": T0} and first_snapshot == T0
+
+
+def test_prune_deletes_old_records_and_moves_coverage(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    archive.commit_page(tenant, "all", records(item(1), item(60), item(120)), cp())
+    archive.finish_window(tenant, "all", T0, T0 + timedelta(days=1), T0)
+    assert archive.prune(T0 + timedelta(minutes=30)) == 1
+    assert len(list(archive.iter_records(tenant))) == 2
+    assert archive.state(tenant, "all").covered_from == T0 + timedelta(minutes=30)
+
+
+def test_a_second_sync_of_the_same_tenant_is_refused(archive_url: str) -> None:
+    first, second = open_archive(archive_url), open_archive(archive_url)
+    try:
+        tenant = first.tenant_id(KEY)
+        other = first.tenant_id(TenantKey("visionone", "us", "other"))
+        with first.lock(tenant):
+            with pytest.raises(ArchiveBusyError, match="another login-audit process"):
+                with second.lock(tenant):
+                    pass
+            with second.lock(other):  # other tenants are not blocked
+                pass
+        with second.lock(tenant):  # released
+            pass
+    finally:
+        first.close()
+        second.close()
+
+
+def test_logon_query_uses_the_index(archive: SqlArchive) -> None:
+    tenant = archive.tenant_id(KEY)
+    archive.commit_page(tenant, "all", records(*[item(m) for m in range(50)]), cp())
+    sql = (
+        "SELECT kind, principal, account_id, MAX(logged_at) FROM records"
+        " WHERE tenant_id = ? AND kind IN (?, ?) GROUP BY kind, principal, account_id"
+    )
+    params = (tenant, "logon-ok", "logon-failed")
+    if archive.dialect.name == "sqlite":
+        plan = " ".join(str(r) for r in archive.conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert "records_logons" in plan and "COVERING INDEX" in plan
+    else:
+        archive.conn.execute("SET enable_seqscan = off")
+        plan = " ".join(
+            str(r) for r in archive.conn.execute("EXPLAIN " + sql.replace("?", "%s"), params)
+        )
+        assert "records_logons" in plan
+
+
+def test_sqlite_file_is_private_and_corruption_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "archive.sqlite3"
+    store = open_archive(str(path))
+    store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    bad = tmp_path / "corrupt.sqlite3"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match="not a usable SQLite database"):
+        open_archive(str(bad))
+
+
+def test_postgres_connection_errors_hide_the_password() -> None:
+    url = "postgresql://user:hunter2-secret@127.0.0.1:1/db"
+    with pytest.raises(ConfigError) as info:
+        open_archive(url)
+    assert "hunter2-secret" not in str(info.value)
+    assert "cannot connect to the archive" in str(info.value)

@@ -1,0 +1,352 @@
+"""Incremental sync against the simulator, on both archive backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from login_audit.archive import open_archive
+from login_audit.archive.base import TenantKey
+from login_audit.audit import run_archived_audit
+from login_audit.config import HttpSettings, Secret
+from login_audit.errors import ConfigError
+from login_audit.http import BearerAuth, HttpClient
+from login_audit.models import FindingKind, Policy
+from login_audit.platforms.visionone import VisionOne, parse_record
+from login_audit.simulator import FaultConfig, build_tenant
+from login_audit.sync import ALL, LOGONS, sync_stream
+from tests.conftest import clean_env
+
+KEY = TenantKey("visionone", "sim", "default")
+
+
+def platform_for(sim, **settings) -> VisionOne:
+    http = HttpClient(
+        BearerAuth(Secret(sim.token)),
+        HttpSettings(backoff_base=0.001, retry_after_cap=0.01, **settings),
+    )
+    return VisionOne(http, sim.base_url, "sim")
+
+
+def served_keys(sim) -> set[str]:
+    """Keys of every record the simulator serves (the ground truth of a full sync)."""
+    oldest = datetime.now(timezone.utc) - timedelta(days=180)
+    return {
+        parse_record(item).key
+        for when, item in zip(sim.tenant.times, sim.tenant.records, strict=True)
+        if when >= oldest
+    }
+
+
+def archived_keys(archive, tenant) -> set[str]:
+    return {r.key for r in archive.iter_records(tenant)}
+
+
+def new_logon(email: str, when: datetime) -> tuple[datetime, dict]:
+    return when, {
+        "loggedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loggedUser": email,
+        "category": "Logon and Logoff",
+        "activity": "Log on",
+        "result": "Successful",
+        "details": {"new": True},
+    }
+
+
+def test_incremental_sync_reads_only_new_pages(archive_url, start_sim, tenant) -> None:
+    sim = start_sim(build_tenant(seed=31, accounts=400))
+    archive = open_archive(archive_url)
+    platform = platform_for(sim)
+    tenant_id = archive.tenant_id(KEY)
+    first = sync_stream(archive, platform, tenant_id, ALL)
+    assert first.complete and first.inserted == len(served_keys(sim))
+    assert first.requests == -(-first.fetched // 200) > 3
+    assert archived_keys(archive, tenant_id) == served_keys(sim)
+
+    now = datetime.now(timezone.utc)
+    sim.add_records(
+        [new_logon("user000100@example.com", now + timedelta(seconds=i)) for i in range(3)]
+    )
+    second = sync_stream(
+        archive, platform, tenant_id, ALL, clock=lambda: now + timedelta(minutes=1)
+    )
+    assert second.complete and second.inserted == 3
+    assert second.requests == 1  # only the overlap window, one page
+    assert archived_keys(archive, tenant_id) == served_keys(sim)
+    archive.close()
+
+
+def test_sync_under_faults_equals_the_simulator(archive_url, start_sim) -> None:
+    sim = start_sim(build_tenant(seed=32, accounts=300), faults=FaultConfig(rate=0.25, seed=3))
+    archive = open_archive(archive_url)
+    tenant_id = archive.tenant_id(KEY)
+    result = sync_stream(archive, platform_for(sim, max_attempts=12), tenant_id, ALL)
+    assert result.complete
+    assert sum(sim.stats.faults.values()) > 0
+    assert archived_keys(archive, tenant_id) == served_keys(sim)
+    archive.close()
+
+
+def test_interrupted_sync_resumes_from_its_checkpoint(archive_url, start_sim) -> None:
+    sim = start_sim(build_tenant(seed=33, accounts=300))
+    archive = open_archive(archive_url)
+    tenant_id = archive.tenant_id(KEY)
+    # Every audit-log request fails after the third: the sync stops part-way.
+    sim.faults = FaultConfig(outages=())
+    platform = platform_for(sim, max_attempts=1)
+    original = sim.audit_logs
+    calls = {"n": 0}
+
+    def failing(query, filter_text):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise_outage()
+        return original(query, filter_text)
+
+    def raise_outage():
+        from login_audit.simulator.server import _HttpError
+
+        raise _HttpError(503, "ServiceUnavailable", "down")
+
+    sim.audit_logs = failing
+    partial = sync_stream(archive, platform, tenant_id, ALL)
+    assert not partial.complete and partial.pages == 3
+    state = archive.state(tenant_id, ALL)
+    assert state.checkpoint is not None and state.checkpoint.pages == 3
+    assert state.watermark is None
+    sim.audit_logs = original
+    before = sim.stats.by_path["/v3.0/audit/logs"]
+    resumed = sync_stream(archive, platform, tenant_id, ALL)
+    assert resumed.complete and resumed.resumed
+    # It continued from page 4: no page was read twice.
+    assert sim.stats.by_path["/v3.0/audit/logs"] - before == resumed.pages
+    assert archived_keys(archive, tenant_id) == served_keys(sim)
+    assert archive.state(tenant_id, ALL).checkpoint is None
+    archive.close()
+
+
+def test_audit_from_archive_matches_truth_and_second_run_is_cheap(archive_url, start_sim) -> None:
+    tenant = build_tenant(seed=34, accounts=400)
+    sim = start_sim(tenant)
+    archive = open_archive(archive_url)
+    platform = platform_for(sim)
+    first = run_archived_audit(platform, archive, KEY, Policy(grace_days=90))
+    truth = {r["UserId"] for r in tenant.truth()["remove"]}
+    assert first.complete
+    assert {f.account.user_id for f in first.to_remove} == truth
+    first_requests = first.requests
+    platform2 = platform_for(sim)
+    second = run_archived_audit(platform2, archive, KEY, Policy(grace_days=90))
+    assert {f.account.user_id for f in second.to_remove} == truth
+    # Accounts (2 pages) plus one page of new logons.
+    assert second.requests == 3 < first_requests
+    archive.close()
+
+
+def test_grace_days_protect_accounts_the_archive_saw_appear(archive_url, start_sim) -> None:
+    tenant = build_tenant(seed=35, accounts=60)
+    sim = start_sim(tenant)
+    archive = open_archive(archive_url)
+    run_archived_audit(platform_for(sim), archive, KEY, Policy(grace_days=30))
+    sim.add_account(
+        {
+            "id": "new-1",
+            "email": "newbie@example.com",
+            "role": "Operator",
+            "authType": "local",
+            "status": "enabled",
+            "description": "",
+        }
+    )
+    summary = run_archived_audit(platform_for(sim), archive, KEY, Policy(grace_days=30))
+    newbie = next(f for f in summary.findings if f.account.id == "new-1")
+    assert newbie.kind is FindingKind.EXCLUDED and "grace period" in newbie.reason
+    # Accounts present at the first snapshot get no grace: their age is unknown.
+    judy = next(f for f in summary.findings if f.account.email.startswith("judy."))
+    assert judy.kind is FindingKind.NO_LOGIN
+    without = run_archived_audit(platform_for(sim), archive, KEY, Policy(grace_days=0))
+    assert next(f for f in without.findings if f.account.id == "new-1").kind is (
+        FindingKind.NO_LOGIN
+    )
+    archive.close()
+
+
+def test_days_beyond_the_history_refuse_or_say_none_since(archive_url, start_sim) -> None:
+    sim = start_sim(build_tenant(seed=36, accounts=60))
+    archive = open_archive(archive_url)
+    with pytest.raises(ConfigError, match="--days 365 needs logons since"):
+        run_archived_audit(platform_for(sim), archive, KEY, Policy(days=365))
+    summary = run_archived_audit(
+        platform_for(sim), archive, KEY, Policy(days=365), allow_short_history=True
+    )
+    judy = next(f for f in summary.findings if f.account.email.startswith("judy."))
+    assert judy.kind is FindingKind.NO_LOGIN and "no successful logon since" in judy.reason
+    archive.close()
+
+
+def test_archive_history_lets_days_exceed_retention(archive_url, start_sim) -> None:
+    tenant = build_tenant(seed=37, accounts=60)
+    sim = start_sim(tenant)
+    archive = open_archive(archive_url)
+    tenant_id = archive.tenant_id(KEY)
+    # Pretend an earlier sync, 300 days ago, stored a logon of Ken (whose only logon the
+    # vendor no longer serves) and covered everything since.
+    now = datetime.now(timezone.utc)
+    ken = next(a for a in tenant.accounts if a.email.startswith("ken."))
+    old = now - timedelta(days=250)
+    from login_audit.archive.base import Checkpoint
+
+    archive.commit_page(
+        tenant_id,
+        LOGONS,
+        [parse_record(new_logon(ken.email, old)[1])],
+        Checkpoint(old, now, None, 1),
+    )
+    archive.finish_window(
+        tenant_id, LOGONS, now - timedelta(days=300), now - timedelta(days=170), now
+    )
+    summary = run_archived_audit(platform_for(sim), archive, KEY, Policy(days=290))
+    assert summary.complete
+    assert summary.window.start <= now - timedelta(days=299)
+    finding = next(f for f in summary.findings if f.account.id == ken.id)
+    assert finding.kind is FindingKind.ACTIVE  # within 290 days, thanks to the archive
+    archive.close()
+
+
+def _sync_cmd(sim, archive_path: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "login_audit",
+        "sync",
+        "--base-url",
+        sim.base_url,
+        "--archive",
+        str(archive_path),
+        "--backoff-base",
+        "0.01",
+    ]
+
+
+@pytest.mark.e2e
+def test_sigkill_at_random_points_then_rerun_gives_exactly_the_records(
+    start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(build_tenant(seed=38, accounts=1200), latency_ms=15)
+    path = tmp_path / "archive.sqlite3"
+    env = clean_env(TMV1_TOKEN=sim.token)
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(
+            _sync_cmd(sim, path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(0.4, 1.2))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    final = subprocess.run(
+        _sync_cmd(sim, path), env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert final.returncode == 0, final.stderr
+    assert kills >= 1
+    archive = open_archive(str(path))
+    tenant_id = archive.tenant_id(TenantKey("visionone", sim.base_url.split("//")[1], "default"))
+    keys = [r.key for r in archive.iter_records(tenant_id)]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == served_keys(sim)
+    archive.close()
+
+
+@pytest.mark.e2e
+def test_two_syncs_at_once_one_refuses_clearly(start_sim, tmp_path: Path) -> None:
+    sim = start_sim(build_tenant(seed=39, accounts=1200), latency_ms=20)
+    path = tmp_path / "archive.sqlite3"
+    env = clean_env(TMV1_TOKEN=sim.token)
+    first = subprocess.Popen(
+        _sync_cmd(sim, path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.0)
+    second = subprocess.run(
+        _sync_cmd(sim, path), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    assert second.returncode == 4
+    assert "another login-audit process is syncing this tenant" in second.stderr
+
+
+@pytest.mark.e2e
+def test_export_streams_the_archive_in_every_format(start_sim, tmp_path: Path) -> None:
+    sim = start_sim(build_tenant(seed=40, accounts=200))
+    path = tmp_path / "archive.sqlite3"
+    env = clean_env(TMV1_TOKEN=sim.token)
+    base = [
+        sys.executable,
+        "-m",
+        "login_audit",
+        "export",
+        "--base-url",
+        sim.base_url,
+        "--archive",
+        str(path),
+    ]
+    out = tmp_path / "all.json"
+    run = subprocess.run(
+        [*base, "--output", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    exported = json.loads(out.read_text())
+    assert {parse_record(i).key for i in exported} == served_keys(sim)
+    assert len(exported) == len(served_keys(sim))
+    requests_after_first = sim.stats.requests
+    jsonl = tmp_path / "logons.jsonl"
+    run = subprocess.run(
+        [*base, "--output", str(jsonl), "--category", "Logon and Logoff"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert lines and all(i["category"] == "Logon and Logoff" for i in lines)
+    # The second export only asked for what is new: accounts plus one page of records.
+    assert sim.stats.requests - requests_after_first <= 2 + 1
+    csv_out = tmp_path / "x.csv"
+    run = subprocess.run(
+        [*base, "--no-sync", "--output", str(csv_out)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert csv_out.read_text().count("\n") == len(exported) + 1
+    info = subprocess.run(
+        [sys.executable, "-m", "login_audit", "archive", "info", "--archive", str(path), "--json"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    data = json.loads(info.stdout)
+    assert data["tenants"][0]["records"] == len(exported)
+    assert data["tenants"][0]["streams"]["all"]["interrupted"] is False
