@@ -171,9 +171,11 @@ def test_a_second_sync_of_the_same_tenant_is_refused(archive_url: str) -> None:
         tenant = first.tenant_id(KEY)
         other = first.tenant_id(TenantKey("visionone", "us", "other"))
         with first.lock(tenant):
-            with pytest.raises(ArchiveBusyError, match="another login-audit process"):
-                with second.lock(tenant):
-                    pass
+            with (
+                pytest.raises(ArchiveBusyError, match="another login-audit process"),
+                second.lock(tenant),
+            ):
+                pass
             with second.lock(other):  # other tenants are not blocked
                 pass
         with second.lock(tenant):  # released
