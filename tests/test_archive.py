@@ -11,7 +11,7 @@ import pytest
 
 from login_audit.archive import open_archive
 from login_audit.archive.base import Checkpoint, TenantKey, from_us, to_us
-from login_audit.archive.sql import SqlArchive
+from login_audit.archive.sql import LOGON_AGGREGATES_SQL, SqlArchive
 from login_audit.errors import ArchiveBusyError, ConfigError
 from login_audit.models import Account, AccountStatus
 from login_audit.platforms.visionone import parse_record
@@ -188,11 +188,7 @@ def test_a_second_sync_of_the_same_tenant_is_refused(archive_url: str) -> None:
 def test_logon_query_uses_the_index(archive: SqlArchive) -> None:
     tenant = archive.tenant_id(KEY)
     archive.commit_page(tenant, "all", records(*[item(m) for m in range(50)]), cp())
-    sql = (
-        "SELECT kind, principal, account_id, MAX(logged_at) FROM records"
-        " WHERE tenant_id = ? AND kind IN (?, ?) GROUP BY kind, principal, account_id"
-    )
-    params = (tenant, "logon-ok", "logon-failed")
+    sql, params = LOGON_AGGREGATES_SQL, (tenant,)
     if archive.dialect.name == "sqlite":
         plan = " ".join(str(r) for r in archive.conn.execute("EXPLAIN QUERY PLAN " + sql, params))
         assert "records_logons" in plan and "COVERING INDEX" in plan

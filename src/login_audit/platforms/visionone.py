@@ -66,11 +66,15 @@ LOGON_FILTER = filter_and(
 )
 
 
+def _lowered(item: Mapping[str, Any]) -> dict[str, Any]:
+    """``item`` with its keys in lower case (the casing of key names is not guaranteed)."""
+    return {k.lower(): v for k, v in item.items() if isinstance(k, str)}
+
+
 def _text(item: Mapping[str, Any], *keys: str) -> str:
-    """The first non-empty string among ``keys`` (keys are matched case-insensitively)."""
-    lowered = {k.lower(): v for k, v in item.items() if isinstance(k, str)}
+    """The first non-empty string among ``keys`` of an item whose keys are lower case."""
     for key in keys:
-        value = lowered.get(key.lower())
+        value = item.get(key.lower())
         if isinstance(value, str) and value.strip():
             return value.strip()
     return ""
@@ -80,6 +84,7 @@ def parse_account(item: Any) -> Account | None:
     """An :class:`Account` from one ``/iam/accounts`` item, or None if it has no id."""
     if not isinstance(item, dict):
         return None
+    item = _lowered(item)
     account_id = _text(item, "id")
     if not account_id:
         return None
@@ -108,6 +113,7 @@ def parse_record(item: Any) -> AuditRecord | None:
     if not isinstance(item, dict):
         return None
     raw = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    item = _lowered(item)
     category, activity = _text(item, "category"), _text(item, "activity")
     result = _text(item, "result")
     is_logon = (

@@ -1,0 +1,226 @@
+"""Archive benchmark: ingest rate (SQLite, PostgreSQL), export memory, incremental audits.
+
+Prints figures, asserts nothing. Run from the repository root:
+
+    .venv/bin/python bench/bench_archive.py --records 1000000
+
+1. Records parsed and stored per second: synthetic Vision One audit records are parsed
+   (``parse_record``: canonical JSON, hash, timestamps) and committed in pages of 200
+   with their checkpoint, as ``sync`` does. The rate is the median over ten equal chunks.
+2. Peak memory (max RSS) of ``login-audit export --no-sync`` of the whole archive to JSON,
+   in a child process, against the same command on an archive a tenth the size.
+3. Requests and seconds of a first ``audit`` of a simulated tenant and of a second one
+   a simulated day later (the simulator adds a day of logons; the clock moves a day).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from login_audit.archive import open_archive  # noqa: E402
+from login_audit.archive.base import Checkpoint, TenantKey  # noqa: E402
+from login_audit.audit import run_archived_audit  # noqa: E402
+from login_audit.config import HttpSettings, Secret  # noqa: E402
+from login_audit.http import BearerAuth, HttpClient  # noqa: E402
+from login_audit.models import Policy  # noqa: E402
+from login_audit.platforms.visionone import VisionOne, parse_record  # noqa: E402
+from login_audit.simulator import Simulator, build_tenant  # noqa: E402
+from tests.postgres import postgres_server  # noqa: E402
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+CATEGORIES = (
+    ("Logon and Logoff", "Log on"),
+    ("Logon and Logoff", "Log off"),
+    ("Account Management", "Edit account"),
+    ("Workbench", "Update alert status"),
+)
+
+
+def synthetic_items(count: int, seed: int = 1) -> list[dict]:
+    """``count`` audit records spread over 180 days, oldest first."""
+    rng = random.Random(seed)
+    step = 180 * 86_400 / count
+    items = []
+    for n in range(count):
+        when = NOW - timedelta(days=180) + timedelta(seconds=n * step)
+        category, activity = rng.choice(CATEGORIES)
+        items.append(
+            {
+                "loggedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "ingestedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "loggedUser": f"user{rng.randrange(50_000):06d}@example.com",
+                "loggedRole": "Operator",
+                "accessType": "Console",
+                "category": category,
+                "activity": activity,
+                "result": "Successful" if rng.random() < 0.9 else "Unsuccessful",
+                "details": {"sourceIp": f"198.51.100.{rng.randrange(1, 255)}", "n": n},
+            }
+        )
+    return items
+
+
+def ingest(url: str, items: list[dict], chunks: int = 10) -> list[float]:
+    """Parse and store ``items`` in pages of 200; return records/second of each chunk."""
+    archive = open_archive(url)
+    tenant = archive.tenant_id(TenantKey("visionone", "bench.invalid", "ingest"))
+    size = len(items) // chunks
+    rates = []
+    checkpoint = Checkpoint(NOW - timedelta(days=180), NOW, "next", 0)
+    for c in range(chunks):
+        chunk = items[c * size : (c + 1) * size]
+        started = time.perf_counter()
+        for i in range(0, len(chunk), 200):
+            page = [parse_record(item) for item in chunk[i : i + 200]]
+            archive.commit_page(tenant, "all", page, checkpoint)  # type: ignore[arg-type]
+        rates.append(len(chunk) / (time.perf_counter() - started))
+    archive.finish_window(tenant, "all", NOW - timedelta(days=180), NOW, NOW)
+    archive.close()
+    return rates
+
+
+def export_peak_rss_mib(archive_path: str) -> tuple[float, float]:
+    """Max RSS (MiB) and seconds of a child ``login-audit export`` of the whole archive."""
+    out = Path(archive_path).with_suffix(".export.json")
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import resource, sys\n"
+            "from login_audit.cli import main\n"
+            "try:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+            "export",
+            "--no-sync",
+            "--base-url",
+            "https://bench.invalid",
+            "--tenant",
+            "ingest",
+            "--archive",
+            archive_path,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    rss_kib = int(proc.stderr.strip().splitlines()[-1])
+    out.unlink()
+    return rss_kib / 1024, seconds
+
+
+def incremental_audit(accounts: int, latency_ms: float) -> dict[str, float]:
+    """Requests and seconds of a first audit and of a second one a simulated day later."""
+    tenant = build_tenant(seed=5, accounts=accounts)
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, Simulator(tenant, latency_ms=latency_ms) as sim:
+        archive = open_archive(str(Path(tmp) / "a.sqlite3"))
+        key = TenantKey("visionone", "bench", "audit")
+
+        def audit(clock_offset: timedelta) -> tuple[int, float]:
+            http = HttpClient(BearerAuth(Secret(sim.token)), HttpSettings())
+            platform = VisionOne(http, sim.base_url, "bench")
+            started = time.perf_counter()
+            summary = run_archived_audit(
+                platform,
+                archive,
+                key,
+                Policy(),
+                clock=lambda: datetime.now(timezone.utc) + clock_offset,
+            )
+            return summary.requests, time.perf_counter() - started
+
+        results["first_requests"], results["first_seconds"] = audit(timedelta(0))
+        # One simulated day: every active account logs on once more.
+        rng = random.Random(9)
+        day = []
+        for account in tenant.accounts[: accounts // 2]:
+            when = datetime.now(timezone.utc) + timedelta(hours=rng.uniform(0, 23))
+            day.append(
+                (
+                    when,
+                    {
+                        "loggedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "loggedUser": account.email,
+                        "category": "Logon and Logoff",
+                        "activity": "Log on",
+                        "result": "Successful",
+                        "details": {"day": 2},
+                    },
+                )
+            )
+        sim.add_records(day)
+        results["second_requests"], results["second_seconds"] = audit(timedelta(days=1))
+        results["new_logons"] = len(day)
+        archive.close()
+    return results
+
+
+def main() -> None:
+    """Run every measurement and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=5000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    print(f"generating {args.records:,} synthetic records ...", flush=True)
+    items = synthetic_items(args.records)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "bench.sqlite3")
+        rates = ingest(path, items)
+        print(
+            f"SQLite ingest: median {statistics.median(rates):,.0f} records/s "
+            f"(min {min(rates):,.0f}, max {max(rates):,.0f}, 10 chunks of "
+            f"{args.records // 10:,})",
+            flush=True,
+        )
+        small = str(Path(tmp) / "small.sqlite3")
+        ingest(small, items[: args.records // 10], chunks=1)
+        big_rss, big_s = export_peak_rss_mib(path)
+        small_rss, small_s = export_peak_rss_mib(small)
+        print(
+            f"export to JSON: {args.records:,} records peak RSS {big_rss:.0f} MiB "
+            f"({big_s:.1f} s); {args.records // 10:,} records peak RSS {small_rss:.0f} MiB "
+            f"({small_s:.1f} s); ratio {big_rss / small_rss:.2f}",
+            flush=True,
+        )
+    if not args.skip_postgres:
+        with postgres_server() as url:
+            if url is None:
+                print("PostgreSQL: no server binaries, skipped")
+            else:
+                pg_rates = ingest(url, items)
+                print(
+                    f"PostgreSQL ingest: median {statistics.median(pg_rates):,.0f} records/s "
+                    f"(min {min(pg_rates):,.0f}, max {max(pg_rates):,.0f})",
+                    flush=True,
+                )
+    figures = incremental_audit(args.accounts, args.latency_ms)
+    print(
+        f"audit of {args.accounts:,} accounts at {args.latency_ms:.0f} ms latency: first "
+        f"{figures['first_requests']:.0f} requests in {figures['first_seconds']:.1f} s; a "
+        f"simulated day later ({figures['new_logons']:.0f} new logons) "
+        f"{figures['second_requests']:.0f} requests in {figures['second_seconds']:.1f} s "
+        f"({figures['second_requests'] / figures['first_requests']:.1%} of the requests)"
+    )
+
+
+if __name__ == "__main__":
+    main()
