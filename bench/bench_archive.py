@@ -16,9 +16,7 @@ Prints figures, asserts nothing. Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,15 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from login_audit.archive import open_archive  # noqa: E402
-from login_audit.archive.base import Checkpoint, TenantKey  # noqa: E402
-from login_audit.audit import run_archived_audit  # noqa: E402
-from login_audit.config import HttpSettings, Secret  # noqa: E402
-from login_audit.http import BearerAuth, HttpClient  # noqa: E402
-from login_audit.models import Policy  # noqa: E402
-from login_audit.platforms.visionone import VisionOne, parse_record  # noqa: E402
-from login_audit.simulator import Simulator, build_tenant  # noqa: E402
-from tests.postgres import postgres_server  # noqa: E402
+from tests.postgres import postgres_server
+
+from login_audit.archive import open_archive
+from login_audit.archive.base import Checkpoint, TenantKey
+from login_audit.audit import run_archived_audit
+from login_audit.config import HttpSettings, Secret
+from login_audit.http import BearerAuth, HttpClient
+from login_audit.models import Policy
+from login_audit.platforms.visionone import VisionOne, parse_record
+from login_audit.simulator import Simulator, build_tenant
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 CATEGORIES = (
