@@ -18,7 +18,9 @@ from pathlib import Path
 from login_audit.cli import AppState, audit_and_report, exit_code_for, render_summary
 from login_audit.config import TOKEN_ENV, URL_ENV, HttpSettings, Secret, vision_one_base_url
 from login_audit.errors import EXIT_CONFIG, LoginAuditError
+from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
+from login_audit.platforms.visionone import VisionOne
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,15 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     state.redactor.add(token)
     try:
         region, base_url = vision_one_base_url(None, os.environ.get(URL_ENV) or None)
-        summary, notes = audit_and_report(
-            state,
-            token=token,
-            base_url=base_url,
-            region=region,
-            settings=HttpSettings(),
-            policy=Policy(),
-            output_dir=Path.cwd(),
-        )
+        with HttpClient(BearerAuth(token), HttpSettings()) as http:
+            summary, notes = audit_and_report(
+                state,
+                VisionOne(http, base_url, region),
+                policy=Policy(),
+                output_dir=Path.cwd(),
+                quiet=True,
+            )
     except LoginAuditError as exc:
         # Logged once: on stderr and in error.log, secrets scrubbed by the redactor.
         logging.getLogger("login_audit").error("%s", exc)

@@ -98,11 +98,14 @@ def export_peak_rss_mib(archive_path: str) -> tuple[float, float]:
         [
             sys.executable,
             "-c",
-            "import resource, sys\n"
+            # VmHWM is the peak RSS of this process image; ru_maxrss would include the
+            # parent's peak, inherited across fork and exec.
+            "import sys\n"
             "from login_audit.cli import main\n"
             "try:\n    main(sys.argv[1:])\n"
             "except SystemExit:\n    pass\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "print(hwm.split()[1], file=sys.stderr)",
             "export",
             "--no-sync",
             "--base-url",

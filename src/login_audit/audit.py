@@ -50,6 +50,7 @@ def run_audit(
 
     window = TimeWindow(start=started - timedelta(days=platform.retention_days), end=started)
     index = ActivityIndex(accounts)
+    index.add_all(platform.account_activity())
     logins_complete = True
     try:
         for event in platform.iter_logins(window):
@@ -154,6 +155,7 @@ def run_archived_audit(
     state = coverage(archive, tenant, LOGONS)
     window_start = state.covered_from if state and state.covered_from else result.window.start
     index = ActivityIndex(accounts)
+    index.add_all(platform.account_activity())
     for aggregate in archive.logon_aggregates(tenant):
         if aggregate.last is not None:
             index.add(

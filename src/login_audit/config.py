@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ VISION_ONE_REGIONS: dict[str, str] = {
 
 TOKEN_ENV = "TMV1_TOKEN"  # noqa: S105 - a variable name, not a secret
 URL_ENV = "TMV1_URL"
+C1_KEY_ENV = "C1_API_KEY"
+PLATFORMS = ("visionone", "cloudone")
+_C1_REGION = re.compile(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*-[0-9]{1,2}$")
 
 
 class Secret:
@@ -112,6 +116,49 @@ def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, 
             f"unknown Vision One region {region!r}: use one of {known}, or --base-url URL"
         )
     return name, f"https://{VISION_ONE_REGIONS[name]}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One tenant's platform, region and origin, resolved and validated."""
+
+    platform: str
+    region: str
+    base_url: str | None
+    token_env: str
+
+    @property
+    def key_region(self) -> str:
+        """How the archive names the region: the region, or the host of a custom URL."""
+        if self.region == "custom" and self.base_url:
+            return urlsplit(self.base_url).netloc
+        return self.region
+
+
+def resolve_target(
+    platform: str,
+    region: str | None,
+    base_url: str | None,
+    env: dict[str, str] | None = None,
+) -> Target:
+    """Validate where a tenant lives. Vision One also reads ``TMV1_URL`` like the vendor's
+    samples; Cloud One accepts any region name of the vendor's form (``us-1``, ``trend-us-1``).
+    """
+    environ = os.environ if env is None else env
+    if platform == "visionone":
+        label, url = vision_one_base_url(region, base_url or environ.get(URL_ENV) or None)
+        return Target(platform, label, url, TOKEN_ENV)
+    if platform != "cloudone":
+        raise ConfigError(f"unknown platform {platform!r}: use visionone or cloudone")
+    if base_url:
+        return Target(platform, "custom", normalise_base_url(base_url), C1_KEY_ENV)
+    name = (region or "us-1").strip().lower()
+    if not _C1_REGION.match(name):
+        raise ConfigError(
+            f"unknown Cloud One region {region!r}: use a region such as us-1, de-1, gb-1, "
+            "au-1, jp-1, sg-1, in-1, ca-1 or trend-us-1, or --base-url URL"
+        )
+    return Target(platform, name, None, C1_KEY_ENV)
 
 
 def _warn_if_world_readable(path: Path) -> None:

@@ -17,15 +17,14 @@ from login_audit.cli.common import (
     http_options,
     http_settings,
     open_archive_for,
+    open_platform,
     progress_reporter,
     tenant_key,
     tenant_options,
 )
-from login_audit.config import load_token, vision_one_base_url
+from login_audit.config import Target, resolve_target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, export_records, guess_format
-from login_audit.http import BearerAuth, HttpClient
-from login_audit.platforms.visionone import VisionOne
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import parse_timestamp, utcnow
@@ -50,8 +49,7 @@ def run_sync(
     state: AppState,
     archive: Archive,
     *,
-    region: str,
-    base_url: str | None,
+    target: Target,
     token_file: str | None,
     tenant_name: str,
     overlap_minutes: int,
@@ -59,13 +57,8 @@ def run_sync(
 ) -> SyncResult:
     """Snapshot the accounts and bring the ``all`` stream of one tenant up to date."""
     settings = http_settings(settings_kwargs)
-    region_label, url = vision_one_base_url(region, base_url)
-    token = load_token(token_file)
-    state.redactor.add(token)
-    key = tenant_key("visionone", region_label, url, tenant_name)
-    with HttpClient(BearerAuth(token), settings) as http:
-        platform = VisionOne(http, url, region_label)
-        tenant = archive.tenant_id(key)
+    with open_platform(state, target, token_file, settings) as platform:
+        tenant = archive.tenant_id(tenant_key(target, tenant_name))
         with archive.lock(tenant), progress_reporter(True) as progress:
             accounts = list(platform.list_accounts())
             archive.store_accounts(tenant, accounts, utcnow())
@@ -109,7 +102,8 @@ overlap_option = click.option(
 @http_options
 @common_options
 def sync(
-    region: str,
+    platform: str,
+    region: str | None,
     base_url: str | None,
     token_file: str | None,
     archive_spec: str | None,
@@ -119,7 +113,8 @@ def sync(
 ) -> None:
     """Pull every audit record of the tenant into the archive.
 
-    The first run reads the vendor's whole retention (180 days); later runs read only
+    The first run reads the vendor's whole retention (Vision One 180 days, Cloud One
+    one year); later runs read only
     what is new since the last one (minus --overlap-minutes). Every page is committed
     with its checkpoint, so an interrupted sync resumes where it stopped. Accounts are
     stored as snapshots, so removed accounts and role changes stay visible.
@@ -129,13 +124,13 @@ def sync(
       login-audit sync --region eu --archive /var/lib/login-audit/archive.sqlite3
     """
     state = click.get_current_context().ensure_object(AppState)
+    target = resolve_target(platform, region, base_url)
     archive = open_archive_for(state, archive_spec)
     try:
         result = run_sync(
             state,
             archive,
-            region=region,
-            base_url=base_url,
+            target=target,
             token_file=token_file,
             tenant_name=tenant_name,
             overlap_minutes=overlap_minutes,
@@ -169,7 +164,8 @@ def sync(
 @http_options
 @common_options
 def export(
-    region: str,
+    platform: str,
+    region: str | None,
     base_url: str | None,
     token_file: str | None,
     archive_spec: str | None,
@@ -188,6 +184,9 @@ def export(
     Brings the archive up to date first (reading only what is new), unless --no-sync.
     Records are written oldest first, as the API returned them.
 
+    With --platform cloudone and --output AuditLogs.json this writes the file the
+    vendor's example script produces, without losing pages to 429s.
+
     \b
     Examples:
       login-audit export --output audit-2026.jsonl --since 2026-01-01
@@ -195,6 +194,7 @@ def export(
     """
     state = click.get_current_context().ensure_object(AppState)
     start, end = _date(since, "--since"), _date(until, "--until")
+    target = resolve_target(platform, region, base_url)
     archive = open_archive_for(state, archive_spec)
     code = EXIT_OK
     try:
@@ -202,8 +202,7 @@ def export(
             result = run_sync(
                 state,
                 archive,
-                region=region,
-                base_url=base_url,
+                target=target,
                 token_file=token_file,
                 tenant_name=tenant_name,
                 overlap_minutes=overlap_minutes,
@@ -212,8 +211,7 @@ def export(
             click.echo(describe_sync(result), err=True)
             if not result.complete:
                 code = EXIT_INCOMPLETE
-        region_label, url = vision_one_base_url(region, base_url)
-        tenant = archive.tenant_id(tenant_key("visionone", region_label, url, tenant_name))
+        tenant = archive.tenant_id(tenant_key(target, tenant_name))
         notes = WriteNotes()
         fmt = guess_format(output, fmt)
         count = export_records(

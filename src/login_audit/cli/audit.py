@@ -18,12 +18,12 @@ from login_audit.cli.common import (
     http_options,
     http_settings,
     open_archive_for,
+    open_platform,
     render_summary,
     tenant_key,
     tenant_options,
 )
-from login_audit.config import load_token, vision_one_base_url
-from login_audit.platforms.visionone import RETENTION_DAYS
+from login_audit.config import resolve_target
 
 #: The longest threshold accepted with an archive (ten years).
 MAX_ARCHIVE_DAYS = 3650
@@ -107,7 +107,8 @@ MAX_ARCHIVE_DAYS = 3650
 @http_options
 @common_options
 def audit(
-    region: str,
+    platform: str,
+    region: str | None,
     base_url: str | None,
     token_file: str | None,
     days: int,
@@ -125,7 +126,7 @@ def audit(
     tenant_name: str,
     **kwargs: Any,
 ) -> None:
-    """Audit a Vision One tenant and write the cleanup CSV and detailed reports.
+    """Audit a Vision One or Cloud One tenant; write the cleanup CSV and detailed reports.
 
     Reads every IAM account and the 'Log on' events of the audit log, and gives each
     account one finding: active, inactive, no-login, excluded or unknown. Logons are
@@ -136,42 +137,42 @@ def audit(
     (UserId,RoleName,RequestType=Remove). If any data could not be read, affected
     accounts are 'unknown', never removed, and the exit code is 4.
 
-    The token comes from $TMV1_TOKEN or --token-file; it is never printed.
+    The token comes from $TMV1_TOKEN (Cloud One: $C1_API_KEY) or --token-file; it is
+    never printed.
 
     \b
     Examples:
       login-audit audit --region eu --days 90 --output-dir reports/
       login-audit audit --base-url https://api.xdr.trendmicro.com --exclude 'svc-*'
       login-audit audit --token-file ~/.config/tmv1.token --fail-on-findings
+      login-audit audit --platform cloudone --region de-1
     """
     state = click.get_current_context().ensure_object(AppState)
     settings = http_settings(kwargs)
-    region_label, url = vision_one_base_url(region, base_url)
+    target = resolve_target(platform, region, base_url)
+    retention = 180 if target.platform == "visionone" else 365
     policy = build_policy(
         days,
         include_disabled,
         exclude,
         exclude_role,
         exclude_file,
-        RETENTION_DAYS if no_archive else MAX_ARCHIVE_DAYS,
+        retention if no_archive else MAX_ARCHIVE_DAYS,
         grace_days,
     )
-    token = load_token(token_file)
     archive = None if no_archive else open_archive_for(state, archive_spec)
     try:
-        summary, notes = audit_and_report(
-            state,
-            token=token,
-            base_url=url,
-            region=region_label,
-            settings=settings,
-            policy=policy,
-            output_dir=Path(output_dir),
-            quiet=quiet,
-            archive=archive,
-            tenant=tenant_key("visionone", region_label, url, tenant_name),
-            allow_short_history=allow_short_history,
-        )
+        with open_platform(state, target, token_file, settings) as client:
+            summary, notes = audit_and_report(
+                state,
+                client,
+                policy=policy,
+                output_dir=Path(output_dir),
+                quiet=quiet,
+                archive=archive,
+                tenant=tenant_key(target, tenant_name),
+                allow_short_history=allow_short_history,
+            )
     finally:
         if archive is not None:
             archive.close()

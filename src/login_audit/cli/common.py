@@ -16,10 +16,14 @@ import click
 from login_audit.archive import Archive, TenantKey, default_archive_path, open_archive
 from login_audit.audit import run_archived_audit, run_audit
 from login_audit.config import (
+    C1_KEY_ENV,
+    PLATFORMS,
     TOKEN_ENV,
     URL_ENV,
     HttpSettings,
     Secret,
+    Target,
+    load_token,
     read_exclude_file,
     validate_days,
 )
@@ -29,8 +33,10 @@ from login_audit.errors import (
     EXIT_OK,
     ConfigError,
 )
-from login_audit.http import BearerAuth, HttpClient
+from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
 from login_audit.models import Policy, RunSummary
+from login_audit.platforms.base import Platform
+from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports import WriteNotes, write_reports
 
@@ -272,11 +278,8 @@ def build_policy(
 
 def audit_and_report(
     state: AppState,
+    platform: Platform,
     *,
-    token: Secret,
-    base_url: str,
-    region: str,
-    settings: HttpSettings,
     policy: Policy,
     output_dir: Path,
     quiet: bool = False,
@@ -284,28 +287,25 @@ def audit_and_report(
     tenant: TenantKey | None = None,
     allow_short_history: bool = False,
 ) -> tuple[RunSummary, WriteNotes]:
-    """Run one Vision One audit and write its reports; shared by ``audit`` and ``demo``.
+    """Run one audit and write its reports; shared by ``audit``, ``demo`` and the old script.
 
     With an ``archive``, logons are synced into it first and read back from it.
     """
-    state.redactor.add(token)
     from login_audit.reports.atomic import ensure_dir
 
     ensure_dir(output_dir)  # fail before the network work, not after it
-    with HttpClient(BearerAuth(token), settings) as http:
-        platform = VisionOne(http, base_url, region)
-        with progress_reporter(not quiet) as progress:
-            if archive is not None:
-                summary = run_archived_audit(
-                    platform,
-                    archive,
-                    tenant or tenant_key(platform.name, region, base_url, "default"),
-                    policy,
-                    progress=progress,
-                    allow_short_history=allow_short_history,
-                )
-            else:
-                summary = run_audit(platform, policy, progress=progress)
+    with progress_reporter(not quiet) as progress:
+        if archive is not None:
+            summary = run_archived_audit(
+                platform,
+                archive,
+                tenant or TenantKey(platform.name, platform.region, "default"),
+                policy,
+                progress=progress,
+                allow_short_history=allow_short_history,
+            )
+        else:
+            summary = run_audit(platform, policy, progress=progress)
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(
@@ -315,33 +315,55 @@ def audit_and_report(
     return summary, notes
 
 
-def tenant_key(platform: str, region: str, base_url: str, name: str) -> TenantKey:
-    """How the archive names a tenant: platform, region (or the host for a custom URL), name."""
-    from urllib.parse import urlsplit
+@contextlib.contextmanager
+def open_platform(
+    state: AppState, target: Target, token_file: str | None, settings: HttpSettings
+) -> Iterator[Platform]:
+    """The platform client of ``target``, its token read and registered for redaction."""
+    token = load_token(token_file, env_var=target.token_env)
+    state.redactor.add(token)
+    auth = BearerAuth(token) if target.platform == "visionone" else ApiKeyAuth(token)
+    with HttpClient(auth, settings) as http:
+        if target.platform == "visionone":
+            assert target.base_url is not None
+            yield VisionOne(http, target.base_url, target.region)
+        else:
+            yield CloudOne(http, target.region, target.base_url)
 
-    label = region if region not in ("custom", "simulator") else urlsplit(base_url).netloc
-    return TenantKey(platform, label, name)
+
+def tenant_key(target: Target, name: str) -> TenantKey:
+    """How the archive names a tenant: platform, region (or the host of a custom URL), name."""
+    return TenantKey(target.platform, target.key_region, name)
 
 
 def tenant_options(func: F) -> F:
-    """Where the tenant is and where its token comes from."""
+    """Which platform, where the tenant is, and where its token comes from."""
     options = [
         click.option(
-            "--region",
-            envvar="TMV1_REGION",
-            default="us",
+            "--platform",
+            type=click.Choice(PLATFORMS),
+            default="visionone",
             show_default=True,
-            help="Vision One region: us, eu, jp, sg, au, in, mea, uk, usgov.",
+            envvar="LOGIN_AUDIT_PLATFORM",
+            help="Trend Vision One or Trend Cloud One.",
+        ),
+        click.option(
+            "--region",
+            envvar="LOGIN_AUDIT_REGION",
+            help="Vision One: us (default), eu, jp, sg, au, in, mea, uk, usgov. "
+            "Cloud One: us-1 (default), in-1, gb-1, au-1, jp-1, de-1, ca-1, sg-1, trend-us-1.",
         ),
         click.option(
             "--base-url",
-            envvar=URL_ENV,
-            help="API origin instead of --region, e.g. https://api.xdr.trendmicro.com.",
+            envvar="LOGIN_AUDIT_BASE_URL",
+            help=f"API origin instead of --region (Vision One also reads ${URL_ENV}); for "
+            "Cloud One every service goes to this one origin.",
         ),
         click.option(
             "--token-file",
             envvar="LOGIN_AUDIT_TOKEN_FILE",
-            help=f"Read the API token from this file ('-' for stdin) instead of ${TOKEN_ENV}.",
+            help=f"Read the token from this file ('-' for stdin) instead of ${TOKEN_ENV} "
+            f"(Vision One) or ${C1_KEY_ENV} (Cloud One).",
         ),
     ]
     for option in reversed(options):

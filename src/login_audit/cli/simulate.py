@@ -18,7 +18,9 @@ from login_audit.cli.common import (
 )
 from login_audit.config import TOKEN_ENV, URL_ENV, HttpSettings, Secret
 from login_audit.errors import EXIT_UNEXPECTED
+from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
+from login_audit.platforms.visionone import VisionOne
 from login_audit.reports.atomic import ensure_dir
 
 
@@ -148,16 +150,17 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
             f"records at {sim.base_url} (fault rate {faults:.0%})",
             err=True,
         )
-        summary, notes = audit_and_report(
-            state,
-            token=Secret(sim.token),
-            base_url=sim.base_url,
-            region="simulator",
-            settings=HttpSettings(backoff_base=0.2, backoff_cap=2.0, retry_after_cap=2.0),
-            policy=Policy(days=90, grace_days=90),
-            output_dir=out,
-            archive=archive,
-        )
+        token = Secret(sim.token)
+        state.redactor.add(token)
+        settings = HttpSettings(backoff_base=0.2, backoff_cap=2.0, retry_after_cap=2.0)
+        with HttpClient(BearerAuth(token), settings) as http:
+            summary, notes = audit_and_report(
+                state,
+                VisionOne(http, sim.base_url, "simulator"),
+                policy=Policy(days=90, grace_days=90),
+                output_dir=out,
+                archive=archive,
+            )
         injected = sum(sim.stats.faults.values())
     archive.close()
     click.echo(render_summary(summary, notes), err=True)

@@ -20,6 +20,10 @@ class Platform(Protocol):
         """Yield every account of the tenant, each once."""
         ...
 
+    def account_activity(self) -> list[LoginEvent]:
+        """Activity the account list itself reports (after ``list_accounts``), if any."""
+        ...
+
     def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
         """Yield every logon attempt (successful or not) logged inside ``window``."""
         ...

@@ -192,6 +192,10 @@ class VisionOne:
                 seen.add(account.id)
                 yield account
 
+    def account_activity(self) -> list[LoginEvent]:
+        """Vision One's account list carries no activity: the audit log decides alone."""
+        return []
+
     def clamp(self, window: TimeWindow) -> TimeWindow:
         """``window`` with its start moved inside the retention the vendor serves."""
         oldest = window.end - timedelta(days=self.retention_days)

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from login_audit.simulator.cloudone import RETENTION_DAYS as C1_RETENTION_DAYS
+from login_audit.simulator.cloudone import CloudOneTenant
 from login_audit.simulator.filters import FilterSyntaxError, parse_filter
 from login_audit.simulator.tenant import RETENTION_DAYS, Tenant
 
@@ -109,6 +111,7 @@ class Simulator:
         self,
         tenant: Tenant,
         *,
+        cloudone: CloudOneTenant | None = None,
         token: str | None = None,
         tokens: dict[str, frozenset[str]] | None = None,
         faults: FaultConfig | None = None,
@@ -121,6 +124,7 @@ class Simulator:
         port: int = 0,
     ) -> None:
         self.tenant = tenant
+        self.cloudone = cloudone
         self.token = token or secrets.token_urlsafe(24)
         self.tokens = dict(tokens or {})
         self.tokens.setdefault(self.token, ALL_PERMISSIONS)
@@ -309,10 +313,70 @@ class Simulator:
             rows = [a for a in self.accounts if predicate(a)]
         return self._page(rows, query, key, "/v3.0/iam/accounts")
 
+    # -- Cloud One ---------------------------------------------------------------------
+
+    def _cursor_page(
+        self, rows: list[Any], query: dict[str, str], key: str, list_key: str
+    ) -> dict[str, Any]:
+        limit_text = query.get("limit", "25")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+            raise _HttpError(400, "BadRequest", "limit must be between 1 and 100")
+        limit = int(limit_text)
+        offset = 0
+        if query.get("cursor"):
+            try:
+                state = json.loads(base64.urlsafe_b64decode(query["cursor"].encode()))
+                offset, token_key = int(state["o"]), str(state["k"])
+            except (ValueError, KeyError, TypeError):
+                raise _HttpError(400, "BadRequest", "cursor is not valid") from None
+            if token_key != key:
+                raise _HttpError(400, "BadRequest", "cursor belongs to another listing")
+        body: dict[str, Any] = {list_key: rows[offset : offset + limit]}
+        if offset + limit < len(rows):
+            body["next"] = base64.urlsafe_b64encode(
+                json.dumps({"o": offset + limit, "k": key}).encode()
+            ).decode()
+        return body
+
+    def cloudone_route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        """Cloud One's audit, accounts and SAML services, all on this origin."""
+        auth = headers.get("authorization", "")
+        key = auth[len("ApiKey ") :] if auth.startswith("ApiKey ") else ""
+        if key not in self.tokens:
+            raise _HttpError(401, "Unauthorized", "Invalid API key.")
+        if headers.get("api-version") != "v1":
+            raise _HttpError(400, "BadRequest", "The Api-Version header must be v1.")
+        tenant = self.cloudone
+        if tenant is None or method != "GET":
+            raise _HttpError(404, "NotFound", "The requested resource does not exist.")
+        if path == "/api/logs":
+            self._require(self.tokens[key], PERM_AUDIT)
+            oldest = self.clock() - timedelta(days=C1_RETENTION_DAYS)
+            with self._lock:
+                first = bisect.bisect_left(tenant.times, oldest)
+                newest_first = tenant.logs[first:][::-1]
+            return 200, self._cursor_page(newest_first, query, "logs", "logs")
+        self._require(self.tokens[key], PERM_ACCOUNTS)
+        with self._lock:
+            if path == "/api/users":
+                rows = [u.to_json() for u in tenant.users if not u.saml]
+            elif path == "/api/saml-users":
+                rows = [u.to_json() for u in tenant.users if u.saml]
+            elif path == "/api/roles":
+                rows = [dict(r) for r in tenant.roles]
+            else:
+                raise _HttpError(404, "NotFound", "The requested resource does not exist.")
+        list_key = "roles" if path == "/api/roles" else "users"
+        return 200, self._cursor_page(rows, query, path, list_key)
+
     def route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
     ) -> tuple[int, Any]:
         """Dispatch an authenticated request; return ``(status, body)``."""
+        if path.startswith("/api/"):
+            return self.cloudone_route(method, path, query, headers)
         auth = headers.get("authorization", "")
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         granted = self.tokens.get(token)
