@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ from login_audit.cli.common import (
     exit_code_for,
     render_summary,
 )
-from login_audit.config import TOKEN_ENV, URL_ENV, HttpSettings, Secret
+from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
 from login_audit.errors import EXIT_UNEXPECTED
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
@@ -76,7 +77,7 @@ def simulate(
     time_scale: float,
     truth: str | None,
 ) -> None:
-    """Serve a synthetic Vision One tenant on 127.0.0.1 until interrupted.
+    """Serve a synthetic Vision One and Cloud One tenant on 127.0.0.1 until interrupted.
 
     The simulator follows the vendor's documented behaviour: paging with nextLink,
     top of 50/100/200, the TMV1-Filter language, 180-day retention, error bodies and
@@ -87,12 +88,16 @@ def simulate(
       login-audit simulate --port 8080 --accounts 500 --faults 0.2 --truth truth.json
     """
     from login_audit.simulator import FaultConfig, Simulator, build_tenant
+    from login_audit.simulator.cloudone import build_cloudone_tenant
 
     tenant = build_tenant(seed, accounts)
+    c1 = build_cloudone_tenant(seed, accounts)
     if truth:
-        tenant.write_truth(Path(truth))
+        data = {"visionone": tenant.truth(), "cloudone": c1.truth()}
+        Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     sim = Simulator(
         tenant,
+        cloudone=c1,
         token=token,
         faults=FaultConfig(rate=faults, seed=seed),
         rate_limit=rate_limit,
@@ -106,6 +111,9 @@ def simulate(
         f"{len(tenant.records)} audit records) at {sim.base_url}\n"
         f"  export {URL_ENV}={sim.base_url}\n"
         f"  export {TOKEN_ENV}={sim.token}   # the simulator's own token\n"
+        f"and a Cloud One account ({len(c1.users)} users, {len(c1.logs)} audit entries):\n"
+        f"  export {C1_KEY_ENV}={sim.token}\n"
+        f"  login-audit audit --platform cloudone --base-url {sim.base_url}\n"
         "Press Ctrl-C to stop."
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -119,6 +119,7 @@ class Simulator:
         rate_window: float = 60.0,
         time_scale: float = 1.0,
         latency_ms: float = 0.0,
+        c1_max_limit: int = 100,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         host: str = "127.0.0.1",
         port: int = 0,
@@ -133,6 +134,7 @@ class Simulator:
         self.window_seconds = rate_window * time_scale
         self.time_scale = time_scale
         self.latency = latency_ms / 1000.0
+        self.c1_max_limit = c1_max_limit
         self.clock = clock
         self.stats = SimStats()
         self.accounts = [a.to_json() for a in tenant.accounts]
@@ -319,8 +321,8 @@ class Simulator:
         self, rows: list[Any], query: dict[str, str], key: str, list_key: str
     ) -> dict[str, Any]:
         limit_text = query.get("limit", "25")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-            raise _HttpError(400, "BadRequest", "limit must be between 1 and 100")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= self.c1_max_limit:
+            raise _HttpError(400, "BadRequest", f"limit must be between 1 and {self.c1_max_limit}")
         limit = int(limit_text)
         offset = 0
         if query.get("cursor"):
