@@ -270,3 +270,158 @@ class HttpSettings:
             raise ConfigError("--timeout must be a positive number of seconds")
         if self.backoff_base < 0:
             raise ConfigError("--backoff-base must not be negative")
+
+
+_TENANT_KEYS = {
+    "name",
+    "platform",
+    "region",
+    "base_url",
+    "token_env",
+    "token_file",
+    "days",
+    "grace_days",
+    "include_disabled",
+    "exclude",
+    "exclude_roles",
+}
+_DEFAULT_KEYS = _TENANT_KEYS - {"name", "token_env", "token_file", "base_url", "region"}
+_SECRET_KEYS = {"token", "api_key", "apikey", "key", "secret", "password"}
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """One tenant of the configuration file; the secret is named, never included."""
+
+    name: str
+    target: Target
+    token_env: str | None = None
+    token_file: str | None = None
+    days: int | None = None
+    grace_days: int | None = None
+    include_disabled: bool | None = None
+    exclude: tuple[str, ...] = ()
+    exclude_roles: tuple[str, ...] = ()
+
+    def load_token(self) -> Secret:
+        """The tenant's secret, from its file or its environment variable."""
+        return load_token(self.token_file, env_var=self.token_env or self.target.token_env)
+
+
+def default_config_path() -> Path:
+    """``config.toml`` in the platform's user configuration directory."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("login-audit", appauthor=False)) / "config.toml"
+
+
+def _check_keys(table: dict[str, object], allowed: set[str], where: str, path: Path) -> None:
+    for key in table:
+        if key.lower() in _SECRET_KEYS:
+            raise ConfigError(
+                f"{path}: {where} has a '{key}' entry: never put a secret in the configuration "
+                "file; name it with token_env (an environment variable) or token_file"
+            )
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}: {where} has an unknown key '{key}'; allowed: {', '.join(sorted(allowed))}"
+            )
+
+
+def _typed(value: object, kind: type, key: str, where: str, path: Path) -> object:
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{path}: {where}: '{key}' must be a whole number")
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{path}: {where}: '{key}' must be true or false")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{path}: {where}: '{key}' must be a string")
+    if kind is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{path}: {where}: '{key}' must be a list of strings")
+    return value
+
+
+_TYPES: dict[str, type] = {
+    "name": str,
+    "platform": str,
+    "region": str,
+    "base_url": str,
+    "token_env": str,
+    "token_file": str,
+    "days": int,
+    "grace_days": int,
+    "include_disabled": bool,
+    "exclude": list,
+    "exclude_roles": list,
+}
+
+
+def load_tenants(path: Path) -> list[TenantConfig]:
+    """Read and validate the tenants of a TOML configuration file.
+
+    ``[defaults]`` holds policy values shared by every tenant; each ``[[tenant]]`` names
+    its platform, region or base URL, where its secret is (``token_env`` or
+    ``token_file``) and its own policy overrides.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no configuration file at {path}; create it (see the README) or pass --config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    _check_keys(data, {"defaults", "tenant"}, "the file", path)
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: [defaults] must be a table")
+    _check_keys(defaults, _DEFAULT_KEYS, "[defaults]", path)
+    entries = data.get("tenant", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: no [[tenant]] entries; add one per tenant to audit")
+    tenants: list[TenantConfig] = []
+    for number, entry in enumerate(entries, 1):
+        where = f"tenant #{number}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {where} must be a table")
+        _check_keys(entry, _TENANT_KEYS, where, path)
+        merged = {**defaults, **entry}
+        for key, value in merged.items():
+            _typed(value, _TYPES[key], key, where, path)
+        name = merged.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{path}: {where} has no 'name'")
+        where = f"tenant {name!r}"
+        if any(t.name == name for t in tenants):
+            raise ConfigError(f"{path}: two tenants are named {name!r}; names must be unique")
+        if "token_env" in merged and "token_file" in merged:
+            raise ConfigError(f"{path}: {where} has both token_env and token_file; keep one")
+        platform = str(merged.get("platform", "visionone"))
+        try:
+            target = resolve_target(
+                platform,
+                merged.get("region"),
+                merged.get("base_url"),
+                env={},
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {where}: {exc}") from None
+        tenants.append(
+            TenantConfig(
+                name=name,
+                target=target,
+                token_env=merged.get("token_env"),
+                token_file=merged.get("token_file"),
+                days=merged.get("days"),
+                grace_days=merged.get("grace_days"),
+                include_disabled=merged.get("include_disabled"),
+                exclude=tuple(merged.get("exclude", ())),
+                exclude_roles=tuple(merged.get("exclude_roles", ())),
+            )
+        )
+    return tenants

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from login_audit.cli.common import (
     CONTEXT,
@@ -23,7 +24,8 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.config import resolve_target
+from login_audit.cli.fleet import FleetOptions, audit_all
+from login_audit.config import default_config_path, resolve_target
 
 #: The longest threshold accepted with an archive (ten years).
 MAX_ARCHIVE_DAYS = 3650
@@ -61,6 +63,19 @@ MAX_ARCHIVE_DAYS = 3650
     help="Read logons straight from the vendor, store nothing (at most 180 days).",
 )
 @archive_options
+@click.option(
+    "--all",
+    "all_tenants",
+    is_flag=True,
+    help="Audit every tenant of the configuration file, concurrently.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="LOGIN_AUDIT_CONFIG",
+    type=click.Path(dir_okay=False),
+    help=f"The tenants file for --all. [default: {default_config_path()}]",
+)
 @click.option(
     "--include-disabled",
     is_flag=True,
@@ -124,6 +139,8 @@ def audit(
     no_archive: bool,
     archive_spec: str | None,
     tenant_name: str,
+    all_tenants: bool,
+    config_path: str | None,
     **kwargs: Any,
 ) -> None:
     """Audit a Vision One or Cloud One tenant; write the cleanup CSV and detailed reports.
@@ -147,8 +164,42 @@ def audit(
       login-audit audit --token-file ~/.config/tmv1.token --fail-on-findings
       login-audit audit --platform cloudone --region de-1
     """
-    state = click.get_current_context().ensure_object(AppState)
+    ctx = click.get_current_context()
+    state = ctx.ensure_object(AppState)
     settings = http_settings(kwargs)
+    if all_tenants:
+        explicit = frozenset(
+            name
+            for name in ("days", "grace_days", "include_disabled")
+            if ctx.get_parameter_source(name)
+            in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        )
+        base = build_policy(
+            days,
+            include_disabled,
+            exclude,
+            exclude_role,
+            exclude_file,
+            MAX_ARCHIVE_DAYS,
+            grace_days,
+        )
+        options = FleetOptions(
+            policy=base,
+            explicit=explicit,
+            settings=settings,
+            output_dir=Path(output_dir),
+            archive_spec=archive_spec,
+            no_archive=no_archive,
+            allow_short_history=allow_short_history,
+            fail_on_findings=fail_on_findings,
+            max_archive_days=MAX_ARCHIVE_DAYS,
+        )
+        code, text = audit_all(
+            state, Path(config_path) if config_path else default_config_path(), options
+        )
+        if not quiet:
+            click.echo(text, err=True)
+        raise SystemExit(code)
     target = resolve_target(platform, region, base_url)
     retention = 180 if target.platform == "visionone" else 365
     policy = build_policy(

@@ -59,7 +59,7 @@ def atomic_text(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
 
 
 def write_atomic(
-    path: Path, write: Callable[[IO[str]], None], *, newline: str | None = None
+    path: Path, write: Callable[[IO[str]], object], *, newline: str | None = None
 ) -> Path:
     """Write ``path`` atomically with ``write(handle)``; turn disk errors into one clear line."""
     try:

@@ -1,0 +1,214 @@
+"""``login-audit audit --all``: every tenant of the configuration file in one run.
+
+Tenants run concurrently; tenants of the same platform share one pacer, so together
+they stay within the platform's rate limit. One failing tenant does not stop the others,
+and the exit code reports the worst outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from login_audit import __version__
+from login_audit.archive import open_archive
+from login_audit.cli.common import AppState, audit_and_report, exit_code_for, tenant_key
+from login_audit.config import HttpSettings, TenantConfig, load_tenants, validate_days
+from login_audit.errors import (
+    EXIT_CONFIG,
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    ConfigError,
+    LoginAuditError,
+)
+from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, Pacer
+from login_audit.models import Policy, RunSummary
+from login_audit.platforms.base import Platform
+from login_audit.platforms.cloudone import CloudOne
+from login_audit.platforms.visionone import VisionOne
+from login_audit.reports import WriteNotes
+from login_audit.reports.atomic import ensure_dir, write_atomic
+from login_audit.reports.csvreport import CleanupCsv, write_rows
+from login_audit.reports.jsonreport import summary_json
+
+log = logging.getLogger(__name__)
+
+#: From worst to best: what a scheduler should hear about first.
+SEVERITY = (EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_FINDINGS, EXIT_OK)
+
+
+@dataclass
+class TenantOutcome:
+    """What happened to one tenant of a fleet run."""
+
+    tenant: TenantConfig
+    summary: RunSummary | None = None
+    notes: WriteNotes | None = None
+    error: str = ""
+    code: int = EXIT_OK
+
+
+def worst(codes: list[int]) -> int:
+    """The most severe exit code of ``codes``."""
+    return min(codes, key=SEVERITY.index) if codes else EXIT_OK
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """The command-line side of a fleet run."""
+
+    policy: Policy
+    explicit: frozenset[str]
+    settings: HttpSettings
+    output_dir: Path
+    archive_spec: str | None
+    no_archive: bool
+    allow_short_history: bool
+    fail_on_findings: bool
+    max_archive_days: int
+
+
+def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
+    """File values override the defaults; options given on the command line override both."""
+    base = options.policy
+
+    def pick(name: str, file_value: Any, cli_value: Any) -> Any:
+        return cli_value if name in options.explicit or file_value is None else file_value
+
+    retention = 180 if tenant.target.platform == "visionone" else 365
+    days = int(pick("days", tenant.days, base.days))
+    validate_days(days, retention if options.no_archive else options.max_archive_days)
+    grace = pick(
+        "grace_days",
+        tenant.grace_days,
+        None if "grace_days" not in options.explicit else base.grace_days,
+    )
+    return Policy(
+        days=days,
+        include_disabled=bool(
+            pick("include_disabled", tenant.include_disabled, base.include_disabled)
+        ),
+        exclude_patterns=base.exclude_patterns + tenant.exclude,
+        exclude_roles=base.exclude_roles + tenant.exclude_roles,
+        grace_days=days if grace is None else int(grace),
+    )
+
+
+def _platform(tenant: TenantConfig, http: HttpClient) -> Platform:
+    target = tenant.target
+    if target.platform == "visionone":
+        assert target.base_url is not None
+        return VisionOne(http, target.base_url, target.region)
+    return CloudOne(http, target.region, target.base_url)
+
+
+def run_tenant(
+    state: AppState, tenant: TenantConfig, options: FleetOptions, pacers: dict[str, Pacer]
+) -> TenantOutcome:
+    """Audit one tenant into ``<output-dir>/<name>/``; failures are caught and reported."""
+    outcome = TenantOutcome(tenant)
+    archive = None
+    try:
+        policy = tenant_policy(tenant, options)
+        token = tenant.load_token()
+        state.redactor.add(token)
+        auth = BearerAuth(token) if tenant.target.platform == "visionone" else ApiKeyAuth(token)
+        archive = None if options.no_archive else open_archive(options.archive_spec)
+        with HttpClient(auth, options.settings, pacer=pacers[tenant.target.platform]) as http:
+            summary, notes = audit_and_report(
+                state,
+                _platform(tenant, http),
+                policy=policy,
+                output_dir=options.output_dir / tenant.name,
+                quiet=True,
+                archive=archive,
+                tenant=tenant_key(tenant.target, tenant.name),
+                allow_short_history=options.allow_short_history,
+            )
+        outcome.summary, outcome.notes = summary, notes
+        outcome.code = exit_code_for(summary, options.fail_on_findings)
+    except LoginAuditError as exc:
+        outcome.error, outcome.code = state.redactor.scrub(str(exc)), exc.exit_code
+        log.error("tenant %s: %s", tenant.name, outcome.error)
+    except Exception as exc:  # one tenant's bug must not lose the others' reports
+        outcome.error = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
+        outcome.code = EXIT_UNEXPECTED
+        log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
+    finally:
+        if archive is not None:
+            archive.close()
+    return outcome
+
+
+def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNotes:
+    """The combined ``filtered_accounts_report.csv`` (with ``Tenant``) and ``audit_report.json``."""
+    notes = WriteNotes()
+    rows = []
+    for outcome in outcomes:
+        if outcome.summary is not None:
+            rows += [
+                [outcome.tenant.name, *row] for row in CleanupCsv().rows(outcome.summary.findings)
+            ]
+    path = output_dir / "filtered_accounts_report.csv"
+    write_atomic(
+        path,
+        lambda h: write_rows(h, ("Tenant", "UserId", "RoleName", "RequestType"), rows, notes),
+        newline="",
+    )
+    notes.paths.append(path)
+    data = {
+        "schemaVersion": 1,
+        "tool": {"name": "login-audit", "version": __version__},
+        "exitCode": worst([o.code for o in outcomes]),
+        "tenants": [
+            {
+                "tenant": o.tenant.name,
+                "platform": o.tenant.target.platform,
+                "region": o.tenant.target.key_region,
+                "exitCode": o.code,
+                "error": o.error or None,
+                "report": summary_json(o.summary) if o.summary else None,
+            }
+            for o in outcomes
+        ],
+    }
+    import json
+
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    path = output_dir / "audit_report.json"
+    write_atomic(path, lambda h: h.write(text))
+    notes.paths.append(path)
+    return notes
+
+
+def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tuple[int, str]:
+    """Audit every configured tenant; return the worst exit code and a summary text."""
+    tenants = load_tenants(config_path)
+    ensure_dir(options.output_dir)
+    for tenant in tenants:
+        if "/" in tenant.name or tenant.name in (".", ".."):
+            raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
+    pacers = {
+        platform: Pacer(options.settings.rate_limit, options.settings.rate_window)
+        for platform in ("visionone", "cloudone")
+    }
+    with ThreadPoolExecutor(max_workers=min(4, len(tenants))) as pool:
+        outcomes = list(pool.map(lambda t: run_tenant(state, t, options, pacers), tenants))
+    notes = write_combined(outcomes, options.output_dir)
+    lines = [f"login-audit {__version__}: {len(outcomes)} tenants"]
+    for o in outcomes:
+        if o.summary is not None:
+            state_text = "complete" if o.summary.complete else "INCOMPLETE"
+            lines.append(
+                f"  {o.tenant.name}: {state_text}, {len(o.summary.findings)} accounts, "
+                f"{len(o.summary.to_remove)} to remove, exit {o.code}"
+            )
+        else:
+            lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {o.error}")
+    lines += [f"  wrote {p}" for p in notes.paths]
+    return worst([o.code for o in outcomes]), "\n".join(lines)

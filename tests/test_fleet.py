@@ -1,0 +1,198 @@
+"""Many tenants: the configuration file and ``audit --all``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from login_audit.config import load_tenants
+from login_audit.errors import ConfigError
+from login_audit.simulator import FaultConfig, build_cloudone_tenant, build_tenant
+from tests.conftest import clean_env, run_cli
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_valid_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[defaults]
+days = 60
+exclude = ["svc-*"]
+
+[[tenant]]
+name = "prod-eu"
+platform = "visionone"
+region = "eu"
+token_env = "TMV1_TOKEN_PROD_EU"
+exclude_roles = ["Master Administrator"]
+
+[[tenant]]
+name = "c1"
+platform = "cloudone"
+region = "de-1"
+token_file = "/etc/login-audit/c1.key"
+days = 30
+""",
+    )
+    first, second = load_tenants(path)
+    assert (first.name, first.target.region, first.days, first.exclude) == (
+        "prod-eu",
+        "eu",
+        60,
+        ("svc-*",),
+    )
+    assert first.target.base_url == "https://api.eu.xdr.trendmicro.com"
+    assert (second.target.platform, second.target.region, second.days) == ("cloudone", "de-1", 30)
+    assert second.token_file == "/etc/login-audit/c1.key"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[[tenant]]\nname = "a"\nregoin = "eu"\n', "unknown key 'regoin'"),
+        ('[[tenant]]\nname = "a"\ntoken = "abc"\n', "never put a secret"),
+        ('[[tenant]]\nname = "a"\napi_key = "abc"\n', "never put a secret"),
+        ('[[tenant]]\nname = "a"\n[[tenant]]\nname = "a"\n', "names must be unique"),
+        ('[[tenant]]\nname = "a"\ndays = "ninety"\n', "'days' must be a whole number"),
+        ('[[tenant]]\nname = "a"\nregion = "mars"\n', "unknown Vision One region"),
+        ('[[tenant]]\nname = "a"\ntoken_env = "X"\ntoken_file = "f"\n', "keep one"),
+        ("[[tenant]]\nregion = 'eu'\n", "has no 'name'"),
+        ("[tenants]\n", "unknown key 'tenants'"),
+        ("", "no [[tenant]] entries"),
+        ("this is = not toml [", "is not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        load_tenants(write(tmp_path, text))
+    assert needle in str(info.value)
+    assert "abc" not in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no configuration file"):
+        load_tenants(tmp_path / "nope.toml")
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.e2e
+def test_all_tenants_with_one_down(start_sim, tmp_path: Path) -> None:
+    v1 = build_tenant(seed=61, accounts=120)
+    c1 = build_cloudone_tenant(seed=62, users=80)
+    healthy = start_sim(v1, cloudone=c1)
+    down = start_sim(
+        build_tenant(seed=63, accounts=30), faults=FaultConfig(outages=("/v3.0/audit",))
+    )
+    config = write(
+        tmp_path,
+        f"""
+[defaults]
+days = 90
+
+[[tenant]]
+name = "v1-healthy"
+base_url = "{healthy.base_url}"
+token_env = "TOKEN_A"
+
+[[tenant]]
+name = "c1-healthy"
+platform = "cloudone"
+base_url = "{healthy.base_url}"
+token_env = "TOKEN_A"
+
+[[tenant]]
+name = "v1-down"
+base_url = "{down.base_url}"
+token_env = "TOKEN_B"
+""",
+    )
+    out = tmp_path / "out"
+    result = run_cli(
+        [
+            "audit",
+            "--all",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(out),
+            "--archive",
+            str(tmp_path / "a.sqlite3"),
+            "--max-attempts",
+            "2",
+            "--backoff-base",
+            "0.01",
+        ],
+        env=clean_env(TOKEN_A=healthy.token, TOKEN_B=down.token),
+    )
+    assert result.code == 4, result.stderr
+    v1_rows = {
+        (r["UserId"], r["RoleName"])
+        for r in rows(out / "v1-healthy" / "filtered_accounts_report.csv")
+    }
+    assert v1_rows == {(r["UserId"], r["RoleName"]) for r in v1.truth()["remove"]}
+    c1_rows = {
+        (r["UserId"], r["RoleName"])
+        for r in rows(out / "c1-healthy" / "filtered_accounts_report.csv")
+    }
+    assert c1_rows == {(r["UserId"], r["RoleName"]) for r in c1.truth()["remove"]}
+    assert rows(out / "v1-down" / "filtered_accounts_report.csv") == []
+    combined = rows(out / "filtered_accounts_report.csv")
+    assert list(combined[0]) == ["Tenant", "UserId", "RoleName", "RequestType"]
+    assert {(r["Tenant"], r["UserId"]) for r in combined} == (
+        {("v1-healthy", u) for u, _ in v1_rows} | {("c1-healthy", u) for u, _ in c1_rows}
+    )
+    assert "Tenant" not in (out / "v1-healthy" / "filtered_accounts_report.csv").read_text()
+    report = json.loads((out / "audit_report.json").read_text())
+    codes = {t["tenant"]: t["exitCode"] for t in report["tenants"]}
+    assert codes == {"v1-healthy": 0, "c1-healthy": 0, "v1-down": 4}
+    assert report["exitCode"] == 4
+    for secret in (healthy.token, down.token):
+        assert secret not in result.stderr
+        assert secret not in (out / "audit_report.json").read_text()
+
+
+@pytest.mark.e2e
+def test_a_tenant_with_a_missing_secret_fails_alone(start_sim, tmp_path: Path) -> None:
+    sim = start_sim(build_tenant(seed=64, accounts=30))
+    config = write(
+        tmp_path,
+        f"""
+[[tenant]]
+name = "ok"
+base_url = "{sim.base_url}"
+token_env = "TOKEN_OK"
+
+[[tenant]]
+name = "no-secret"
+base_url = "{sim.base_url}"
+token_env = "TOKEN_MISSING"
+""",
+    )
+    result = run_cli(
+        [
+            "audit",
+            "--all",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-archive",
+        ],
+        env=clean_env(TOKEN_OK=sim.token),
+    )
+    assert result.code == 2
+    assert "no-secret: FAILED" in result.stderr and "TOKEN_MISSING" in result.stderr
+    assert (tmp_path / "out" / "ok" / "filtered_accounts_report.csv").exists()
