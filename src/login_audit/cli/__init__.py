@@ -32,12 +32,13 @@ log = logging.getLogger("login_audit")
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="login-audit")
 def cli() -> None:
-    """Find stale Trend Vision One accounts from the platform's own audit log.
+    """Find stale Trend Vision One and Cloud One accounts from the platforms' audit logs.
 
     \b
     Quick start:
       export TMV1_TOKEN=...            # or --token-file PATH
       login-audit audit --region eu    # writes filtered_accounts_report.csv and more
+      login-audit sync --region eu     # keep every audit record beyond the retention
       login-audit demo                 # the same against a built-in simulator
 
     Exit codes: 0 complete, 2 configuration/usage/credentials, 3 accounts to remove

@@ -74,7 +74,8 @@ MAX_ARCHIVE_DAYS = 3650
     "config_path",
     envvar="LOGIN_AUDIT_CONFIG",
     type=click.Path(dir_okay=False),
-    help=f"The tenants file for --all. [default: {default_config_path()}]",
+    help="The tenants file for --all. [default: config.toml in the user configuration "
+    "directory, ~/.config/login-audit/ on Linux]",
 )
 @click.option(
     "--include-disabled",

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from login_audit.archive import Archive, TenantKey, default_archive_path, open_archive
+from login_audit.archive import Archive, TenantKey, open_archive
 from login_audit.audit import run_archived_audit, run_audit
 from login_audit.config import (
     C1_KEY_ENV,
@@ -379,8 +379,8 @@ def archive_options(func: F) -> F:
             "archive_spec",
             envvar="LOGIN_AUDIT_ARCHIVE",
             metavar="PATH|postgresql://...",
-            help=f"The event archive: a SQLite file or a PostgreSQL URL. "
-            f"[default: {default_archive_path()}]",
+            help="The event archive: a SQLite file or a PostgreSQL URL. [default: archive.sqlite3 "
+            "in the user data directory, ~/.local/share/login-audit/ on Linux]",
         ),
         click.option(
             "--tenant",
