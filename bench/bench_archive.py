@@ -77,7 +77,7 @@ def ingest(url: str, items: list[dict], chunks: int = 10) -> list[float]:
     tenant = archive.tenant_id(TenantKey("visionone", "bench.invalid", "ingest"))
     size = len(items) // chunks
     rates = []
-    checkpoint = Checkpoint(NOW - timedelta(days=180), NOW, "next", 0)
+    checkpoint = Checkpoint.single(NOW - timedelta(days=180), NOW, "next", 0)
     for c in range(chunks):
         chunk = items[c * size : (c + 1) * size]
         started = time.perf_counter()

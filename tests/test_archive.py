@@ -42,7 +42,7 @@ def records(*items: dict):
 
 
 def cp(pages: int = 1, link: str | None = None) -> Checkpoint:
-    return Checkpoint(T0, T0 + timedelta(days=1), link, pages)
+    return Checkpoint.single(T0, T0 + timedelta(days=1), link, pages)
 
 
 def test_time_conversion_round_trips() -> None:

@@ -209,7 +209,7 @@ def test_archive_history_lets_days_exceed_retention(archive_url, start_sim) -> N
         tenant_id,
         LOGONS,
         [parse_record(new_logon(ken.email, old)[1])],
-        Checkpoint(old, now, None, 1),
+        Checkpoint.single(old, now, None, 1),
     )
     archive.finish_window(
         tenant_id, LOGONS, now - timedelta(days=300), now - timedelta(days=170), now

@@ -1,22 +1,24 @@
 """Incremental pulls into the archive: windows, watermarks, resumable checkpoints.
 
 A stream is a kind of pull of one tenant: ``all`` (every record, what ``sync`` and
-``export`` read) or ``logons`` (only logon events, what ``audit`` needs). Each page and the
-checkpoint after it commit in one transaction, so a run killed at any point resumes from
-the last committed page; the watermark moves only when a window is complete.
+``export`` read) or ``logons`` (only logon events, what ``audit`` needs). A window is
+split into time slices read in parallel (see ``sweep.py``), all paced by the one HTTP
+client. Each page commits together with the checkpoint of every slice, so a run killed
+at any point resumes each slice from its last committed page; the watermark moves only
+when the whole window is complete.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
-from login_audit.archive.base import Archive, Checkpoint, SyncState
-from login_audit.errors import ProtocolError, RetryLaterError
+from login_audit.archive.base import Archive, Checkpoint, SliceState, SyncState
 from login_audit.models import RecordPage, TimeWindow
+from login_audit.sweep import MAX_SLICES, Sweep
 from login_audit.timeutil import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,12 @@ class RecordSource(Protocol):
     """The part of a platform that sync needs."""
 
     retention_days: int
+    supports_time_slices: bool
 
     def record_pages(
         self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
     ) -> Iterator[RecordPage]:
-        """Pages of records of ``window``, oldest first (an iterator of RecordPage)."""
+        """Pages of records of ``window``, oldest first."""
         ...
 
     def requests_made(self) -> int:
@@ -52,6 +55,7 @@ class SyncResult:
     fetched: int = 0
     inserted: int = 0
     requests: int = 0
+    slices: int = 1
     resumed: bool = False
     complete: bool = True
     problem: str = ""
@@ -76,11 +80,9 @@ def coverage(archive: Archive, tenant: int, stream: str) -> SyncState | None:
             own.last_sync_at,
             own.checkpoint,
         )
-    return (
-        own
-        if own.watermark >= full.watermark
-        else SyncState(full.covered_from, full.watermark, own.last_sync_at, own.checkpoint)
-    )
+    if own.watermark >= full.watermark:
+        return own
+    return SyncState(full.covered_from, full.watermark, own.last_sync_at, own.checkpoint)
 
 
 def sync_stream(
@@ -91,29 +93,27 @@ def sync_stream(
     *,
     clock: Clock = utcnow,
     overlap: timedelta = DEFAULT_OVERLAP,
+    slices: int = MAX_SLICES,
     progress: Callable[[str, int], None] = lambda stage, count: None,
 ) -> SyncResult:
-    """Bring ``stream`` of ``tenant`` up to now; never raises for vendor failures.
+    """Bring ``stream`` of ``tenant`` up to now; vendor failures are reported, not raised.
 
-    A failure leaves the checkpoint in place (the next run resumes there) and is reported
-    in the result as incomplete.
+    A failure leaves the checkpoint in place (the next run resumes there) and makes the
+    result incomplete; slices that did not fail still read to their end.
     """
     now = clock()
     oldest = now - timedelta(days=source.retention_days)
     own = archive.state(tenant, stream)
     first_requests = source.requests_made()
-    resume_link: str | None = None
-    pages_before = 0
+    states: list[SliceState] | None = None
     if own is not None and own.checkpoint is not None:
         checkpoint = own.checkpoint
         window = TimeWindow(max(checkpoint.start, oldest), checkpoint.end)
-        resume_link, pages_before = checkpoint.next_link, checkpoint.pages
-        covered_from = window.start
-        resumed = True
-        if resume_link is None:
-            # The last page was committed but the window was not closed: close it now.
-            archive.finish_window(tenant, stream, covered_from, window.end, now)
-            return SyncResult(stream, window, resumed=True)
+        states = [
+            s if s.end > oldest else replace(s, done=True)  # data past retention is gone
+            for s in checkpoint.slices
+        ]
+        covered_from, resumed = window.start, True
     else:
         state = coverage(archive, tenant, stream)
         if state is not None and state.watermark is not None and state.covered_from is not None:
@@ -124,45 +124,23 @@ def sync_stream(
         window = TimeWindow(start, now)
         resumed = False
     result = SyncResult(stream, window, resumed=resumed)
-    try:
-        pages_iter = source.record_pages(
-            window, logons_only=stream == LOGONS, resume_link=resume_link
-        )
-        try:
-            for page in pages_iter:
-                _commit(
-                    archive, tenant, stream, window, page, pages_before + result.pages + 1, result
-                )
-                progress(f"{stream} records", result.fetched)
-        except ProtocolError as exc:
-            if resume_link is None or result.pages or exc.status != 400:
-                raise
-            # The stored link expired: read the window again; duplicates are dropped.
-            log.info("the stored page link was refused; reading the window again")
-            for page in source.record_pages(window, logons_only=stream == LOGONS):
-                _commit(archive, tenant, stream, window, page, result.pages + 1, result)
-                progress(f"{stream} records", result.fetched)
-    except RetryLaterError as exc:
-        result.complete = False
+    sweep = Sweep(source, window, logons_only=stream == LOGONS, max_slices=slices, states=states)
+
+    def commit(page: RecordPage, slice_states: tuple[SliceState, ...]) -> None:
+        checkpoint = Checkpoint(window.start, window.end, slice_states)
+        result.inserted += archive.commit_page(tenant, stream, page.records, checkpoint)
+        result.fetched += len(page.records)
+        result.pages += int(bool(page.records) or page.next_link is not None)
+        result.slices = len(slice_states)
+        progress(f"{stream} records", result.fetched)
+
+    problems = sweep.run(commit)
+    if problems:
         label = "logon records" if stream == LOGONS else "audit records"
-        result.problem = f"{label} incomplete after {result.fetched} records: {exc}"
+        result.complete = False
+        result.problem = f"{label} incomplete after {result.fetched} records: {problems[0]}"
         log.error("%s", result.problem)
     else:
         archive.finish_window(tenant, stream, min(covered_from, window.start), window.end, now)
     result.requests = source.requests_made() - first_requests
     return result
-
-
-def _commit(
-    archive: Archive,
-    tenant: int,
-    stream: str,
-    window: TimeWindow,
-    page: RecordPage,
-    pages: int,
-    result: SyncResult,
-) -> None:
-    checkpoint = Checkpoint(window.start, window.end, page.next_link, pages)
-    result.inserted += archive.commit_page(tenant, stream, page.records, checkpoint)
-    result.fetched += len(page.records)
-    result.pages += 1

@@ -35,13 +35,40 @@ class TenantKey:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """An interrupted sweep: its window and the link that continues after the last page."""
+class SliceState:
+    """One time slice of a sweep: where it continues, and whether it is finished."""
 
     start: datetime
     end: datetime
-    next_link: str | None
-    pages: int
+    next_link: str | None = None
+    pages: int = 0
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A sweep under way: its window and the state of each of its time slices."""
+
+    start: datetime
+    end: datetime
+    slices: tuple[SliceState, ...]
+
+    @classmethod
+    def single(
+        cls, start: datetime, end: datetime, next_link: str | None, pages: int
+    ) -> Checkpoint:
+        """A one-slice checkpoint (done when there is no next link)."""
+        return cls(start, end, (SliceState(start, end, next_link, pages, next_link is None),))
+
+    @property
+    def pages(self) -> int:
+        """Pages committed so far, over all slices."""
+        return sum(s.pages for s in self.slices)
+
+    @property
+    def done(self) -> bool:
+        """True when every slice has read its last page."""
+        return all(s.done for s in self.slices)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from login_audit.archive.base import (
     Checkpoint,
     LogonAggregate,
+    SliceState,
     SyncState,
     TenantInfo,
     TenantKey,
@@ -116,8 +117,16 @@ def _checkpoint_json(checkpoint: Checkpoint | None) -> str | None:
         {
             "start": to_us(checkpoint.start),
             "end": to_us(checkpoint.end),
-            "next_link": checkpoint.next_link,
-            "pages": checkpoint.pages,
+            "slices": [
+                {
+                    "start": to_us(s.start),
+                    "end": to_us(s.end),
+                    "next_link": s.next_link,
+                    "pages": s.pages,
+                    "done": s.done,
+                }
+                for s in checkpoint.slices
+            ],
         }
     )
 
@@ -126,9 +135,17 @@ def _checkpoint_from(text: str | None) -> Checkpoint | None:
     if not text:
         return None
     data = json.loads(text)
-    start, end = from_us(data["start"]), from_us(data["end"])
-    assert start is not None and end is not None
-    return Checkpoint(start=start, end=end, next_link=data["next_link"], pages=data["pages"])
+
+    def moment(value: int) -> datetime:
+        result = from_us(value)
+        assert result is not None
+        return result
+
+    slices = tuple(
+        SliceState(moment(s["start"]), moment(s["end"]), s["next_link"], s["pages"], s["done"])
+        for s in data["slices"]
+    )
+    return Checkpoint(start=moment(data["start"]), end=moment(data["end"]), slices=slices)
 
 
 #: Newest logon per identity and kind. The literal kinds match the partial index's

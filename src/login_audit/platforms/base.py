@@ -15,6 +15,7 @@ class Platform(Protocol):
     region: str
     base_url: str
     retention_days: int
+    supports_time_slices: bool
 
     def list_accounts(self) -> Iterator[Account]:
         """Yield every account of the tenant, each once."""

@@ -145,6 +145,8 @@ class CloudOne:
 
     name = "cloudone"
     retention_days = RETENTION_DAYS
+    #: The audit log has no time filter: every read starts at the newest entry.
+    supports_time_slices = False
 
     def __init__(self, http: HttpClient, region: str, base_url: str | None = None) -> None:
         self.http = http

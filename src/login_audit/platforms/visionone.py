@@ -158,6 +158,7 @@ class VisionOne:
 
     name = "visionone"
     retention_days = RETENTION_DAYS
+    supports_time_slices = True
 
     def __init__(self, http: HttpClient, base_url: str, region: str) -> None:
         self.http = http

@@ -1,0 +1,175 @@
+"""Reading a window of audit records as fast as the rate limit allows, never a page twice.
+
+A sweep first reads one page of the whole window, oldest first. That page tells how
+dense the records are, hence how many pages the window holds. A window of many pages is
+then split into time slices read in parallel, each following its own page links; the
+shared pacer of the HTTP client keeps them all inside the vendor's limit. Each extra
+slice costs at most one partly filled page, so the number of slices is chosen to keep
+that cost under 2% of the pages (one slice per ``PAGES_PER_SLICE`` pages).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import timedelta
+from typing import Protocol
+
+from login_audit.archive.base import SliceState
+from login_audit.errors import ProtocolError, RetryLaterError
+from login_audit.models import RecordPage, TimeWindow
+
+log = logging.getLogger(__name__)
+
+PAGES_PER_SLICE = 50
+MAX_SLICES = 8
+
+#: Called, under the sweep's lock, with each page and the state of every slice after it.
+Commit = Callable[[RecordPage, tuple[SliceState, ...]], None]
+
+
+class PagedSource(Protocol):
+    """What a sweep reads: pages of records of a time window."""
+
+    supports_time_slices: bool
+
+    def record_pages(
+        self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
+    ) -> Iterator[RecordPage]:
+        """Pages of ``window``, oldest first where the platform can order them."""
+        ...
+
+
+def plan_slices(window: TimeWindow, count: int) -> list[TimeWindow]:
+    """Split ``window`` into ``count`` adjacent slices with whole-second boundaries.
+
+    The API takes times without fractions, so inner boundaries fall on whole seconds;
+    each slice ends exactly where the next begins and together they cover the window.
+    """
+    if count <= 1:
+        return [window]
+    step = (window.end - window.start) / count
+    bounds = [window.start]
+    for i in range(1, count):
+        bound = (window.start + step * i).replace(microsecond=0)
+        if bound > bounds[-1]:
+            bounds.append(bound)
+    bounds.append(window.end)
+    return [TimeWindow(a, b) for a, b in itertools.pairwise(bounds) if a < b]
+
+
+def slices_for(window: TimeWindow, first: RecordPage, max_slices: int) -> int:
+    """How many slices the rest of ``window`` deserves, judged from its first page."""
+    if first.next_link is None or max_slices <= 1:
+        return 1
+    times = [r.when for r in first.records if r.when is not None]
+    if not times:
+        return 1
+    covered = max(times) - window.start
+    if covered <= timedelta(0):
+        return max_slices
+    estimated_pages = (window.end - window.start) / covered
+    return max(1, min(max_slices, 1 + int(estimated_pages // PAGES_PER_SLICE)))
+
+
+class Sweep:
+    """One window read by one or more slices; see the module's docstring."""
+
+    def __init__(
+        self,
+        source: PagedSource,
+        window: TimeWindow,
+        *,
+        logons_only: bool,
+        max_slices: int = MAX_SLICES,
+        states: list[SliceState] | None = None,
+    ) -> None:
+        self.source = source
+        self.window = window
+        self.logons_only = logons_only
+        self.max_slices = max_slices if source.supports_time_slices else 1
+        self.states = states
+        self.lock = threading.Lock()
+        self.problems: list[str] = []
+
+    def run(self, commit: Commit) -> list[str]:
+        """Read every page, handing each to ``commit``; return the failures (empty if none)."""
+        if self.states is None:
+            self._probe(commit)
+        pending = [i for i, s in enumerate(self.states or []) if not s.done]
+        if len(pending) == 1:
+            self._slice(pending[0], commit)
+        elif pending:
+            with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="slice") as pool:
+                for future in [pool.submit(self._slice, i, commit) for i in pending]:
+                    future.result()
+        return self.problems
+
+    def _record(self, index: int, page: RecordPage, commit: Commit) -> None:
+        with self.lock:
+            assert self.states is not None
+            state = self.states[index]
+            self.states[index] = replace(
+                state,
+                next_link=page.next_link,
+                pages=state.pages + 1,
+                done=page.next_link is None,
+            )
+            commit(page, tuple(self.states))
+
+    def _probe(self, commit: Commit) -> None:
+        self.states = [SliceState(self.window.start, self.window.end)]
+        pages = self.source.record_pages(self.window, logons_only=self.logons_only)
+        try:
+            first = next(pages, None)
+            if first is None:
+                self.states = [replace(self.states[0], done=True)]
+                commit(RecordPage((), None), tuple(self.states))
+                return
+            self._record(0, first, commit)
+            count = slices_for(self.window, first, self.max_slices)
+            if count == 1:
+                for page in pages:
+                    self._record(0, page, commit)
+                return
+        except RetryLaterError as exc:
+            self.problems.append(str(exc))
+            return
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()  # the rest of the window goes to the slices
+        times = [r.when for r in first.records if r.when is not None]
+        boundary = max(times).replace(microsecond=0)
+        rest = plan_slices(TimeWindow(boundary, self.window.end), count)
+        log.debug("sweep: %d slices after the first page", len(rest))
+        with self.lock:
+            self.states = [
+                SliceState(self.window.start, boundary, None, 1, True),
+                *(SliceState(w.start, w.end) for w in rest),
+            ]
+            commit(RecordPage((), None), tuple(self.states))
+
+    def _slice(self, index: int, commit: Commit) -> None:
+        assert self.states is not None
+        state = self.states[index]
+        window = TimeWindow(state.start, state.end)
+        try:
+            try:
+                for page in self.source.record_pages(
+                    window, logons_only=self.logons_only, resume_link=state.next_link
+                ):
+                    self._record(index, page, commit)
+            except ProtocolError as exc:
+                if state.next_link is None or exc.status != 400:
+                    raise
+                # The stored link expired: read the slice again; duplicates are dropped.
+                log.info("a stored page link was refused; reading its slice again")
+                for page in self.source.record_pages(window, logons_only=self.logons_only):
+                    self._record(index, page, commit)
+        except RetryLaterError as exc:
+            with self.lock:
+                self.problems.append(str(exc))
