@@ -62,7 +62,9 @@ def plan_slices(window: TimeWindow, count: int) -> list[TimeWindow]:
     return [TimeWindow(a, b) for a, b in itertools.pairwise(bounds) if a < b]
 
 
-def slices_for(window: TimeWindow, first: RecordPage, max_slices: int) -> int:
+def slices_for(
+    window: TimeWindow, first: RecordPage, max_slices: int, pages_per_slice: int = PAGES_PER_SLICE
+) -> int:
     """How many slices the rest of ``window`` deserves, judged from its first page."""
     if first.next_link is None or max_slices <= 1:
         return 1
@@ -73,7 +75,7 @@ def slices_for(window: TimeWindow, first: RecordPage, max_slices: int) -> int:
     if covered <= timedelta(0):
         return max_slices
     estimated_pages = (window.end - window.start) / covered
-    return max(1, min(max_slices, 1 + int(estimated_pages // PAGES_PER_SLICE)))
+    return max(1, min(max_slices, 1 + int(estimated_pages // pages_per_slice)))
 
 
 class Sweep:
@@ -87,12 +89,14 @@ class Sweep:
         logons_only: bool,
         max_slices: int = MAX_SLICES,
         states: list[SliceState] | None = None,
+        pages_per_slice: int = PAGES_PER_SLICE,
     ) -> None:
         self.source = source
         self.window = window
         self.logons_only = logons_only
         self.max_slices = max_slices if source.supports_time_slices else 1
         self.states = states
+        self.pages_per_slice = pages_per_slice
         self.lock = threading.Lock()
         self.problems: list[str] = []
 
@@ -131,7 +135,7 @@ class Sweep:
                 commit(RecordPage((), None), tuple(self.states))
                 return
             self._record(0, first, commit)
-            count = slices_for(self.window, first, self.max_slices)
+            count = slices_for(self.window, first, self.max_slices, self.pages_per_slice)
             if count == 1:
                 for page in pages:
                     self._record(0, page, commit)
