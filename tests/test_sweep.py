@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -24,7 +25,7 @@ def test_slices_are_adjacent_whole_seconds_covering_the_window() -> None:
         slices = plan_slices(window, count)
         assert len(slices) == count
         assert slices[0].start == window.start and slices[-1].end == window.end
-        for left, right in zip(slices, slices[1:], strict=False):
+        for left, right in itertools.pairwise(slices):
             assert left.end == right.start and right.start.microsecond == 0
 
 
