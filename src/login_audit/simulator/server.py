@@ -51,7 +51,15 @@ DEFAULT_FAULTS = (
     "badjson",
 )
 #: Every fault the simulator knows, including the ones a test must ask for by name.
-ALL_FAULTS = (*DEFAULT_FAULTS, "noitems", "nullitems", "repeat-link", "foreign-link")
+ALL_FAULTS = (
+    *DEFAULT_FAULTS,
+    "noitems",
+    "nullitems",
+    "repeat-link",
+    "foreign-link",
+    "slow",
+    "notjson",
+)
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
 ACCOUNT_FIELDS = ("id", "email", "authType", "status")
@@ -68,6 +76,10 @@ class FaultConfig:
     seed: int = 0
     kinds: tuple[str, ...] = DEFAULT_FAULTS
     outages: tuple[str, ...] = ()
+    #: Only requests whose path starts with one of these get random faults (all if empty).
+    paths: tuple[str, ...] = ()
+    #: Seconds a "slow" answer waits before it is sent (beyond a client's read timeout).
+    slow_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(ALL_FAULTS)
@@ -225,7 +237,10 @@ class Simulator:
             if any(path.startswith(prefix) for prefix in self.faults.outages):
                 self.stats.faults["outage"] += 1
                 return "outage"
-            if self.faults.rate and self._rng.random() < self.faults.rate:
+            targeted = not self.faults.paths or any(
+                path.startswith(prefix) for prefix in self.faults.paths
+            )
+            if targeted and self.faults.rate and self._rng.random() < self.faults.rate:
                 kind = self._rng.choice(self.faults.kinds)
                 self.stats.faults[kind] += 1
                 return kind
@@ -477,6 +492,16 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._error(429, "TooManyRequests", "Too many requests.", retry_after=retry)
                 return
             fault = sim._pick_fault(path)
+            if fault == "slow":
+                time.sleep(sim.faults.slow_seconds)
+            if fault == "notjson":
+                html = b"<html><body>502 Bad Gateway</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(html)))
+                self.end_headers()
+                self.wfile.write(html)
+                return
             if fault == "drop":
                 self.close_connection = True
                 return

@@ -1,0 +1,87 @@
+"""The fault matrix: every fault on every endpoint ends in the truth or in 'incomplete'.
+
+A run may never put an account on the removal list that the ground truth does not; when
+it cannot read everything it must say so (exit code 4 at the command line).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from login_audit.audit import run_audit
+from login_audit.cli.common import exit_code_for
+from login_audit.config import HttpSettings, Secret
+from login_audit.errors import EXIT_INCOMPLETE
+from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
+from login_audit.models import Policy
+from login_audit.platforms.cloudone import CloudOne
+from login_audit.platforms.visionone import VisionOne
+from login_audit.simulator import ALL_FAULTS, FaultConfig, build_cloudone_tenant, build_tenant
+
+V1_PATHS = ("/v3.0/iam/accounts", "/v3.0/audit/logs")
+C1_PATHS = ("/api/users", "/api/saml-users", "/api/roles", "/api/logs")
+SETTINGS = HttpSettings(backoff_base=0.001, retry_after_cap=0.01, max_attempts=8, timeout=0.5)
+
+
+@pytest.fixture(scope="module")
+def tenants():
+    return build_tenant(seed=81, accounts=300), build_cloudone_tenant(seed=82, users=220)
+
+
+def check(summary, truth: set[str], kind: str) -> None:
+    flagged = {f.account.user_id for f in summary.to_remove}
+    if summary.complete:
+        assert flagged == truth, f"{kind}: wrong result"
+    else:
+        assert exit_code_for(summary, False) == EXIT_INCOMPLETE
+        assert flagged <= truth, f"{kind}: flagged on missing data: {flagged - truth}"
+        assert summary.problems and "incomplete" in summary.problems[0]
+
+
+@pytest.mark.parametrize("path", V1_PATHS)
+@pytest.mark.parametrize("kind", ALL_FAULTS)
+def test_vision_one_fault_matrix(tenants, start_sim, path: str, kind: str) -> None:
+    v1, c1 = tenants
+    faults = FaultConfig(rate=0.5, seed=3, kinds=(kind,), paths=(path,), slow_seconds=1.0)
+    sim = start_sim(v1, cloudone=c1, faults=faults)
+    with HttpClient(BearerAuth(Secret(sim.token)), SETTINGS) as http:
+        summary = run_audit(VisionOne(http, sim.base_url, "t"), Policy())
+    assert sim.stats.faults[kind] > 0
+    check(summary, {r["UserId"] for r in v1.truth()["remove"]}, kind)
+    if kind in ("repeat-link", "foreign-link"):
+        assert not summary.complete  # these never heal: the listing must stop
+    elif kind not in ("noitems", "nullitems"):
+        assert summary.complete  # transient faults are retried away
+
+
+@pytest.mark.parametrize("path", C1_PATHS)
+@pytest.mark.parametrize("kind", ALL_FAULTS)
+def test_cloud_one_fault_matrix(tenants, start_sim, path: str, kind: str) -> None:
+    v1, c1 = tenants
+    faults = FaultConfig(rate=0.5, seed=4, kinds=(kind,), paths=(path,), slow_seconds=1.0)
+    sim = start_sim(v1, cloudone=c1, faults=faults)
+    with HttpClient(ApiKeyAuth(Secret(sim.token)), SETTINGS) as http:
+        summary = run_audit(CloudOne(http, "us-1", sim.base_url), Policy())
+    check(summary, {r["UserId"] for r in c1.truth()["remove"]}, kind)
+
+
+def test_connection_refused_is_incomplete() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = HttpSettings(backoff_base=0.001, max_attempts=2, timeout=0.5)
+    with HttpClient(BearerAuth(Secret("a-realistic-token-0123456789")), settings) as http:
+        summary = run_audit(VisionOne(http, f"http://127.0.0.1:{port}", "t"), Policy())
+    assert not summary.complete and summary.to_remove == ()
+    assert "ConnectError" in " ".join(summary.problems)
+
+
+def test_an_outage_on_every_endpoint_flags_nobody(tenants, start_sim) -> None:
+    v1, c1 = tenants
+    sim = start_sim(v1, cloudone=c1, faults=FaultConfig(outages=("/",)))
+    settings = HttpSettings(backoff_base=0.001, max_attempts=2)
+    with HttpClient(BearerAuth(Secret(sim.token)), settings) as http:
+        summary = run_audit(VisionOne(http, sim.base_url, "t"), Policy())
+    assert not summary.complete and summary.findings == () and summary.to_remove == ()
