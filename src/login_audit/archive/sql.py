@@ -414,7 +414,7 @@ class SqlArchive:
 
     def logon_aggregates(self, tenant: int) -> Iterator[LogonAggregate]:
         """The newest successful and failed logon per identity, from the logon index."""
-        rows = self._all(LOGON_AGGREGATES_SQL, (tenant,))
+        rows = self._execute(LOGON_AGGREGATES_SQL, (tenant,))
         for kind, principal, account_id, last, undated in rows:
             yield LogonAggregate(
                 principal=principal,

@@ -83,8 +83,8 @@ def open_sqlite(path: Path) -> SqlArchive:
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        # A 64 MiB page cache keeps the key index in memory while large syncs insert.
-        conn.execute("PRAGMA cache_size = -65536")
+        # A 32 MiB page cache keeps most of the key index in memory while large syncs insert.
+        conn.execute("PRAGMA cache_size = -32768")
         # Fewer, larger WAL checkpoints: each one fsyncs, and they dominate ingest time.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
         return SqlArchive(conn, SqliteDialect(), str(path))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -83,9 +83,9 @@ class AccountsCsv:
 
     filename = ACCOUNTS_FILENAME
 
-    def rows(self, findings: Iterable[Finding]) -> list[list[str]]:
-        """One row per finding, in report order."""
-        return [
+    def rows(self, findings: Iterable[Finding]) -> Iterator[list[str]]:
+        """One row per finding, in report order (generated, so memory stays flat)."""
+        return (
             [
                 f.account.user_id,
                 f.account.id,
@@ -99,7 +99,7 @@ class AccountsCsv:
                 f.reason,
             ]
             for f in findings
-        ]
+        )
 
     def write(self, summary: RunSummary, out_dir: Path, notes: WriteNotes) -> Path:
         """Write the file."""

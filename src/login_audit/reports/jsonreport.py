@@ -39,7 +39,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def summary_json(summary: RunSummary) -> dict[str, Any]:
+def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str, Any]:
     """The whole report as a JSON-ready dictionary."""
     policy = summary.policy
     return {
@@ -66,12 +66,21 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
             "excludeRoles": list(policy.exclude_roles),
         },
         "counts": summary.counts(),
-        "accounts": [finding_json(f) for f in summary.findings],
+        "accounts": [finding_json(f) for f in summary.findings] if with_accounts else [],
     }
 
 
-def _write(handle: IO[str], text: str) -> None:
-    handle.write(text)
+def write_summary(handle: IO[str], summary: RunSummary) -> None:
+    """The report of :func:`summary_json`, streamed: the accounts are never all in memory
+    as JSON at once (a tenant of 50,000 accounts would hold ~100 MB of dictionaries)."""
+    head = summary_json(summary, with_accounts=False)
+    text = json.dumps({**head, "accounts": []}, indent=2, ensure_ascii=False)
+    before, _, after = text.rpartition('"accounts": []')
+    handle.write(before + '"accounts": [')
+    for number, finding in enumerate(summary.findings):
+        item = json.dumps(finding_json(finding), indent=2, ensure_ascii=False)
+        handle.write(("," if number else "") + "\n    " + item.replace("\n", "\n    "))
+    handle.write(("\n  ]" if summary.findings else "]") + after + "\n")
 
 
 class JsonReport:
@@ -80,6 +89,5 @@ class JsonReport:
     filename = JSON_FILENAME
 
     def write(self, summary: RunSummary, out_dir: Path, notes: WriteNotes) -> Path:
-        """Write the file, pretty-printed and UTF-8."""
-        text = json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n"
-        return write_atomic(out_dir / self.filename, lambda h: _write(h, text))
+        """Write the file, pretty-printed and UTF-8, one account at a time."""
+        return write_atomic(out_dir / self.filename, lambda h: write_summary(h, summary))
