@@ -59,6 +59,8 @@ ALL_FAULTS = (
     "foreign-link",
     "slow",
     "notjson",
+    "echo-token",
+    "echo-link",
 )
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
@@ -523,6 +525,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._error(429, "TooManyRequests", "Too many requests.", flat=True)
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if fault == "echo-token":
+                # Some servers echo what they were sent: the client must scrub it.
+                echoed = headers.get("authorization", "")
+                self._error(500, "InternalServerError", f"could not process {echoed}")
+                return
             try:
                 status, body = sim.route(method, path, query, headers)
             except _HttpError as exc:
@@ -534,6 +541,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 body = {**body, "items": None}
             if fault == "repeat-link" and isinstance(body, dict) and "skipToken" in query:
                 body = {**body, "nextLink": f"{sim.base_url}{self.path}"}
+            if fault == "echo-link" and isinstance(body, dict) and "nextLink" in body:
+                token = headers.get("authorization", "").split(" ")[-1]
+                body = {**body, "nextLink": body["nextLink"] + "&access_token=" + token}
             if fault == "foreign-link" and isinstance(body, dict) and "nextLink" in body:
                 link = urlsplit(body["nextLink"])
                 body = {**body, "nextLink": link._replace(netloc="evil.example:443").geturl()}
