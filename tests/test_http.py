@@ -217,3 +217,25 @@ def test_redact_url_hides_secret_looking_parameters() -> None:
     redacted = redact_url(url)
     assert "abc" not in redacted and "=k" not in redacted
     assert "top=200" in redacted and "labels=all" in redacted
+
+
+def test_tls_is_always_verified_and_no_option_turns_it_off() -> None:
+    import ssl
+
+    import click
+
+    from login_audit.cli import cli
+
+    client = HttpClient(BearerAuth(Secret(TOKEN)))
+    pool = client._client._transport._pool  # type: ignore[attr-defined]
+    assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert pool._ssl_context.check_hostname is True
+    client.close()
+    names = {
+        opt
+        for command in cli.commands.values()
+        for param in getattr(command, "params", [])
+        if isinstance(param, click.Option)
+        for opt in param.opts
+    }
+    assert not {n for n in names if "insecure" in n or "verify" in n or "no-tls" in n}

@@ -12,6 +12,7 @@ import sys
 import click
 
 from login_audit import __version__
+from login_audit.cli.apply import apply
 from login_audit.cli.archive import archive_group, export, sync
 from login_audit.cli.audit import audit
 from login_audit.cli.common import (
@@ -46,7 +47,7 @@ def cli() -> None:
     """
 
 
-for _command in (audit, sync, export, archive_group, simulate, demo):
+for _command in (audit, apply, sync, export, archive_group, simulate, demo):
     cli.add_command(_command)
 
 

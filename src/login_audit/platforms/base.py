@@ -35,6 +35,14 @@ class Platform(Protocol):
         """Pages of audit records of ``window``, oldest first, each with its continuation."""
         ...
 
+    def disable_account(self, account: Account) -> None:
+        """Disable one account."""
+        ...
+
+    def delete_account(self, account: Account) -> None:
+        """Delete one account."""
+        ...
+
     def requests_made(self) -> int:
         """HTTP requests sent so far, retries included."""
         ...

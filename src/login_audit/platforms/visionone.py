@@ -32,6 +32,7 @@ LOGON_CATEGORY = "Logon and Logoff"
 LOGON_ACTIVITY = "Log on"
 PERMISSION_AUDIT = "Audit Logs: View, filter, and search"
 PERMISSION_ACCOUNTS = "User Accounts: View"
+PERMISSION_CONFIGURE = "User Accounts: Configure account settings"
 
 
 def quote_value(value: str) -> str:
@@ -196,6 +197,26 @@ class VisionOne:
     def account_activity(self) -> list[LoginEvent]:
         """Vision One's account list carries no activity: the audit log decides alone."""
         return []
+
+    def _account_url(self, account_id: str) -> str:
+        from urllib.parse import quote
+
+        return f"{self.base_url}/v3.0/iam/accounts/{quote(account_id, safe='')}"
+
+    def disable_account(self, account: Account) -> None:
+        """``PATCH`` the account's status to ``disabled`` (204 on success)."""
+        self.http.request_json(
+            "PATCH",
+            self._account_url(account.id),
+            json_body={"status": "disabled"},
+            permission=PERMISSION_CONFIGURE,
+        )
+
+    def delete_account(self, account: Account) -> None:
+        """``DELETE`` the account (204 on success)."""
+        self.http.request_json(
+            "DELETE", self._account_url(account.id), permission=PERMISSION_CONFIGURE
+        )
 
     def clamp(self, window: TimeWindow) -> TimeWindow:
         """``window`` with its start moved inside the retention the vendor serves."""

@@ -35,7 +35,8 @@ from login_audit.simulator.tenant import RETENTION_DAYS, Tenant
 
 PERM_AUDIT = "audit"
 PERM_ACCOUNTS = "accounts"
-ALL_PERMISSIONS = frozenset({PERM_AUDIT, PERM_ACCOUNTS})
+PERM_ACCOUNTS_WRITE = "accounts-write"
+ALL_PERMISSIONS = frozenset({PERM_AUDIT, PERM_ACCOUNTS, PERM_ACCOUNTS_WRITE})
 
 #: Faults injected by default when a fault rate is set.
 DEFAULT_FAULTS = (
@@ -154,6 +155,7 @@ class Simulator:
         self.clock = clock
         self.stats = SimStats()
         self.accounts = [a.to_json() for a in tenant.accounts]
+        self.changes: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
         self._window_index = -1
@@ -342,6 +344,27 @@ class Simulator:
                 self._user_index = index
             return self._user_index
 
+    def change_account(self, method: str, account_id: str, payload: bytes) -> tuple[int, Any]:
+        """``PATCH`` (``{"status": "disabled"}``) or ``DELETE`` one IAM account."""
+        with self._lock:
+            index = next((i for i, a in enumerate(self.accounts) if a["id"] == account_id), None)
+            if index is None:
+                raise _HttpError(404, "NotFound", "The account does not exist.")
+            if method == "DELETE":
+                del self.accounts[index]
+                self.changes.append(("delete", account_id))
+                return 204, None
+            try:
+                body = json.loads(payload or b"{}")
+            except ValueError:
+                raise _HttpError(400, "BadRequest", "The body is not JSON.") from None
+            status = body.get("status") if isinstance(body, dict) else None
+            if status not in ("enabled", "disabled"):
+                raise _HttpError(400, "BadRequest", "status must be enabled or disabled")
+            self.accounts[index] = {**self.accounts[index], "status": status}
+            self.changes.append((f"status={status}", account_id))
+            return 204, None
+
     def iam_accounts(self, query: dict[str, str], filter_text: str) -> dict[str, Any]:
         """``GET /v3.0/iam/accounts``."""
         try:
@@ -379,7 +402,12 @@ class Simulator:
         return body
 
     def cloudone_route(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        payload: bytes = b"",
     ) -> tuple[int, Any]:
         """Cloud One's audit, accounts and SAML services, all on this origin."""
         auth = headers.get("authorization", "")
@@ -389,6 +417,17 @@ class Simulator:
         if headers.get("api-version") != "v1":
             raise _HttpError(400, "BadRequest", "The Api-Version header must be v1.")
         tenant = self.cloudone
+        if tenant is not None and method == "DELETE" and path.startswith("/api/users/"):
+            # Not documented by the vendor; served as the project guesses it.
+            self._require(self.tokens[key], PERM_ACCOUNTS_WRITE)
+            user_id = path.rsplit("/", 1)[1]
+            with self._lock:
+                before = len(tenant.users)
+                tenant.users = [u for u in tenant.users if u.saml or u.id != user_id]
+                if len(tenant.users) == before:
+                    raise _HttpError(404, "NotFound", "The user does not exist.")
+                self.changes.append(("delete", user_id))
+            return 204, None
         if tenant is None or method != "GET":
             raise _HttpError(404, "NotFound", "The requested resource does not exist.")
         if path == "/api/logs":
@@ -412,11 +451,16 @@ class Simulator:
         return 200, self._cursor_page(rows, query, path, list_key)
 
     def route(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        payload: bytes = b"",
     ) -> tuple[int, Any]:
         """Dispatch an authenticated request; return ``(status, body)``."""
         if path.startswith("/api/"):
-            return self.cloudone_route(method, path, query, headers)
+            return self.cloudone_route(method, path, query, headers, payload)
         auth = headers.get("authorization", "")
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         granted = self.tokens.get(token)
@@ -429,6 +473,9 @@ class Simulator:
         if method == "GET" and path == "/v3.0/iam/accounts":
             self._require(granted, PERM_ACCOUNTS)
             return 200, self.iam_accounts(query, filter_text)
+        if path.startswith("/v3.0/iam/accounts/") and method in ("PATCH", "DELETE"):
+            self._require(granted, PERM_ACCOUNTS_WRITE)
+            return self.change_account(method, path.rsplit("/", 1)[1], payload)
         raise _HttpError(404, "NotFound", "The requested resource does not exist.")
 
     @staticmethod
@@ -481,8 +528,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            payload = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
             path = parts.path
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -531,7 +577,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._error(500, "InternalServerError", f"could not process {echoed}")
                 return
             try:
-                status, body = sim.route(method, path, query, headers)
+                status, body = sim.route(method, path, query, headers, payload)
             except _HttpError as exc:
                 self._error(exc.status, exc.code, exc.message)
                 return

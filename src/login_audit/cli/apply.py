@@ -1,0 +1,194 @@
+"""``login-audit apply``: disable or delete the accounts of a cleanup CSV, safely."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from login_audit.actions import (
+    ACTIONS,
+    JOURNAL_FILENAME,
+    Change,
+    Journal,
+    execute,
+    plan,
+    read_cleanup_csv,
+    recent_logons,
+    recheck_since,
+)
+from login_audit.cli.common import (
+    CONTEXT,
+    AppState,
+    build_policy,
+    common_options,
+    http_options,
+    http_settings,
+    open_platform,
+    tenant_options,
+)
+from login_audit.config import resolve_target
+from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from login_audit.reports.atomic import ensure_dir
+from login_audit.timeutil import utcnow
+
+
+def _line(change: Change) -> str:
+    return f"  {change.outcome:8} {change.action:7} {change.user_id}: {change.reason}"
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--from",
+    "from_csv",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The cleanup CSV of an audit (filtered_accounts_report.csv).",
+)
+@click.option(
+    "--action",
+    type=click.Choice(ACTIONS),
+    default="disable",
+    show_default=True,
+    help="Disable the accounts (reversible) or delete them.",
+)
+@click.option("--yes", is_flag=True, help="Carry out the plan (without it nothing changes).")
+@click.option(
+    "--confirm-delete",
+    is_flag=True,
+    help="With --yes --action delete: do not ask for the confirmation word.",
+)
+@click.option(
+    "--max-changes",
+    type=click.IntRange(min=1),
+    default=25,
+    show_default=True,
+    envvar="LOGIN_AUDIT_MAX_CHANGES",
+    help="Refuse a run that would change more accounts than this.",
+)
+@click.option(
+    "--days",
+    type=int,
+    default=90,
+    show_default=True,
+    envvar="LOGIN_AUDIT_DAYS",
+    help="Without audit_report.json beside the CSV, re-check this many days of logons.",
+)
+@click.option("--include-disabled", is_flag=True, help="Allow deleting disabled accounts.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Never change these accounts.")
+@click.option("--exclude-role", multiple=True, metavar="NAME", help="Never change this role.")
+@click.option("--exclude-file", metavar="FILE", help="Exclusion patterns, one per line.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    envvar="LOGIN_AUDIT_OUTPUT_DIR",
+    help=f"Where {JOURNAL_FILENAME} is kept.",
+)
+@click.option(
+    "--unverified-cloudone-actions",
+    is_flag=True,
+    help="Allow changes on Cloud One through undocumented endpoints (see the README).",
+)
+@tenant_options
+@http_options
+@common_options
+def apply(
+    from_csv: str,
+    action: str,
+    yes: bool,
+    confirm_delete: bool,
+    max_changes: int,
+    days: int,
+    include_disabled: bool,
+    exclude: tuple[str, ...],
+    exclude_role: tuple[str, ...],
+    exclude_file: str | None,
+    output_dir: str,
+    unverified_cloudone_actions: bool,
+    platform: str,
+    region: str | None,
+    base_url: str | None,
+    token_file: str | None,
+    **kwargs: Any,
+) -> None:
+    """Disable (or delete) the accounts of a cleanup CSV, after checking each one again.
+
+    Without --yes it only prints the plan. Before acting it reads the accounts and
+    every logon since the audit again, and skips, with the reason, any account that
+    signed in since, changed status, no longer exists, is excluded, or is the last
+    enabled Master Administrator. It refuses to change more than --max-changes accounts,
+    stops at the first failure, and journals every action in apply_journal.csv. A
+    re-run is safe: accounts already disabled are skipped.
+
+    \b
+    Examples:
+      login-audit apply --from reports/filtered_accounts_report.csv          # the plan
+      login-audit apply --from reports/filtered_accounts_report.csv --yes    # disable
+      login-audit apply --from f.csv --action delete --yes --confirm-delete
+    """
+    state = click.get_current_context().ensure_object(AppState)
+    settings = http_settings(kwargs)
+    target = resolve_target(platform, region, base_url)
+    if target.platform == "cloudone" and not unverified_cloudone_actions:
+        raise ConfigError(
+            "Cloud One documents no API to disable or delete users; apply refuses unless "
+            "--unverified-cloudone-actions is given (see the README)"
+        )
+    policy = build_policy(days, include_disabled, exclude, exclude_role, exclude_file, 3650)
+    csv_path = Path(from_csv)
+    requested = read_cleanup_csv(csv_path)
+    out = ensure_dir(Path(output_dir))
+    now = utcnow()
+    since = recheck_since(csv_path, policy, now)
+    with open_platform(state, target, token_file, settings) as client:
+        accounts = list(client.list_accounts())
+        index = recent_logons(client, accounts, since, now)
+        changes = plan(requested, accounts, index, policy, action, since)
+        planned = [c for c in changes if c.outcome == "planned"]
+        click.echo(
+            f"apply: {len(requested)} accounts in {csv_path}; {len(planned)} to {action}, "
+            f"{len(changes) - len(planned)} skipped (logons re-checked since "
+            f"{since:%Y-%m-%d %H:%M} UTC)",
+            err=True,
+        )
+        for change in changes:
+            click.echo(_line(change), err=True)
+        if len(planned) > max_changes:
+            raise ConfigError(
+                f"{len(planned)} changes planned, more than --max-changes {max_changes}; "
+                "review the list and raise --max-changes to go ahead"
+            )
+        if not yes:
+            click.echo("dry run: nothing changed; add --yes to carry out the plan", err=True)
+            raise SystemExit(EXIT_OK)
+        if action == "delete" and planned and not confirm_delete:
+            if not sys.stdin.isatty():
+                raise ConfigError(
+                    "deleting accounts needs --confirm-delete when not run interactively"
+                )
+            word = click.prompt(
+                f"Type 'delete {len(planned)}' to delete these accounts",
+                default="",
+                show_default=False,
+                err=True,
+            )
+            if word.strip() != f"delete {len(planned)}":
+                click.echo("apply: not confirmed; nothing changed", err=True)
+                raise SystemExit(EXIT_CONFIG)
+        journal = Journal(out / JOURNAL_FILENAME)
+        try:
+            results = execute(client, changes, journal)
+        finally:
+            journal.close()
+    done = sum(1 for r in results if r.outcome == "done")
+    failed = [r for r in results if r.outcome == "failed"]
+    click.echo(
+        f"apply: {done} {action}d, {len(failed)} failed; journal {out / JOURNAL_FILENAME}", err=True
+    )
+    for result in failed:
+        click.echo(_line(result), err=True)
+    raise SystemExit(EXIT_INCOMPLETE if failed else EXIT_OK)
