@@ -20,7 +20,13 @@ from pathlib import Path
 
 from login_audit.analysis import ActivityIndex, exclusion_reason
 from login_audit.audit import _LogonFold
-from login_audit.errors import ConfigError, IncompleteDataError, LoginAuditError, RetryLaterError
+from login_audit.errors import (
+    ConfigError,
+    IncompleteDataError,
+    LoginAuditError,
+    RetryLaterError,
+    UnsupportedActionError,
+)
 from login_audit.models import Account, AccountStatus, Policy, TimeWindow
 from login_audit.platforms.base import Platform
 from login_audit.sweep import Sweep
@@ -88,8 +94,13 @@ def report_end(csv_path: Path) -> datetime | None:
 def recent_logons(
     platform: Platform, accounts: list[Account], since: datetime, now: datetime
 ) -> ActivityIndex:
-    """Every logon since ``since``, joined to ``accounts``; refuses on incomplete data."""
-    window = TimeWindow(since, now)
+    """Every logon since ``since``, joined to ``accounts``; refuses on incomplete data.
+
+    The API takes whole seconds, so the window ends at the next whole second: a logon in
+    the current second must not escape the re-check.
+    """
+    end = now.replace(microsecond=0) + timedelta(seconds=1)
+    window = TimeWindow(since, end)
     fold = _LogonFold(window)
     problems = Sweep(platform, window, logons_only=True).run(lambda page, _: fold.add_page(page))
     if problems:
@@ -221,6 +232,8 @@ def execute(
                     platform.disable_account(change.account)
                 else:
                     platform.delete_account(change.account)
+            except UnsupportedActionError as exc:
+                result = replace(change, outcome="skipped", reason=str(exc))
             except ConfigError as exc:
                 if "not found" in str(exc):
                     result = replace(change, outcome="skipped", reason="no longer exists")

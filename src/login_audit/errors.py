@@ -4,6 +4,7 @@
 
     LoginAuditError                 anything we raise on purpose (exit 1 if not caught lower)
     ├── ConfigError                 fix the configuration or the command line   (exit 2)
+    │   └── UnsupportedActionError  the platform cannot make this change        (exit 2)
     ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
     │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
     ├── RetryLaterError             the vendor failed after every retry          (exit 4)
@@ -34,6 +35,10 @@ class ConfigError(LoginAuditError):
     """The configuration or the command line is wrong; the message says how to fix it."""
 
     exit_code = EXIT_CONFIG
+
+
+class UnsupportedActionError(ConfigError):
+    """The platform offers no (documented) way to make this change to this account."""
 
 
 class CredentialsError(LoginAuditError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from login_audit.errors import ConfigError, ProtocolError
+from login_audit.errors import ProtocolError, UnsupportedActionError
 from login_audit.http import HttpClient
 from login_audit.models import (
     Account,
@@ -230,7 +230,7 @@ class CloudOne:
 
     def disable_account(self, account: Account) -> None:
         """Cloud One documents no way to disable a user."""
-        raise ConfigError(
+        raise UnsupportedActionError(
             "Cloud One documents no API to disable a user; use --action delete (with "
             "--unverified-cloudone-actions) or disable it in the console"
         )
@@ -238,9 +238,7 @@ class CloudOne:
     def delete_account(self, account: Account) -> None:
         """``DELETE /api/users/{id}``: not documented by the vendor (a guess)."""
         if account.auth_type == "saml":
-            raise ConfigError(
-                f"{account.user_id} is a SAML user: remove it from the identity provider"
-            )
+            raise UnsupportedActionError("a SAML user: remove it in the identity provider")
         from urllib.parse import quote
 
         self.http.request_json(
