@@ -32,6 +32,7 @@ types: $(STAMP_TEST)
 
 unit: $(STAMP_TEST)
 	scripts/ensure-postgres.sh
+	scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
 test: lint types unit

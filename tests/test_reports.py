@@ -93,6 +93,7 @@ def test_reports_match_golden_files(tmp_path: Path) -> None:
         "filtered_accounts_report.csv",
         "accounts_report.csv",
         "audit_report.json",
+        "audit_report.html",
     ]
     for name in ("filtered_accounts_report.csv", "accounts_report.csv", "audit_report.json"):
         assert (tmp_path / name).read_bytes() == (GOLDEN / name).read_bytes(), name

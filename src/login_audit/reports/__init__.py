@@ -30,9 +30,10 @@ class Report(Protocol):
 def default_reports() -> list[Report]:
     """The reports every audit writes, in the order they are listed to the user."""
     from login_audit.reports.csvreport import AccountsCsv, CleanupCsv
+    from login_audit.reports.htmlreport import HtmlReport
     from login_audit.reports.jsonreport import JsonReport
 
-    return [CleanupCsv(), AccountsCsv(), JsonReport()]
+    return [CleanupCsv(), AccountsCsv(), JsonReport(), HtmlReport()]
 
 
 def write_reports(
