@@ -14,10 +14,12 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 COMMANDS = (
     ["audit"],
+    ["apply"],
     ["sync"],
     ["export"],
     ["archive", "info"],
     ["archive", "prune"],
+    ["doctor"],
     ["simulate"],
     ["demo"],
 )

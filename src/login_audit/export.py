@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,7 +15,16 @@ from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import write_atomic
 from login_audit.reports.csvreport import neutralise
 
-FORMATS = ("json", "jsonl", "csv")
+FORMATS = ("json", "jsonl", "csv", "ocsf")
+#: OCSF 1.1 Authentication (Identity & Access Management).
+OCSF_CLASS, OCSF_CATEGORY, OCSF_VERSION = 3002, 3, "1.1.0"
+_LOGON, _LOGOFF = 1, 2
+_ACTIVITY = {
+    "log on": _LOGON,
+    "log off": _LOGOFF,
+    "audit.user-signed-in.v1": _LOGON,
+    "audit.user-signed-out.v1": _LOGOFF,
+}
 CSV_HEADER = ("Time", "Category", "Activity", "Result", "User", "UserId", "Raw")
 
 
@@ -28,6 +38,45 @@ def guess_format(output: str, requested: str | None) -> str:
 
 def _time(record: AuditRecord) -> str:
     return record.when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if record.when else ""
+
+
+def ocsf_event(record: AuditRecord) -> dict[str, object] | None:
+    """An OCSF Authentication event for a logon or logoff record, or None for others."""
+    activity = _ACTIVITY.get(record.activity.lower()) or _ACTIVITY.get(record.category.lower())
+    if activity is None or record.when is None:
+        return None
+    cloudone = record.category.lower().startswith("audit.")
+    failed = record.result and record.result.lower() != "successful"
+    user: dict[str, object] = {"name": record.principal}
+    if "@" in record.principal:
+        user["email_addr"] = record.principal
+    if record.account_id:
+        user["uid"] = record.account_id
+    if cloudone:
+        user["uid"] = record.principal
+    return {
+        "class_uid": OCSF_CLASS,
+        "class_name": "Authentication",
+        "category_uid": OCSF_CATEGORY,
+        "category_name": "Identity & Access Management",
+        "activity_id": activity,
+        "activity_name": "Logon" if activity == _LOGON else "Logoff",
+        "type_uid": OCSF_CLASS * 100 + activity,
+        "time": int(record.when.timestamp() * 1000),
+        "severity_id": 1,
+        "status_id": 2 if failed else 1,
+        "status": "Failure" if failed else "Success",
+        "user": user,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": record.key,
+            "product": {
+                "name": "Trend Cloud One" if cloudone else "Trend Vision One",
+                "vendor_name": "Trend Micro",
+            },
+        },
+        "raw_data": record.raw,
+    }
 
 
 def write_records(
@@ -47,6 +96,13 @@ def write_records(
             handle.write(record.raw)
             handle.write("\n")
             count += 1
+    elif fmt == "ocsf":
+        for record in records:
+            event = ocsf_event(record)
+            if event is not None:
+                handle.write(json.dumps(event, ensure_ascii=False))
+                handle.write("\n")
+                count += 1
     elif fmt == "csv":
         writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(CSV_HEADER)

@@ -237,6 +237,8 @@ class HttpClient:
             retry_after_cap=self.settings.retry_after_cap,
         )
         self.stats = HttpStats()
+        #: The server's ``Date`` of the last response, for clock-skew checks.
+        self.last_server_date: datetime | None = None
         self._stats_lock = threading.Lock()
         timeout = httpx.Timeout(self.settings.timeout, connect=min(10.0, self.settings.timeout))
         self._client = httpx.Client(
@@ -304,6 +306,7 @@ class HttpClient:
                 log.debug("%s: transport error %s (attempt %d)", where, last_problem, attempt)
             else:
                 self._count(retry=attempt > 1, throttled=response.status_code == 429)
+                self._note_date(response.headers.get("Date"))
                 log.debug("%s -> HTTP %d (attempt %d)", where, response.status_code, attempt)
                 status = response.status_code
                 if 200 <= status < 300:
@@ -341,6 +344,15 @@ class HttpClient:
             if last_problem.startswith("HTTP ") and last_problem.split()[1].isdigit()
             else None,
         )
+
+    def _note_date(self, value: str | None) -> None:
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return
+        self.last_server_date = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
     def _raise_for_status(self, response: httpx.Response, where: str, permission: str) -> None:
         status = response.status_code

@@ -152,7 +152,8 @@ def sync(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    help="json (one array), jsonl or csv [default: from the --output suffix, else json].",
+    help="json (one array), jsonl, csv, or ocsf (logons as OCSF Authentication events, "
+    "JSONL) [default: from the --output suffix, else json].",
 )
 @click.option("--since", metavar="DATE", help="Only records logged at or after DATE.")
 @click.option("--until", metavar="DATE", help="Only records logged before DATE.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from login_audit.cli.common import (
 )
 from login_audit.cli.fleet import FleetOptions, audit_all
 from login_audit.config import default_config_path, resolve_target
+from login_audit.models import RunSummary
+from login_audit.reports import WriteNotes
 
 #: The longest threshold accepted with an archive (ten years).
 MAX_ARCHIVE_DAYS = 3650
@@ -120,6 +123,13 @@ MAX_ARCHIVE_DAYS = 3650
 @click.option(
     "--quiet", "-q", is_flag=True, envvar="LOGIN_AUDIT_QUIET", help="Print no summary or progress."
 )
+@click.option(
+    "--json",
+    "json_summary",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_JSON",
+    help="Print a JSON summary on stdout (counts, reports written, exit code) for scripts.",
+)
 @http_options
 @common_options
 def audit(
@@ -135,6 +145,7 @@ def audit(
     output_dir: str,
     fail_on_findings: bool,
     quiet: bool,
+    json_summary: bool,
     grace_days: int | None,
     allow_short_history: bool,
     no_archive: bool,
@@ -228,6 +239,22 @@ def audit(
     finally:
         if archive is not None:
             archive.close()
+    code = exit_code_for(summary, fail_on_findings)
+    if json_summary:
+        click.echo(json.dumps(script_summary(summary, notes, code), indent=2))
     if not quiet:
         click.echo(render_summary(summary, notes), err=True)
-    raise SystemExit(exit_code_for(summary, fail_on_findings))
+    raise SystemExit(code)
+
+
+def script_summary(summary: RunSummary, notes: WriteNotes, code: int) -> dict[str, Any]:
+    """The ``--json`` summary: what a script needs to act on a run."""
+    return {
+        "complete": summary.complete,
+        "exitCode": code,
+        "counts": summary.counts(),
+        "toRemove": len(summary.to_remove),
+        "requests": summary.requests,
+        "problems": list(summary.problems),
+        "reports": [str(path) for path in notes.paths],
+    }

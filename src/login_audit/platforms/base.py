@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from login_audit.http import HttpClient
 from login_audit.models import Account, LoginEvent, RecordPage, TimeWindow
 
 
@@ -16,6 +17,7 @@ class Platform(Protocol):
     base_url: str
     retention_days: int
     supports_time_slices: bool
+    http: HttpClient
 
     def list_accounts(self) -> Iterator[Account]:
         """Yield every account of the tenant, each once."""
