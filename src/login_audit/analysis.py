@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from login_audit.models import (
     Account,
     AccountStatus,
+    ApiKey,
+    ApiKeyFinding,
     Finding,
     FindingKind,
     LoginEvent,
@@ -206,3 +208,27 @@ def analyse(
     ]
     findings.sort(key=lambda f: (_ORDER[f.kind], f.account.user_id.lower(), f.account.id))
     return tuple(findings)
+
+
+def judge_api_key(key: ApiKey, days: int, now: datetime) -> ApiKeyFinding:
+    """``expired`` (still present), ``never-used``, ``stale`` (unused in ``days``) or ``active``.
+
+    Disabled keys are judged too: a disabled key that nobody uses is still clutter, but the
+    reason says it is disabled.
+    """
+    state = "" if key.enabled else " (disabled)"
+    if key.expires is not None and key.expires <= now:
+        return ApiKeyFinding(
+            key, "expired", f"expired {_day(key.expires)} and still present{state}"
+        )
+    if key.last_used is None:
+        return ApiKeyFinding(key, "never-used", f"never used{state}")
+    age = days_between(key.last_used, now)
+    if key.last_used < now - timedelta(days=days):
+        return ApiKeyFinding(
+            key,
+            "stale",
+            f"last used {_day(key.last_used)} ({_days(age)} ago), older than the "
+            f"{days}-day threshold{state}",
+        )
+    return ApiKeyFinding(key, "active", f"last used {_days(age)} ago{state}")

@@ -12,10 +12,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from login_audit import __version__
-from login_audit.analysis import ActivityIndex, analyse
+from login_audit.analysis import ActivityIndex, analyse, judge_api_key
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.errors import ConfigError, RetryLaterError
-from login_audit.models import Account, LoginEvent, Policy, RecordPage, RunSummary, TimeWindow
+from login_audit.models import (
+    Account,
+    ApiKeyFinding,
+    LoginEvent,
+    Policy,
+    RecordPage,
+    RunSummary,
+    TimeWindow,
+)
 from login_audit.platforms.base import Platform
 from login_audit.sweep import MAX_SLICES, Sweep
 from login_audit.sync import DEFAULT_OVERLAP, LOGONS, coverage, sync_stream
@@ -91,6 +99,21 @@ class _LogonFold:
         return [*self.newest.values(), *undated]
 
 
+def audit_api_keys(
+    platform: Platform, days: int, now: datetime, problems: list[str]
+) -> tuple[ApiKeyFinding, ...]:
+    """Judge every API key; a failure to list them is a problem of the run."""
+    keys = []
+    try:
+        keys = list(platform.list_api_keys())
+    except RetryLaterError as exc:
+        problems.append(f"API key list incomplete after {len(keys)} keys: {exc}")
+        log.error("%s", problems[-1])
+    findings = [judge_api_key(k, days, now) for k in keys]
+    findings.sort(key=lambda f: (not f.flagged, f.key.name.lower(), f.key.id))
+    return tuple(findings)
+
+
 def run_audit(
     platform: Platform,
     policy: Policy,
@@ -98,6 +121,7 @@ def run_audit(
     clock: Clock = utcnow,
     progress: Progress = _no_progress,
     max_slices: int = MAX_SLICES,
+    api_keys: bool = False,
 ) -> RunSummary:
     """Audit one tenant straight from the vendor; see ``analysis.decide`` for the rules.
 
@@ -126,6 +150,7 @@ def run_audit(
     if sweep_problems:
         problems.append(f"logon records incomplete after {fold.events} events: {sweep_problems[0]}")
         log.error("%s", problems[-1])
+    keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
     index = ActivityIndex(accounts)
     index.add_all(platform.account_activity())
     index.add_all(fold.events_for_index())
@@ -153,6 +178,7 @@ def run_audit(
         events_read=fold.events,
         unmatched_events=index.unmatched,
         findings=findings,
+        api_keys=keys,
     )
 
 
@@ -188,6 +214,7 @@ def run_archived_audit(
     progress: Progress = _no_progress,
     allow_short_history: bool = False,
     overlap: timedelta = DEFAULT_OVERLAP,
+    api_keys: bool = False,
 ) -> RunSummary:
     """Audit one tenant from the archive after bringing its logon records up to date.
 
@@ -224,6 +251,7 @@ def run_archived_audit(
         archive.store_accounts(tenant, accounts, started)
     if not result.complete:
         problems.append(result.problem)
+    keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
     state = coverage(archive, tenant, LOGONS)
     window_start = state.covered_from if state and state.covered_from else result.window.start
     index = ActivityIndex(accounts)
@@ -270,4 +298,5 @@ def run_archived_audit(
         events_read=result.fetched,
         unmatched_events=index.unmatched,
         findings=findings,
+        api_keys=keys,
     )

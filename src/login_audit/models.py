@@ -146,6 +146,31 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    """An API key of a platform: standing access like an account."""
+
+    id: str
+    name: str
+    enabled: bool
+    last_used: datetime | None
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKeyFinding:
+    """The verdict on one API key: ``stale``, ``expired``, ``never-used`` or ``active``."""
+
+    key: ApiKey
+    kind: str
+    reason: str
+
+    @property
+    def flagged(self) -> bool:
+        """True for the keys that belong in ``stale_api_keys.csv``."""
+        return self.kind != "active"
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What an audit run read, how much of it, and what it found."""
 
@@ -163,6 +188,7 @@ class RunSummary:
     events_read: int
     unmatched_events: int
     findings: tuple[Finding, ...] = field(default=())
+    api_keys: tuple[ApiKeyFinding, ...] | None = None
 
     def counts(self) -> dict[str, int]:
         """Number of findings of each kind, every kind present (zero when none)."""

@@ -124,6 +124,13 @@ MAX_ARCHIVE_DAYS = 3650
     "--quiet", "-q", is_flag=True, envvar="LOGIN_AUDIT_QUIET", help="Print no summary or progress."
 )
 @click.option(
+    "--api-keys",
+    "audit_keys",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_API_KEYS",
+    help="Also list API keys unused in --days, expired or never used (stale_api_keys.csv).",
+)
+@click.option(
     "--json",
     "json_summary",
     is_flag=True,
@@ -145,6 +152,7 @@ def audit(
     output_dir: str,
     fail_on_findings: bool,
     quiet: bool,
+    audit_keys: bool,
     json_summary: bool,
     grace_days: int | None,
     allow_short_history: bool,
@@ -235,6 +243,7 @@ def audit(
                 archive=archive,
                 tenant=tenant_key(target, tenant_name),
                 allow_short_history=allow_short_history,
+                api_keys=audit_keys,
             )
     finally:
         if archive is not None:
@@ -254,6 +263,9 @@ def script_summary(summary: RunSummary, notes: WriteNotes, code: int) -> dict[st
         "exitCode": code,
         "counts": summary.counts(),
         "toRemove": len(summary.to_remove),
+        "staleApiKeys": (
+            None if summary.api_keys is None else sum(1 for f in summary.api_keys if f.flagged)
+        ),
         "requests": summary.requests,
         "problems": list(summary.problems),
         "reports": [str(path) for path in notes.paths],

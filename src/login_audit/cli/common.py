@@ -286,6 +286,7 @@ def audit_and_report(
     archive: Archive | None = None,
     tenant: TenantKey | None = None,
     allow_short_history: bool = False,
+    api_keys: bool = False,
 ) -> tuple[RunSummary, WriteNotes]:
     """Run one audit and write its reports; shared by ``audit``, ``demo`` and the old script.
 
@@ -303,9 +304,10 @@ def audit_and_report(
                 policy,
                 progress=progress,
                 allow_short_history=allow_short_history,
+                api_keys=api_keys,
             )
         else:
-            summary = run_audit(platform, policy, progress=progress)
+            summary = run_audit(platform, policy, progress=progress, api_keys=api_keys)
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from login_audit.http import HttpClient
-from login_audit.models import Account, LoginEvent, RecordPage, TimeWindow
+from login_audit.models import Account, ApiKey, LoginEvent, RecordPage, TimeWindow
 
 
 class Platform(Protocol):
@@ -35,6 +35,10 @@ class Platform(Protocol):
         self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
     ) -> Iterator[RecordPage]:
         """Pages of audit records of ``window``, oldest first, each with its continuation."""
+        ...
+
+    def list_api_keys(self) -> Iterator[ApiKey]:
+        """Every API key of the tenant."""
         ...
 
     def disable_account(self, account: Account) -> None:

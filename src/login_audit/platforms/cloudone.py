@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from login_audit.errors import ProtocolError, UnsupportedActionError
@@ -22,6 +22,7 @@ from login_audit.http import HttpClient
 from login_audit.models import (
     Account,
     AccountStatus,
+    ApiKey,
     AuditRecord,
     LoginEvent,
     RecordKind,
@@ -62,6 +63,13 @@ def _text(item: Mapping[str, Any], *keys: str) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return ""
+
+
+def _time_or_none(text: str) -> datetime | None:
+    try:
+        return parse_timestamp(text) if text else None
+    except ValueError:
+        return None
 
 
 def parse_record(item: Any) -> AuditRecord | None:
@@ -227,6 +235,31 @@ class CloudOne:
             else:
                 self.activity.append(LoginEvent(when, True, urn.lower(), None))
         return account
+
+    def list_api_keys(self) -> Iterator[ApiKey]:
+        """Every API key, from ``/api/apikeys`` (list key ``apikeys`` [guess])."""
+        pager = CursorPager(
+            self.http,
+            f"{self.urls['accounts']}/api/apikeys",
+            "apikeys",
+            permission=PERMISSION_USERS,
+        )
+        for items, _ in pager.pages():
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                low = _lowered(item)
+                key_id = _text(low, "id")
+                if not key_id:
+                    continue
+                enabled = low.get("enabled")
+                yield ApiKey(
+                    id=key_id,
+                    name=_text(low, "name", "description"),
+                    enabled=enabled is not False,
+                    last_used=_time_or_none(_text(low, "lastActivity")),
+                    expires=_time_or_none(_text(low, "expiry", "expires", "expiresAt")),
+                )
 
     def disable_account(self, account: Account) -> None:
         """Cloud One documents no way to disable a user."""

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from login_audit.errors import ConfigError
@@ -14,6 +14,7 @@ from login_audit.http import HttpClient
 from login_audit.models import (
     Account,
     AccountStatus,
+    ApiKey,
     AuditRecord,
     LoginEvent,
     RecordKind,
@@ -33,6 +34,7 @@ LOGON_ACTIVITY = "Log on"
 PERMISSION_AUDIT = "Audit Logs: View, filter, and search"
 PERMISSION_ACCOUNTS = "User Accounts: View"
 PERMISSION_CONFIGURE = "User Accounts: Configure account settings"
+PERMISSION_API_KEYS = "API Keys: View"
 
 
 def quote_value(value: str) -> str:
@@ -102,6 +104,14 @@ def parse_account(item: Any) -> Account | None:
         status=status,
         description=_text(item, "description"),
     )
+
+
+def _time_or_none(text: str) -> datetime | None:
+    try:
+        return parse_timestamp(text) if text else None
+    except ValueError:
+        log.warning("an unreadable timestamp %r was ignored", text)
+        return None
 
 
 def record_key(raw: str) -> str:
@@ -217,6 +227,31 @@ class VisionOne:
         self.http.request_json(
             "DELETE", self._account_url(account.id), permission=PERMISSION_CONFIGURE
         )
+
+    def list_api_keys(self) -> Iterator[ApiKey]:
+        """Every API key, from ``/v3.0/iam/apiKeys``."""
+        pager = NextLinkPager(
+            self.http,
+            f"{self.base_url}/v3.0/iam/apiKeys",
+            self.base_url,
+            params={"top": PAGE_SIZE},
+            permission=PERMISSION_API_KEYS,
+        )
+        for page in pager.pages():
+            for item in page:
+                if not isinstance(item, dict):
+                    continue
+                low = _lowered(item)
+                key_id = _text(low, "id")
+                if not key_id:
+                    continue
+                yield ApiKey(
+                    id=key_id,
+                    name=_text(low, "name"),
+                    enabled=_text(low, "status").lower() != "disabled",
+                    last_used=_time_or_none(_text(low, "lastUsedDateTime")),
+                    expires=_time_or_none(_text(low, "expiredDateTime")),
+                )
 
     def clamp(self, window: TimeWindow) -> TimeWindow:
         """``window`` with its start moved inside the retention the vendor serves."""

@@ -27,13 +27,16 @@ class Report(Protocol):
         ...
 
 
-def default_reports() -> list[Report]:
-    """The reports every audit writes, in the order they are listed to the user."""
-    from login_audit.reports.csvreport import AccountsCsv, CleanupCsv
+def default_reports(summary: RunSummary | None = None) -> list[Report]:
+    """The reports an audit writes, in the order they are listed to the user."""
+    from login_audit.reports.csvreport import AccountsCsv, CleanupCsv, StaleKeysCsv
     from login_audit.reports.htmlreport import HtmlReport
     from login_audit.reports.jsonreport import JsonReport
 
-    return [CleanupCsv(), AccountsCsv(), JsonReport(), HtmlReport()]
+    reports: list[Report] = [CleanupCsv(), AccountsCsv(), JsonReport(), HtmlReport()]
+    if summary is not None and summary.api_keys is not None:
+        reports.append(StaleKeysCsv())
+    return reports
 
 
 def write_reports(
@@ -44,6 +47,6 @@ def write_reports(
 
     ensure_dir(out_dir)
     notes = WriteNotes()
-    for report in reports if reports is not None else default_reports():
+    for report in reports if reports is not None else default_reports(summary):
         notes.paths.append(report.write(summary, out_dir, notes))
     return notes

@@ -109,3 +109,34 @@ class AccountsCsv:
             lambda h: write_rows(h, ACCOUNTS_HEADER, rows, notes),
             newline="",
         )
+
+
+STALE_KEYS_FILENAME = "stale_api_keys.csv"
+STALE_KEYS_HEADER = ("KeyId", "Name", "Enabled", "LastUsed", "Expires", "Finding", "Reason")
+
+
+class StaleKeysCsv:
+    """``stale_api_keys.csv``: API keys unused in ``--days``, expired, or never used."""
+
+    filename = STALE_KEYS_FILENAME
+
+    def write(self, summary: RunSummary, out_dir: Path, notes: WriteNotes) -> Path:
+        """Write the flagged keys (header only when there are none)."""
+        rows = [
+            [
+                f.key.id,
+                f.key.name,
+                "yes" if f.key.enabled else "no",
+                _time(f.key.last_used),
+                _time(f.key.expires),
+                f.kind,
+                f.reason,
+            ]
+            for f in summary.api_keys or ()
+            if f.flagged
+        ]
+        return write_atomic(
+            out_dir / self.filename,
+            lambda h: write_rows(h, STALE_KEYS_HEADER, rows, notes),
+            newline="",
+        )

@@ -212,6 +212,25 @@ def _row(f: Finding, threshold: int, now: datetime) -> str:
     return f'<tr data-kind="{escape(f.kind.value)}"{css}>' + "".join(cells) + "</tr>"
 
 
+def keys_section(summary: RunSummary) -> str:
+    """The API keys that are stale, expired or never used (when they were audited)."""
+    if summary.api_keys is None:
+        return ""
+    flagged = [f for f in summary.api_keys if f.flagged]
+    rows = "".join(
+        f"<tr><td>{escape(f.kind)}</td><td>{escape(f.key.name)}</td><td>{escape(f.key.id)}</td>"
+        f"<td>{escape(_day(f.key.last_used))}</td><td>{escape(_day(f.key.expires))}</td>"
+        f"<td>{escape(f.reason)}</td></tr>"
+        for f in flagged
+    )
+    return (
+        f"<h2>API keys: {len(flagged)} of {len(summary.api_keys)} stale, expired or never used"
+        '</h2><table id="api-keys"><thead><tr><th>Finding</th><th>Name</th><th>Id</th>'
+        f"<th>Last used</th><th>Expires</th><th>Reason</th></tr></thead><tbody>{rows}"
+        "</tbody></table>"
+    )
+
+
 def render(summary: RunSummary) -> str:
     """The whole page."""
     counts = summary.counts()
@@ -261,6 +280,7 @@ def render(summary: RunSummary) -> str:
         f"<tbody>{rows}</tbody></table>"
         '<p class="meta">&#9888; marks accounts to remove that saw failed logons within the '
         "threshold: someone may be trying to get in.</p>"
+        f"{keys_section(summary)}"
         f"<script>{SCRIPT}</script></body></html>\n"
     )
 

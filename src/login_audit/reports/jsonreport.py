@@ -66,6 +66,24 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
             "excludeRoles": list(policy.exclude_roles),
         },
         "counts": summary.counts(),
+        **(
+            {
+                "apiKeys": [
+                    {
+                        "id": f.key.id,
+                        "name": f.key.name,
+                        "enabled": f.key.enabled,
+                        "lastUsed": _time(f.key.last_used),
+                        "expires": _time(f.key.expires),
+                        "finding": f.kind,
+                        "reason": f.reason,
+                    }
+                    for f in summary.api_keys
+                ]
+            }
+            if summary.api_keys is not None
+            else {}
+        ),
         "accounts": [finding_json(f) for f in summary.findings] if with_accounts else [],
     }
 

@@ -87,6 +87,8 @@ class CloudOneTenant:
     users: list[C1User] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
+    apikeys: list[dict[str, Any]] = field(default_factory=list)
+    key_classes: dict[str, str] = field(default_factory=dict)
 
     def role_name(self, role_id: str) -> str:
         """A role's name, or its id when the role is unknown."""
@@ -106,6 +108,7 @@ class CloudOneTenant:
             "logs": len(self.logs),
             "classes": {u.urn: u.klass for u in self.users},
             "remove": [{"UserId": u.email, "RoleName": self.role_name(u.role_id)} for u in flagged],
+            "apiKeys": dict(sorted(self.key_classes.items())),
         }
 
     def write_truth(self, path: Path) -> None:
@@ -169,6 +172,24 @@ class _Builder:
             "details": {"sourceIP": f"203.0.113.{self.rng.randint(1, 254)}"},
         }
         self.raw.append((when, entry))
+
+    def apikeys(self, count: int) -> None:
+        plan = ["active", "stale", "never-used"]
+        plan += [self.rng.choice(plan) for _ in range(max(0, count - len(plan)))]
+        for n, kind in enumerate(plan, 1):
+            key: dict[str, Any] = {
+                "id": f"c1key-{n:04d}",
+                "name": f"{kind} key {n}",
+                "enabled": self.rng.random() < 0.9,
+                "roleID": self.rng.choice(ROLES)["id"],
+                "created": _z(self.now - timedelta(days=400)),
+            }
+            if kind == "active":
+                key["lastActivity"] = _z(self.ago(self.rng.uniform(0.1, 80)))
+            elif kind == "stale":
+                key["lastActivity"] = _z(self.ago(self.rng.uniform(100, 300)))
+            self.t.apikeys.append(key)
+            self.t.key_classes[key["id"]] = kind
 
     def finish(self) -> CloudOneTenant:
         self.raw.sort(key=lambda pair: pair[0])
@@ -265,4 +286,5 @@ def build_cloudone_tenant(
             b.log(u, b.rng.uniform(100, 300))
         if b.rng.random() < 0.3:
             b.log(b.t.users[-1], b.rng.uniform(1, 300), b.rng.choice(OTHER_TYPES))
+    b.apikeys(max(3, users // 40))
     return b.finish()

@@ -445,9 +445,11 @@ class Simulator:
                 rows = [u.to_json() for u in tenant.users if u.saml]
             elif path == "/api/roles":
                 rows = [dict(r) for r in tenant.roles]
+            elif path == "/api/apikeys":
+                rows = [dict(k) for k in tenant.apikeys]
             else:
                 raise _HttpError(404, "NotFound", "The requested resource does not exist.")
-        list_key = "roles" if path == "/api/roles" else "users"
+        list_key = {"/api/roles": "roles", "/api/apikeys": "apikeys"}.get(path, "users")
         return 200, self._cursor_page(rows, query, path, list_key)
 
     def route(
@@ -473,6 +475,12 @@ class Simulator:
         if method == "GET" and path == "/v3.0/iam/accounts":
             self._require(granted, PERM_ACCOUNTS)
             return 200, self.iam_accounts(query, filter_text)
+        if method == "GET" and path == "/v3.0/iam/apiKeys":
+            self._require(granted, PERM_ACCOUNTS)
+            key = hashlib.sha256(json.dumps(["apikeys", filter_text]).encode()).hexdigest()[:24]
+            with self._lock:
+                keys = list(self.tenant.api_keys)
+            return 200, self._page(keys, query, key, "/v3.0/iam/apiKeys")
         if path.startswith("/v3.0/iam/accounts/") and method in ("PATCH", "DELETE"):
             self._require(granted, PERM_ACCOUNTS_WRITE)
             return self.change_account(method, path.rsplit("/", 1)[1], payload)

@@ -70,6 +70,8 @@ class Tenant:
     accounts: list[SimAccount] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
+    api_keys: list[dict[str, Any]] = field(default_factory=list)
+    key_classes: dict[str, str] = field(default_factory=dict)
 
     def truth(self) -> dict[str, Any]:
         """What the default policy (90 days, disabled excluded) must report."""
@@ -84,6 +86,7 @@ class Tenant:
             "records": len(self.records),
             "classes": {a.id: a.klass for a in self.accounts},
             "remove": [{"UserId": a.email, "RoleName": a.role} for a in flagged],
+            "apiKeys": dict(sorted(self.key_classes.items())),
         }
 
     def write_truth(self, path: Path) -> None:
@@ -182,6 +185,29 @@ class _Builder:
         days = sorted(self.rng.uniform(newest, oldest) for _ in range(count))
         for day in days:
             self.event(account, self.ago(day))
+
+    def api_keys(self, count: int) -> None:
+        """Keys of every kind: active, stale, never used, expired but still present."""
+        plan = ["active", "stale", "never-used", "expired"]
+        plan += [self.rng.choice(plan) for _ in range(max(0, count - len(plan)))]
+        for n, kind in enumerate(plan, 1):
+            key: dict[str, Any] = {
+                "id": f"key-{n:04d}-{self.rng.getrandbits(32):08x}",
+                "name": f"{kind} key {n}",
+                "status": "enabled" if self.rng.random() < 0.9 else "disabled",
+                "role": self.rng.choice(ROLES),
+            }
+            if kind == "active":
+                key["lastUsedDateTime"] = _stamp(self.ago(self.rng.uniform(0.1, 80)), 0)
+            elif kind == "stale":
+                key["lastUsedDateTime"] = _stamp(self.ago(self.rng.uniform(100, 170)), 0)
+            elif kind == "expired":
+                key["lastUsedDateTime"] = _stamp(self.ago(self.rng.uniform(20, 40)), 0)
+                key["expiredDateTime"] = _stamp(self.ago(self.rng.uniform(1, 15)), 0)
+            if kind != "expired" and self.rng.random() < 0.5:
+                key["expiredDateTime"] = _stamp(self.now + timedelta(days=200), 0)
+            self.tenant.api_keys.append(key)
+            self.tenant.key_classes[key["id"]] = kind
 
     def finish(self) -> Tenant:
         self.raw.sort(key=lambda pair: pair[0])
@@ -294,4 +320,5 @@ def build_tenant(
             b.account(email, "excluded", status="invited")
         else:
             b.account(f"group{n:06d}@{domain}", "excluded", auth_type="samlGroup")
+    b.api_keys(max(4, accounts // 50))
     return b.finish()
