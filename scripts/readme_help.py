@@ -22,6 +22,7 @@ COMMANDS = (
     ["doctor"],
     ["simulate"],
     ["demo"],
+    ["completion"],
 )
 HEADING = "## Command reference\n"
 

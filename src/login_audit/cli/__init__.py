@@ -22,6 +22,7 @@ from login_audit.cli.common import (
     exit_code_for,
     render_summary,
 )
+from login_audit.cli.completion import completion
 from login_audit.cli.doctor import doctor
 from login_audit.cli.simulate import demo, simulate
 from login_audit.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNEXPECTED, LoginAuditError
@@ -48,7 +49,7 @@ def cli() -> None:
     """
 
 
-for _command in (audit, apply, sync, export, archive_group, doctor, simulate, demo):
+for _command in (audit, apply, sync, export, archive_group, doctor, simulate, demo, completion):
     cli.add_command(_command)
 
 

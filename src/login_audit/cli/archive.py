@@ -261,7 +261,13 @@ def info_json(item: TenantInfo) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @common_options
 def archive_info(archive_spec: str | None, as_json: bool) -> None:
-    """Show, per tenant: records, first and last record time, watermark, last sync, size."""
+    """Show, per tenant: records, first and last record time, watermark, last sync, size.
+
+    \b
+    Examples:
+      login-audit archive info
+      login-audit archive info --archive postgresql://audit@db.example/login_audit --json
+    """
     state = click.get_current_context().ensure_object(AppState)
     archive = open_archive_for(state, archive_spec)
     try:
@@ -301,6 +307,10 @@ def archive_prune(archive_spec: str | None, before: str, yes: bool) -> None:
 
     Audits that need older logons will then refuse or report 'none since' the new
     oldest record.
+
+    \b
+    Example:
+      login-audit archive prune --before 2024-01-01 --yes
     """
     cutoff = _date(before, "--before")
     assert cutoff is not None

@@ -145,6 +145,10 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     Starts the simulator in this process, audits it exactly as 'audit' would audit a
     real tenant (over HTTP on 127.0.0.1), writes the reports and compares the cleanup
     list with the simulator's ground truth.
+
+    \b
+    Example:
+      login-audit demo --output-dir /tmp/demo --accounts 1000 --faults 0.3
     """
     from login_audit.simulator import FaultConfig, Simulator, build_tenant
 
