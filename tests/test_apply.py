@@ -194,3 +194,33 @@ def test_cloud_one_is_refused_unless_asked(start_sim, tmp_path: Path) -> None:
     assert any("SAML user" in r["Reason"] for r in rows if r["Outcome"] == "skipped")
     deleted = {r["UserId"] for r in rows if r["Outcome"] == "done"}
     assert deleted and not deleted & {u.email for u in c1.users}
+
+
+def test_apply_the_last_audit_in_the_archive(small, start_sim, tmp_path: Path) -> None:
+    from login_audit.archive import open_archive
+    from login_audit.archive.base import TenantKey
+
+    sim = start_sim(small)
+    archive = str(tmp_path / "archive.sqlite3")
+    env = clean_env(TMV1_TOKEN=sim.token)
+    base = ["--base-url", sim.base_url, "--archive", archive, "--output-dir", str(tmp_path)]
+    assert run_cli(["audit", *base], env=env).code == 0
+    users = flagged(tmp_path)
+    result = run_cli(["apply", *base, "--yes", "--max-changes", "100"], env=env)
+    assert result.code == 0, result.stderr
+    assert "accounts in the last audit" in result.stderr
+    assert {a["email"] for a in sim.accounts if a["status"] == "disabled"} >= set(users)
+    store = open_archive(archive)
+    tenant = store.tenant_id(TenantKey("visionone", sim.base_url.split("//")[1], "default"))
+    entries = store.journal_entries(tenant)
+    store.close()
+    assert {user for action, user, outcome, _ in entries if outcome == "done"} == set(users)
+
+
+def test_apply_without_an_audit_in_the_archive(small, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(small)
+    result = run_cli(
+        ["apply", "--base-url", sim.base_url, "--archive", str(tmp_path / "a.sqlite3")],
+        env=clean_env(TMV1_TOKEN=sim.token),
+    )
+    assert result.code == 2 and "run 'login-audit audit' first" in result.stderr

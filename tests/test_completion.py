@@ -14,8 +14,9 @@ def test_completion_script(shell: str) -> None:
 
 
 def test_completion_answers_with_commands_and_options() -> None:
-    env = clean_env(_LOGIN_AUDIT_COMPLETE="bash_complete", COMP_WORDS="login-audit au",
-                    COMP_CWORD="1")
+    env = clean_env(
+        _LOGIN_AUDIT_COMPLETE="bash_complete", COMP_WORDS="login-audit au", COMP_CWORD="1"
+    )
     assert "audit" in run_cli([], env=env).stdout
     env.update(COMP_WORDS="login-audit audit --da", COMP_CWORD="2")
     assert "--days" in run_cli([], env=env).stdout

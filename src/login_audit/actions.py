@@ -178,8 +178,13 @@ def plan(
 class Journal:
     """``apply_journal.csv``, appended and flushed to disk one line at a time (mode 0600)."""
 
-    def __init__(self, path: Path, clock: Clock = utcnow) -> None:
-        self.path, self.clock = path, clock
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock = utcnow,
+        mirror: Callable[[Change, datetime], None] | None = None,
+    ) -> None:
+        self.path, self.clock, self.mirror = path, clock, mirror
         new = not path.exists()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -192,10 +197,11 @@ class Journal:
         self.entries: list[Change] = []
 
     def write(self, change: Change) -> None:
-        """Record one change and make it durable before the next action."""
+        """Record one change (file, and archive when there is one) before the next action."""
+        at = self.clock()
         self.writer.writerow(
             [
-                self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 change.action,
                 change.user_id,
                 change.account_id,
@@ -205,6 +211,8 @@ class Journal:
         )
         self.handle.flush()
         os.fsync(self.handle.fileno())
+        if self.mirror is not None:
+            self.mirror(change, at)
         self.entries.append(change)
 
     def close(self) -> None:

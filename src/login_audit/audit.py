@@ -283,7 +283,7 @@ def run_archived_audit(
         incomplete_reason="the audit log could not be read completely",
         first_seen=witnessed,
     )
-    return RunSummary(
+    summary = RunSummary(
         tool_version=__version__,
         platform=platform.name,
         region=platform.region,
@@ -300,3 +300,12 @@ def run_archived_audit(
         findings=findings,
         api_keys=keys,
     )
+    archive.record_audit(
+        tenant,
+        summary.finished_at,
+        started,
+        summary.complete,
+        policy.days,
+        [f.account.user_id for f in summary.to_remove],
+    )
+    return summary

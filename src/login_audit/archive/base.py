@@ -167,6 +167,35 @@ class Archive(Protocol):
         """Delete records logged before ``before``; return how many."""
         ...
 
+    def record_audit(
+        self,
+        tenant: int,
+        finished_at: datetime,
+        window_end: datetime,
+        complete: bool,
+        days: int,
+        remove: list[str],
+    ) -> None:
+        """Keep the outcome of an audit, so ``apply`` can act on the last one."""
+        ...
+
+    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[str]] | None:
+        """``(window end, complete, days, users to remove)`` of the tenant's last audit."""
+        ...
+
+    def journal(
+        self,
+        tenant: int,
+        at: datetime,
+        action: str,
+        user_id: str,
+        account_id: str,
+        outcome: str,
+        reason: str,
+    ) -> None:
+        """Append one line to the apply journal."""
+        ...
+
     def size_bytes(self) -> int:
         """Space the archive takes."""
         ...

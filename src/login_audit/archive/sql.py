@@ -80,6 +80,28 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 PRIMARY KEY (tenant_id, taken_at))""",
         ),
     ),
+    (
+        "0002_audit_runs_and_apply_journal",
+        (
+            """CREATE TABLE audit_runs (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                finished_at BIGINT NOT NULL,
+                window_end BIGINT NOT NULL,
+                complete INTEGER NOT NULL,
+                days INTEGER NOT NULL,
+                remove TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, finished_at))""",
+            """CREATE TABLE apply_journal (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                at BIGINT NOT NULL,
+                action TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                reason TEXT NOT NULL)""",
+            "CREATE INDEX apply_journal_by_time ON apply_journal (tenant_id, at)",
+        ),
+    ),
 )
 
 
@@ -520,6 +542,73 @@ class SqlArchive:
                 [cutoff, *params],
             )
         return deleted
+
+    def record_audit(
+        self,
+        tenant: int,
+        finished_at: datetime,
+        window_end: datetime,
+        complete: bool,
+        days: int,
+        remove: list[str],
+    ) -> None:
+        """Keep the outcome of an audit, so ``apply`` can act on the last one."""
+        with self.dialect.transaction(self.conn):
+            self._execute(
+                "INSERT INTO audit_runs (tenant_id, finished_at, window_end, complete, days,"
+                " remove) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, finished_at)"
+                " DO NOTHING",
+                (
+                    tenant,
+                    to_us(finished_at),
+                    to_us(window_end),
+                    int(complete),
+                    days,
+                    json.dumps(remove),
+                ),
+            )
+
+    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[str]] | None:
+        """``(window end, complete, days, users to remove)`` of the tenant's last audit."""
+        row = self._one(
+            "SELECT window_end, complete, days, remove FROM audit_runs WHERE tenant_id = ?"
+            " ORDER BY finished_at DESC LIMIT 1",
+            (tenant,),
+        )
+        if row is None:
+            return None
+        end = from_us(row[0])
+        assert end is not None
+        return end, bool(row[1]), int(row[2]), list(json.loads(row[3]))
+
+    def journal(
+        self,
+        tenant: int,
+        at: datetime,
+        action: str,
+        user_id: str,
+        account_id: str,
+        outcome: str,
+        reason: str,
+    ) -> None:
+        """Append one line to the apply journal."""
+        with self.dialect.transaction(self.conn):
+            self._execute(
+                "INSERT INTO apply_journal (tenant_id, at, action, user_id, account_id, outcome,"
+                " reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant, to_us(at), action, user_id, account_id, outcome, reason),
+            )
+
+    def journal_entries(self, tenant: int) -> list[tuple[str, str, str, str]]:
+        """``(action, user id, outcome, reason)`` of every journalled change, oldest first."""
+        return [
+            (row[0], row[1], row[2], row[3])
+            for row in self._all(
+                "SELECT action, user_id, outcome, reason FROM apply_journal WHERE tenant_id = ?"
+                " ORDER BY at",
+                (tenant,),
+            )
+        ]
 
     def size_bytes(self) -> int:
         """Space the archive takes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ from login_audit.actions import (
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
+    archive_options,
     build_policy,
     common_options,
     http_options,
     http_settings,
+    open_archive_for,
     open_platform,
+    tenant_key,
     tenant_options,
 )
 from login_audit.config import resolve_target
@@ -43,9 +47,9 @@ def _line(change: Change) -> str:
 @click.option(
     "--from",
     "from_csv",
-    required=True,
     type=click.Path(dir_okay=False),
-    help="The cleanup CSV of an audit (filtered_accounts_report.csv).",
+    help="The cleanup CSV of an audit (filtered_accounts_report.csv) [default: the last "
+    "audit of this tenant in the archive].",
 )
 @click.option(
     "--action",
@@ -94,10 +98,16 @@ def _line(change: Change) -> str:
     help="Allow changes on Cloud One through undocumented endpoints (see the README).",
 )
 @tenant_options
+@archive_options
+@click.option(
+    "--no-archive",
+    is_flag=True,
+    help="Neither read the last audit from the archive nor journal there (needs --from).",
+)
 @http_options
 @common_options
 def apply(
-    from_csv: str,
+    from_csv: str | None,
     action: str,
     yes: bool,
     confirm_delete: bool,
@@ -113,10 +123,14 @@ def apply(
     region: str | None,
     base_url: str | None,
     token_file: str | None,
+    archive_spec: str | None,
+    tenant_name: str,
+    no_archive: bool,
     **kwargs: Any,
 ) -> None:
     """Disable (or delete) the accounts of a cleanup CSV, after checking each one again.
 
+    Acts on --from CSV, or on the last complete audit of the tenant in the archive.
     Without --yes it only prints the plan. Before acting it reads the accounts and
     every logon since the audit again, and skips, with the reason, any account that
     signed in since, changed status, no longer exists, is excluded, or is the last
@@ -139,18 +153,51 @@ def apply(
             "--unverified-cloudone-actions is given (see the README)"
         )
     policy = build_policy(days, include_disabled, exclude, exclude_role, exclude_file, 3650)
-    csv_path = Path(from_csv)
-    requested = read_cleanup_csv(csv_path)
-    out = ensure_dir(Path(output_dir))
+    if no_archive and not from_csv:
+        raise ConfigError("--no-archive needs --from CSV: there is no last audit to act on")
+    archive = None if no_archive else open_archive_for(state, archive_spec)
+    tenant = archive.tenant_id(tenant_key(target, tenant_name)) if archive else None
     now = utcnow()
-    since = recheck_since(csv_path, policy, now)
+    if from_csv:
+        source = from_csv
+        requested = read_cleanup_csv(Path(from_csv))
+        since = recheck_since(Path(from_csv), policy, now)
+    else:
+        assert archive is not None and tenant is not None
+        last = archive.last_audit(tenant)
+        if last is None:
+            raise ConfigError(
+                "the archive holds no audit of this tenant: run 'login-audit audit' first, "
+                "or pass --from CSV"
+            )
+        window_end, complete, _, requested = last
+        if not complete:
+            raise ConfigError(
+                "the last audit of this tenant was incomplete: run a complete audit first"
+            )
+        source = f"the last audit ({window_end:%Y-%m-%d %H:%M} UTC)"
+        since = window_end - timedelta(minutes=5)
+    out = ensure_dir(Path(output_dir))
+
+    def mirror(change: Change, at: datetime) -> None:
+        if archive is not None and tenant is not None:
+            archive.journal(
+                tenant,
+                at,
+                change.action,
+                change.user_id,
+                change.account_id,
+                change.outcome,
+                change.reason,
+            )
+
     with open_platform(state, target, token_file, settings) as client:
         accounts = list(client.list_accounts())
         index = recent_logons(client, accounts, since, now)
         changes = plan(requested, accounts, index, policy, action, since)
         planned = [c for c in changes if c.outcome == "planned"]
         click.echo(
-            f"apply: {len(requested)} accounts in {csv_path}; {len(planned)} to {action}, "
+            f"apply: {len(requested)} accounts in {source}; {len(planned)} to {action}, "
             f"{len(changes) - len(planned)} skipped (logons re-checked since "
             f"{since:%Y-%m-%d %H:%M} UTC)",
             err=True,
@@ -179,11 +226,13 @@ def apply(
             if word.strip() != f"delete {len(planned)}":
                 click.echo("apply: not confirmed; nothing changed", err=True)
                 raise SystemExit(EXIT_CONFIG)
-        journal = Journal(out / JOURNAL_FILENAME)
+        journal = Journal(out / JOURNAL_FILENAME, mirror=mirror)
         try:
             results = execute(client, changes, journal)
         finally:
             journal.close()
+            if archive is not None:
+                archive.close()
     done = sum(1 for r in results if r.outcome == "done")
     failed = [r for r in results if r.outcome == "failed"]
     click.echo(
