@@ -186,7 +186,7 @@ class RunSummary:
     problems: tuple[str, ...]
     requests: int
     events_read: int
-    unmatched_events: int
+    unmatched_events: int  # distinct identities in the log that match no account
     findings: tuple[Finding, ...] = field(default=())
     api_keys: tuple[ApiKeyFinding, ...] | None = None
 

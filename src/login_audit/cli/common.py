@@ -229,7 +229,7 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
         "  " + " | ".join(f"{kind} {count}" for kind, count in counts.items()),
         f"  to remove: {len(summary.to_remove)}",
         f"  requests: {summary.requests}, logon events read: {summary.events_read} "
-        f"({summary.unmatched_events} matched no account)",
+        f"({summary.unmatched_events} identities in the log matched no account)",
     ]
     lines += [f"  wrote {path}" for path in notes.paths]
     if notes.neutralised:

@@ -57,7 +57,7 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
             "problems": list(summary.problems),
             "requests": summary.requests,
             "logonEventsRead": summary.events_read,
-            "unmatchedLogonEvents": summary.unmatched_events,
+            "unmatchedIdentities": summary.unmatched_events,
         },
         "policy": {
             "days": policy.days,
