@@ -67,6 +67,34 @@ class _AccountReader(threading.Thread):
         return self.accounts
 
 
+def confirm_account_list(
+    platform: Platform, accounts: list[Account], previous: set[str], problems: list[str]
+) -> list[Account]:
+    """Read the list again when accounts of the last snapshot are missing from it.
+
+    Paging is by position: an account deleted while the list is being read shifts the
+    rest, and the account that moves across a page boundary is not seen. A vanished
+    account is rare, so only then is the list read again, until two readings agree
+    (at most three); if they never do, the run is incomplete rather than wrong.
+    """
+    current = {a.id for a in accounts}
+    if not previous or previous <= current:
+        return accounts
+    for _ in range(2):
+        try:
+            again = list(platform.list_accounts())
+        except RetryLaterError as exc:
+            problems.append(f"account list incomplete on a second reading: {exc}")
+            return accounts
+        ids = {a.id for a in again}
+        if ids == current:
+            return again
+        accounts, current = again, ids
+    problems.append("the account list kept changing while it was read; run the audit again")
+    log.error("%s", problems[-1])
+    return accounts
+
+
 class _LogonFold:
     """Keeps only the newest logon per identity and outcome while pages stream in."""
 
@@ -247,6 +275,10 @@ def run_archived_audit(
             accounts = reader.result()
         if reader.problem:
             problems.append(reader.problem)
+        else:
+            accounts = confirm_account_list(
+                platform, accounts, archive.last_snapshot_ids(tenant), problems
+            )
         # After the sync: the archive's connection is used by one thread at a time.
         archive.store_accounts(tenant, accounts, started)
     if not result.complete:

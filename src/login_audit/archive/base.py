@@ -141,6 +141,10 @@ class Archive(Protocol):
         """Store a snapshot of the account list taken at ``at``."""
         ...
 
+    def last_snapshot_ids(self, tenant: int) -> set[str]:
+        """Ids of the accounts in the tenant's latest snapshot (empty before the first)."""
+        ...
+
     def first_seen(self, tenant: int) -> tuple[dict[str, datetime], datetime | None]:
         """Each account's first-seen time and the time of the tenant's first snapshot."""
         ...

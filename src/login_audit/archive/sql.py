@@ -402,6 +402,15 @@ class SqlArchive:
                 (tenant, now, len(rows)),
             )
 
+    def last_snapshot_ids(self, tenant: int) -> set[str]:
+        """Ids of the accounts in the tenant's latest snapshot (empty before the first)."""
+        rows = self._all(
+            "SELECT DISTINCT account_id FROM accounts WHERE tenant_id = ? AND last_seen = "
+            "(SELECT MAX(taken_at) FROM account_snapshots WHERE tenant_id = ?)",
+            (tenant, tenant),
+        )
+        return {row[0] for row in rows}
+
     def first_seen(self, tenant: int) -> tuple[dict[str, datetime], datetime | None]:
         """Each account's first-seen time and the time of the tenant's first snapshot."""
         first = self._one(

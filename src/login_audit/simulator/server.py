@@ -62,6 +62,7 @@ ALL_FAULTS = (
     "notjson",
     "echo-token",
     "echo-link",
+    "shift-accounts",
 )
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
@@ -83,6 +84,8 @@ class FaultConfig:
     paths: tuple[str, ...] = ()
     #: Seconds a "slow" answer waits before it is sent (beyond a client's read timeout).
     slow_seconds: float = 2.0
+    #: At most this many random faults in all (None: no limit).
+    limit: int | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(ALL_FAULTS)
@@ -244,6 +247,9 @@ class Simulator:
             targeted = not self.faults.paths or any(
                 path.startswith(prefix) for prefix in self.faults.paths
             )
+            spent = sum(n for k, n in self.stats.faults.items() if k != "outage")
+            if self.faults.limit is not None and spent >= self.faults.limit:
+                return None
             if targeted and self.faults.rate and self._rng.random() < self.faults.rate:
                 kind = self._rng.choice(self.faults.kinds)
                 self.stats.faults[kind] += 1
@@ -579,6 +585,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._error(429, "TooManyRequests", "Too many requests.", flat=True)
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if fault == "shift-accounts" and "skipToken" in query:
+                # An administrator deletes an account while the list is being paged.
+                with sim._lock:
+                    if sim.accounts:
+                        sim.accounts.pop(0)
             if fault == "echo-token":
                 # Some servers echo what they were sent: the client must scrub it.
                 echoed = headers.get("authorization", "")
