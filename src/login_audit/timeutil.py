@@ -31,9 +31,10 @@ def parse_timestamp(value: str) -> datetime:
     if text[-1] in "zZ":
         text = text[:-1] + "+00:00"
     match = _FRACTION.search(text)
-    if match and len(match.group(1)) > 7:
-        # Python before 3.11 accepts at most six fraction digits.
-        text = text[: match.start(1)] + match.group(1)[:7] + text[match.end(1) :]
+    if match:
+        # Python 3.10 accepts exactly three or six fraction digits: always give it six.
+        digits = match.group(1)[1:7].ljust(6, "0")
+        text = text[: match.start(1)] + "." + digits + text[match.end(1) :]
     if len(text) >= 11 and text[10] in " tT":
         text = text[:10] + "T" + text[11:]
     try:

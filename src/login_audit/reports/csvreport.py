@@ -31,7 +31,13 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: str) -> tuple[str, bool]:
-    """Make a cell inert for spreadsheets: prefix a ``'`` to values that start a formula."""
+    """Make a cell inert for spreadsheets: prefix a ``'`` to values that start a formula.
+
+    NUL characters, which no spreadsheet shows and some CSV writers cannot write, are
+    dropped.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "")
     if value.startswith(_FORMULA_START):
         return "'" + value, True
     return value, False
