@@ -18,6 +18,7 @@ from login_audit.errors import ConfigError, RetryLaterError
 from login_audit.models import (
     Account,
     ApiKeyFinding,
+    Finding,
     LoginEvent,
     Policy,
     RecordPage,
@@ -127,6 +128,37 @@ class _LogonFold:
         return [*self.newest.values(), *undated]
 
 
+def _summary(
+    platform: Platform,
+    policy: Policy,
+    started: datetime,
+    finished: datetime,
+    window: TimeWindow,
+    problems: list[str],
+    events: int,
+    index: ActivityIndex,
+    findings: tuple[Finding, ...],
+    keys: tuple[ApiKeyFinding, ...] | None,
+) -> RunSummary:
+    return RunSummary(
+        tool_version=__version__,
+        platform=platform.name,
+        region=platform.region,
+        base_url=platform.base_url,
+        started_at=started,
+        finished_at=finished,
+        window=window,
+        policy=policy,
+        complete=not problems,
+        problems=tuple(problems),
+        requests=platform.requests_made(),
+        events_read=events,
+        unmatched_events=index.unmatched,
+        findings=findings,
+        api_keys=keys,
+    )
+
+
 def audit_api_keys(
     platform: Platform, days: int, now: datetime, problems: list[str]
 ) -> tuple[ApiKeyFinding, ...]:
@@ -191,22 +223,8 @@ def run_audit(
         logins_complete=logins_complete,
         incomplete_reason="the audit log could not be read completely",
     )
-    return RunSummary(
-        tool_version=__version__,
-        platform=platform.name,
-        region=platform.region,
-        base_url=platform.base_url,
-        started_at=started,
-        finished_at=clock(),
-        window=window,
-        policy=policy,
-        complete=not problems,
-        problems=tuple(problems),
-        requests=platform.requests_made(),
-        events_read=fold.events,
-        unmatched_events=index.unmatched,
-        findings=findings,
-        api_keys=keys,
+    return _summary(
+        platform, policy, started, clock(), window, problems, fold.events, index, findings, keys
     )
 
 
@@ -315,22 +333,17 @@ def run_archived_audit(
         incomplete_reason="the audit log could not be read completely",
         first_seen=witnessed,
     )
-    summary = RunSummary(
-        tool_version=__version__,
-        platform=platform.name,
-        region=platform.region,
-        base_url=platform.base_url,
-        started_at=started,
-        finished_at=clock(),
-        window=TimeWindow(window_start, started),
-        policy=policy,
-        complete=not problems,
-        problems=tuple(problems),
-        requests=platform.requests_made(),
-        events_read=result.fetched,
-        unmatched_events=index.unmatched,
-        findings=findings,
-        api_keys=keys,
+    summary = _summary(
+        platform,
+        policy,
+        started,
+        clock(),
+        TimeWindow(window_start, started),
+        problems,
+        result.fetched,
+        index,
+        findings,
+        keys,
     )
     archive.record_audit(
         tenant,

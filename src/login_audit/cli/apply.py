@@ -26,6 +26,7 @@ from login_audit.cli.common import (
     archive_options,
     build_policy,
     common_options,
+    exclusion_options,
     http_options,
     http_settings,
     open_archive_for,
@@ -80,10 +81,7 @@ def _line(change: Change) -> str:
     envvar="LOGIN_AUDIT_DAYS",
     help="Without audit_report.json beside the CSV, re-check this many days of logons.",
 )
-@click.option("--include-disabled", is_flag=True, help="Allow deleting disabled accounts.")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Never change these accounts.")
-@click.option("--exclude-role", multiple=True, metavar="NAME", help="Never change this role.")
-@click.option("--exclude-file", metavar="FILE", help="Exclusion patterns, one per line.")
+@exclusion_options
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False),

@@ -16,6 +16,7 @@ from login_audit.cli.common import (
     audit_and_report,
     build_policy,
     common_options,
+    exclusion_options,
     exit_code_for,
     http_options,
     http_settings,
@@ -80,32 +81,7 @@ MAX_ARCHIVE_DAYS = 3650
     help="The tenants file for --all. [default: config.toml in the user configuration "
     "directory, ~/.config/login-audit/ on Linux]",
 )
-@click.option(
-    "--include-disabled",
-    is_flag=True,
-    envvar="LOGIN_AUDIT_INCLUDE_DISABLED",
-    help="Audit disabled accounts too (they are excluded by default).",
-)
-@click.option(
-    "--exclude",
-    multiple=True,
-    metavar="GLOB",
-    envvar="LOGIN_AUDIT_EXCLUDE",
-    help="Never flag accounts whose email or id matches GLOB (repeatable), e.g. 'svc-*'.",
-)
-@click.option(
-    "--exclude-role",
-    multiple=True,
-    metavar="NAME",
-    envvar="LOGIN_AUDIT_EXCLUDE_ROLE",
-    help="Never flag accounts of this role (repeatable).",
-)
-@click.option(
-    "--exclude-file",
-    envvar="LOGIN_AUDIT_EXCLUDE_FILE",
-    metavar="FILE",
-    help="Exclusion patterns, one per line; '#' starts a comment.",
-)
+@exclusion_options
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False),

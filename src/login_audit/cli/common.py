@@ -338,6 +338,41 @@ def tenant_key(target: Target, name: str) -> TenantKey:
     return TenantKey(target.platform, target.key_region, name)
 
 
+def exclusion_options(func: F) -> F:
+    """The accounts never to flag (``audit``) and never to change (``apply``)."""
+    options = [
+        click.option(
+            "--include-disabled",
+            is_flag=True,
+            envvar="LOGIN_AUDIT_INCLUDE_DISABLED",
+            help="Include disabled accounts (they are excluded by default).",
+        ),
+        click.option(
+            "--exclude",
+            multiple=True,
+            metavar="GLOB",
+            envvar="LOGIN_AUDIT_EXCLUDE",
+            help="Leave alone accounts whose email or id matches GLOB (repeatable), e.g. 'svc-*'.",
+        ),
+        click.option(
+            "--exclude-role",
+            multiple=True,
+            metavar="NAME",
+            envvar="LOGIN_AUDIT_EXCLUDE_ROLE",
+            help="Leave alone accounts of this role (repeatable).",
+        ),
+        click.option(
+            "--exclude-file",
+            envvar="LOGIN_AUDIT_EXCLUDE_FILE",
+            metavar="FILE",
+            help="Exclusion patterns, one per line; '#' starts a comment.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def tenant_options(func: F) -> F:
     """Which platform, where the tenant is, and where its token comes from."""
     options = [

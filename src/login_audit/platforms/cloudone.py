@@ -9,12 +9,10 @@ entries only happens when the log is seen to be newest first.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from login_audit.errors import ProtocolError, UnsupportedActionError
@@ -29,6 +27,7 @@ from login_audit.models import (
     RecordPage,
     TimeWindow,
 )
+from login_audit.platforms.fields import canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import expect_list
 from login_audit.timeutil import parse_timestamp
 
@@ -53,44 +52,25 @@ def service_urls(region: str, base_url: str | None) -> dict[str, str]:
     }
 
 
-def _lowered(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k.lower(): v for k, v in item.items() if isinstance(k, str)}
-
-
-def _text(item: Mapping[str, Any], *keys: str) -> str:
-    for key in keys:
-        value = item.get(key.lower())
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
-
-
-def _time_or_none(text: str) -> datetime | None:
-    try:
-        return parse_timestamp(text) if text else None
-    except ValueError:
-        return None
-
-
 def parse_record(item: Any) -> AuditRecord | None:
     """An :class:`AuditRecord` from one ``/api/logs`` entry, or None."""
     if not isinstance(item, dict):
         return None
-    raw = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    low = _lowered(item)
-    kind_text = _text(low, "type", "eventType", "event")
-    principal = _text(low, "principalURN", "principalUrn", "principal")
-    raw_time = _text(low, "time", "timestamp", "created", "eventTime")
+    raw, key = canonical(item)
+    low = lowered(item)
+    kind_text = text(low, "type", "eventType", "event")
+    principal = text(low, "principalURN", "principalUrn", "principal")
+    raw_time = text(low, "time", "timestamp", "created", "eventTime")
     try:
         when = parse_timestamp(raw_time) if raw_time else None
     except ValueError:
         when = None
     is_sign_in = kind_text.lower() == SIGN_IN and bool(principal)
     return AuditRecord(
-        key=hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+        key=key,
         when=when,
         category=kind_text,
-        activity=_text(low, "event", "description"),
+        activity=text(low, "event", "description"),
         result="",
         kind=RecordKind.LOGON_OK if is_sign_in else RecordKind.OTHER,
         principal=principal.lower(),
@@ -180,8 +160,8 @@ class CloudOne:
         names = {}
         for item in self._all(f"{self.urls['accounts']}/api/roles", "roles"):
             if isinstance(item, dict):
-                low = _lowered(item)
-                role_id, name = _text(low, "id"), _text(low, "name")
+                low = lowered(item)
+                role_id, name = text(low, "id"), text(low, "name")
                 if role_id:
                     names[role_id] = name or role_id
         return names
@@ -205,28 +185,28 @@ class CloudOne:
     def _user(self, item: Any, roles: dict[str, str], *, saml: bool) -> Account | None:
         if not isinstance(item, dict):
             return None
-        low = _lowered(item)
-        urn = _text(low, "urn")
-        email = _text(low, "subject", "email") if saml else _text(low, "email", "subject")
+        low = lowered(item)
+        urn = text(low, "urn")
+        email = text(low, "subject", "email") if saml else text(low, "email", "subject")
         if not urn and not email:
             log.warning("skipped a user entry without urn or email")
             return None
-        role_id = _text(low, "roleID", "roleId", "role")
-        state = _text(low, "state", "status").lower() or ("enabled" if saml else "unknown")
+        role_id = text(low, "roleID", "roleId", "role")
+        state = text(low, "state", "status").lower() or ("enabled" if saml else "unknown")
         try:
             status = AccountStatus(state)
         except ValueError:
             status = AccountStatus.UNKNOWN
         account = Account(
-            id=_text(low, "id") or urn or email,
+            id=text(low, "id") or urn or email,
             email=email,
             role=roles.get(role_id, role_id),
             auth_type="saml" if saml else "local",
             status=status,
-            description=_text(low, "name"),
+            description=text(low, "name"),
             urn=urn,
         )
-        last_activity = _text(low, "lastActivity")
+        last_activity = text(low, "lastActivity")
         if last_activity and urn:
             try:
                 when = parse_timestamp(last_activity)
@@ -248,17 +228,17 @@ class CloudOne:
             for item in items:
                 if not isinstance(item, dict):
                     continue
-                low = _lowered(item)
-                key_id = _text(low, "id")
+                low = lowered(item)
+                key_id = text(low, "id")
                 if not key_id:
                     continue
                 enabled = low.get("enabled")
                 yield ApiKey(
                     id=key_id,
-                    name=_text(low, "name", "description"),
+                    name=text(low, "name", "description"),
                     enabled=enabled is not False,
-                    last_used=_time_or_none(_text(low, "lastActivity")),
-                    expires=_time_or_none(_text(low, "expiry", "expires", "expiresAt")),
+                    last_used=time_or_none(text(low, "lastActivity")),
+                    expires=time_or_none(text(low, "expiry", "expires", "expiresAt")),
                 )
 
     def disable_account(self, account: Account) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from login_audit.errors import ConfigError
@@ -21,6 +19,7 @@ from login_audit.models import (
     RecordPage,
     TimeWindow,
 )
+from login_audit.platforms.fields import canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import NextLinkPager
 from login_audit.timeutil import format_z, parse_timestamp
 
@@ -69,70 +68,43 @@ LOGON_FILTER = filter_and(
 )
 
 
-def _lowered(item: Mapping[str, Any]) -> dict[str, Any]:
-    """``item`` with its keys in lower case (the casing of key names is not guaranteed)."""
-    return {k.lower(): v for k, v in item.items() if isinstance(k, str)}
-
-
-def _text(item: Mapping[str, Any], *keys: str) -> str:
-    """The first non-empty string among ``keys`` of an item whose keys are lower case."""
-    for key in keys:
-        value = item.get(key.lower())
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
-
-
 def parse_account(item: Any) -> Account | None:
     """An :class:`Account` from one ``/iam/accounts`` item, or None if it has no id."""
     if not isinstance(item, dict):
         return None
-    item = _lowered(item)
-    account_id = _text(item, "id")
+    item = lowered(item)
+    account_id = text(item, "id")
     if not account_id:
         return None
-    status_text = _text(item, "status").lower()
+    status_text = text(item, "status").lower()
     try:
         status = AccountStatus(status_text)
     except ValueError:
         status = AccountStatus.UNKNOWN
     return Account(
         id=account_id,
-        email=_text(item, "email"),
-        role=_text(item, "role"),
-        auth_type=_text(item, "authType"),
+        email=text(item, "email"),
+        role=text(item, "role"),
+        auth_type=text(item, "authType"),
         status=status,
-        description=_text(item, "description"),
+        description=text(item, "description"),
     )
-
-
-def _time_or_none(text: str) -> datetime | None:
-    try:
-        return parse_timestamp(text) if text else None
-    except ValueError:
-        log.warning("an unreadable timestamp %r was ignored", text)
-        return None
-
-
-def record_key(raw: str) -> str:
-    """The stable identity of a record: a hash of its canonical JSON."""
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 def parse_record(item: Any) -> AuditRecord | None:
     """An :class:`AuditRecord` from one audit-log item (any category), or None."""
     if not isinstance(item, dict):
         return None
-    raw = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    item = _lowered(item)
-    category, activity = _text(item, "category"), _text(item, "activity")
-    result = _text(item, "result")
+    raw, key = canonical(item)
+    item = lowered(item)
+    category, activity = text(item, "category"), text(item, "activity")
+    result = text(item, "result")
     is_logon = (
         category.lower() == LOGON_CATEGORY.lower() and activity.lower() == LOGON_ACTIVITY.lower()
     )
-    principal = _text(item, "loggedUserMailAddress") or _text(item, "loggedUser")
-    account_id = _text(item, "loggedUserId") or None
-    raw_time = _text(item, "loggedDateTime")
+    principal = text(item, "loggedUserMailAddress") or text(item, "loggedUser")
+    account_id = text(item, "loggedUserId") or None
+    raw_time = text(item, "loggedDateTime")
     try:
         when = parse_timestamp(raw_time) if raw_time else None
     except ValueError:
@@ -146,7 +118,7 @@ def parse_record(item: Any) -> AuditRecord | None:
     else:
         kind = RecordKind.LOGON_FAILED
     return AuditRecord(
-        key=record_key(raw),
+        key=key,
         when=when,
         category=category,
         activity=activity,
@@ -241,16 +213,16 @@ class VisionOne:
             for item in page:
                 if not isinstance(item, dict):
                     continue
-                low = _lowered(item)
-                key_id = _text(low, "id")
+                low = lowered(item)
+                key_id = text(low, "id")
                 if not key_id:
                     continue
                 yield ApiKey(
                     id=key_id,
-                    name=_text(low, "name"),
-                    enabled=_text(low, "status").lower() != "disabled",
-                    last_used=_time_or_none(_text(low, "lastUsedDateTime")),
-                    expires=_time_or_none(_text(low, "expiredDateTime")),
+                    name=text(low, "name"),
+                    enabled=text(low, "status").lower() != "disabled",
+                    last_used=time_or_none(text(low, "lastUsedDateTime")),
+                    expires=time_or_none(text(low, "expiredDateTime")),
                 )
 
     def clamp(self, window: TimeWindow) -> TimeWindow:
