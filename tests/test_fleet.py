@@ -190,9 +190,11 @@ token_env = "TOKEN_MISSING"
             "--output-dir",
             str(tmp_path / "out"),
             "--no-archive",
+            "--api-keys",
         ],
         env=clean_env(TOKEN_OK=sim.token),
     )
     assert result.code == 2
     assert "no-secret: FAILED" in result.stderr and "TOKEN_MISSING" in result.stderr
     assert (tmp_path / "out" / "ok" / "filtered_accounts_report.csv").exists()
+    assert (tmp_path / "out" / "ok" / "stale_api_keys.csv").exists()

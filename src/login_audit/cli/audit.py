@@ -189,6 +189,7 @@ def audit(
             allow_short_history=allow_short_history,
             fail_on_findings=fail_on_findings,
             max_archive_days=MAX_ARCHIVE_DAYS,
+            api_keys=audit_keys,
         )
         code, text = audit_all(
             state, Path(config_path) if config_path else default_config_path(), options

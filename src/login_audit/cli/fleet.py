@@ -71,6 +71,7 @@ class FleetOptions:
     allow_short_history: bool
     fail_on_findings: bool
     max_archive_days: int
+    api_keys: bool = False
 
 
 def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
@@ -129,6 +130,7 @@ def run_tenant(
                 archive=archive,
                 tenant=tenant_key(tenant.target, tenant.name),
                 allow_short_history=options.allow_short_history,
+                api_keys=options.api_keys,
             )
         outcome.summary, outcome.notes = summary, notes
         outcome.code = exit_code_for(summary, options.fail_on_findings)
