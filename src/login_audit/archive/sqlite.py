@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,21 @@ def open_sqlite(path: Path) -> SqlArchive:
         raise ConfigError(
             f"cannot create the archive {path}: {exc.strerror}; choose another with --archive"
         ) from None
+    for attempt in range(50):
+        try:
+            return _connect(path)
+        except sqlite3.OperationalError as exc:
+            # Another process is creating or migrating the same file: wait for it.
+            if "locked" not in str(exc) or attempt == 49:
+                raise ConfigError(
+                    f"the archive {path} cannot be opened ({exc}); check that no other "
+                    "program holds it"
+                ) from None
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _connect(path: Path) -> SqlArchive:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
@@ -88,6 +104,8 @@ def open_sqlite(path: Path) -> SqlArchive:
         # Fewer, larger WAL checkpoints: each one fsyncs, and they dominate ingest time.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
         return SqlArchive(conn, SqliteDialect(), str(path))
+    except sqlite3.OperationalError:
+        raise
     except sqlite3.DatabaseError as exc:
         raise ConfigError(
             f"the archive {path} is not a usable SQLite database ({exc}); move it aside or "

@@ -195,6 +195,9 @@ def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tupl
     for tenant in tenants:
         if "/" in tenant.name or tenant.name in (".", ".."):
             raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
+    if not options.no_archive:
+        # Create and migrate the shared archive once, before the tenants open it together.
+        open_archive(options.archive_spec).close()
     pacers = {
         platform: Pacer(options.settings.rate_limit, options.settings.rate_window)
         for platform in ("visionone", "cloudone")
