@@ -106,6 +106,7 @@ class TenantInfo:
     last_record: datetime | None
     streams: dict[str, SyncState]
     accounts: int
+    raw_bytes: int = 0
 
 
 class Archive(Protocol):

@@ -509,8 +509,9 @@ class SqlArchive:
         for tid, platform, region, name in self._all(
             "SELECT id, platform, region, name FROM tenants ORDER BY platform, region, name"
         ):
-            count, first, last = self._one(
-                "SELECT COUNT(*), MIN(logged_at), MAX(logged_at) FROM records WHERE tenant_id = ?",
+            count, first, last, size = self._one(
+                "SELECT COUNT(*), MIN(logged_at), MAX(logged_at), SUM(LENGTH(raw)) FROM records"
+                " WHERE tenant_id = ?",
                 (tid,),
             )
             streams = {}
@@ -531,6 +532,7 @@ class SqlArchive:
                     last_record=from_us(last),
                     streams=streams,
                     accounts=int(accounts),
+                    raw_bytes=int(size or 0),
                 )
             )
         return result

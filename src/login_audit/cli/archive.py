@@ -244,6 +244,7 @@ def info_json(item: TenantInfo) -> dict[str, Any]:
         "firstRecord": t(item.first_record),
         "lastRecord": t(item.last_record),
         "accounts": item.accounts,
+        "rawBytes": item.raw_bytes,
         "streams": {
             name: {
                 "coveredFrom": t(s.covered_from),
@@ -287,7 +288,8 @@ def archive_info(archive_spec: str | None, as_json: bool) -> None:
         key = item.key
         click.echo(
             f"  {key.platform} {key.region} {key.name}: {item.records} records "
-            f"({_day(item.first_record)} to {_day(item.last_record)}), {item.accounts} accounts"
+            f"({_day(item.first_record)} to {_day(item.last_record)}), {item.accounts} accounts, "
+            f"{item.raw_bytes / 1_048_576:.1f} MiB of raw records"
         )
         for name, s in item.streams.items():
             flag = " (interrupted; resumes on next run)" if s.checkpoint else ""
@@ -299,10 +301,18 @@ def archive_info(archive_spec: str | None, as_json: bool) -> None:
 
 @archive_group.command("prune", context_settings=CONTEXT)
 @click.option("--archive", "archive_spec", envvar="LOGIN_AUDIT_ARCHIVE", help="The archive.")
+@click.option(
+    "--tenant",
+    "only_tenant",
+    metavar="NAME",
+    help="Only the tenants of this name (as 'archive info' lists them) [default: all].",
+)
 @click.option("--before", required=True, metavar="DATE", help="Delete records logged before DATE.")
 @click.option("--yes", is_flag=True, help="Really delete (without it nothing is deleted).")
 @common_options
-def archive_prune(archive_spec: str | None, before: str, yes: bool) -> None:
+def archive_prune(
+    archive_spec: str | None, only_tenant: str | None, before: str, yes: bool
+) -> None:
     """Delete records older than a date, for a retention policy.
 
     Audits that need older logons will then refuse or report 'none since' the new
@@ -321,7 +331,15 @@ def archive_prune(archive_spec: str | None, before: str, yes: bool) -> None:
     state = click.get_current_context().ensure_object(AppState)
     archive = open_archive_for(state, archive_spec)
     try:
-        deleted = archive.prune(cutoff)
+        if only_tenant is None:
+            deleted = archive.prune(cutoff)
+        else:
+            keys = [i.key for i in archive.info() if i.key.name == only_tenant]
+            if not keys:
+                raise ConfigError(
+                    f"no tenant named {only_tenant!r} in the archive; 'archive info' lists them"
+                )
+            deleted = sum(archive.prune(cutoff, archive.tenant_id(key)) for key in keys)
     finally:
         archive.close()
     click.echo(f"prune: deleted {deleted} records logged before {cutoff:%Y-%m-%d}", err=True)
