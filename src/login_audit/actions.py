@@ -30,7 +30,7 @@ from login_audit.errors import (
 from login_audit.models import Account, AccountStatus, Policy, TimeWindow
 from login_audit.platforms.base import Platform
 from login_audit.sweep import Sweep
-from login_audit.timeutil import Clock, parse_timestamp, utcnow
+from login_audit.timeutil import Clock, format_z, parse_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Journal:
         at = self.clock()
         self.writer.writerow(
             [
-                at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                format_z(at),
                 change.action,
                 change.user_id,
                 change.account_id,

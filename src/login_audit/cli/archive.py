@@ -27,7 +27,7 @@ from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, export_records, guess_format
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
-from login_audit.timeutil import parse_timestamp, utcnow
+from login_audit.timeutil import format_z, parse_timestamp, utcnow
 
 
 def _date(value: str | None, option: str) -> datetime | None:
@@ -234,7 +234,7 @@ def info_json(item: TenantInfo) -> dict[str, Any]:
     """One tenant of ``archive info --json``."""
 
     def t(moment: datetime | None) -> str | None:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+        return format_z(moment) if moment else None
 
     return {
         "platform": item.key.platform,

@@ -11,6 +11,7 @@ from typing import IO
 from login_audit.models import Finding, RunSummary
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import write_atomic
+from login_audit.timeutil import format_z
 
 CLEANUP_FILENAME = "filtered_accounts_report.csv"
 CLEANUP_HEADER = ("UserId", "RoleName", "RequestType")
@@ -59,7 +60,7 @@ def write_rows(
 
 
 def _time(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+    return format_z(moment) if moment else ""
 
 
 class CleanupCsv:

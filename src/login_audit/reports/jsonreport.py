@@ -11,13 +11,14 @@ from login_audit.http import redact_url
 from login_audit.models import Finding, RunSummary
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import write_atomic
+from login_audit.timeutil import format_z
 
 JSON_FILENAME = "audit_report.json"
 SCHEMA_VERSION = 1
 
 
 def _time(moment: datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return format_z(moment) if moment else None
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
