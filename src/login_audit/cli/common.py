@@ -178,10 +178,11 @@ def http_options(func: F) -> F:
         click.option(
             "--timeout",
             type=click.FloatRange(min=0.1),
-            default=30.0,
+            default=HttpSettings.timeout,
             show_default=True,
             envvar="LOGIN_AUDIT_TIMEOUT",
-            help="Seconds to wait for each response.",
+            help="Seconds to wait for each read of a response (Vision One's gateway gives up "
+            "after 60 s).",
         ),
     ]
     for option in reversed(options):

@@ -13,17 +13,30 @@ from login_audit.http import HttpClient, redact_url, same_origin
 log = logging.getLogger(__name__)
 
 
-def expect_list(key: str) -> Any:
-    """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list."""
+def expect_list(key: str, *, null_ends: tuple[str, ...] = ()) -> Any:
+    """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list.
+
+    With ``null_ends``, ``body[key] = null`` on a page that links to no other page (no key
+    of ``null_ends`` set) is an empty last page, as the vendor's SDK reads it; a null list
+    on a page that continues is still refused (it may hide records).
+    """
 
     def check(body: Any) -> str | None:
         if not isinstance(body, dict):
             return "a body that is not a JSON object"
-        if not isinstance(body.get(key), list):
+        value = body.get(key)
+        if value is None and key in body and null_ends:
+            if not any(body.get(link) for link in null_ends):
+                return None
+            return f"a null {key!r} on a page that links to another page"
+        if not isinstance(value, list):
             return f"no {key!r} list in the body"
         return None
 
     return check
+
+
+NEXT_LINK_KEYS = ("nextLink", "@odata.nextLink")
 
 
 @dataclass
@@ -60,12 +73,12 @@ class NextLinkPager:
                 params=params,
                 headers=self.headers,
                 permission=self.permission,
-                expect=expect_list(self.items_key),
+                expect=expect_list(self.items_key, null_ends=NEXT_LINK_KEYS),
             )
             self.pages_read += 1
             link = body.get("nextLink") or body.get("@odata.nextLink")
             if not link:
-                yield body[self.items_key], None
+                yield body[self.items_key] or [], None
                 return
             if not isinstance(link, str):
                 raise ProtocolError(f"page {self.pages_read} has a nextLink that is not a string")
