@@ -23,6 +23,7 @@ from login_audit.models import (
     Policy,
     RunSummary,
     TimeWindow,
+    UnmatchedIdentity,
 )
 from login_audit.reports import WriteNotes, write_reports
 from login_audit.reports.atomic import write_atomic
@@ -48,6 +49,10 @@ def make_summary(*findings: Finding, complete: bool = True) -> RunSummary:
         events_read=1234,
         unmatched_events=2,
         findings=findings,
+        unmatched=(
+            UnmatchedIdentity("root account", "ignored", NOW - timedelta(days=3), None),
+            UnmatchedIdentity("deleted@example.com", "email", None, NOW - timedelta(days=9)),
+        ),
     )
 
 

@@ -118,6 +118,37 @@ def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, 
     return name, f"https://{VISION_ONE_REGIONS[name]}"
 
 
+def read_identity_map(path: str) -> tuple[tuple[str, str], ...]:
+    """Read an identity map: a CSV with the header ``Identity,UserId``.
+
+    Each row pairs an identity as the audit log writes it (a display name such as
+    ``Alice Smith``) with the email or id of the account it stands for.
+    """
+    import csv
+    import io
+
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read identity map {path}: {reason}") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if header[:2] != ["identity", "userid"]:
+        raise ConfigError(
+            f"identity map {path} must start with the header 'Identity,UserId' "
+            "(the identity as the log writes it, then the account's email or id)"
+        )
+    pairs: list[tuple[str, str]] = []
+    for number, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ConfigError(f"identity map {path}, line {number}: needs an Identity and a UserId")
+        pairs.append((row[0].strip(), row[1].strip()))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Target:
     """One tenant's platform, region and origin, resolved and validated."""
@@ -294,6 +325,9 @@ _TENANT_KEYS = {
     "include_disabled",
     "exclude",
     "exclude_roles",
+    "identity_map",
+    "ignore_identities",
+    "trust_empty_evidence",
 }
 _DEFAULT_KEYS = _TENANT_KEYS - {"name", "token_env", "token_file", "base_url", "region"}
 _SECRET_KEYS = {"token", "api_key", "apikey", "key", "secret", "password"}
@@ -312,6 +346,9 @@ class TenantConfig:
     include_disabled: bool | None = None
     exclude: tuple[str, ...] = ()
     exclude_roles: tuple[str, ...] = ()
+    identity_map: tuple[tuple[str, str], ...] = ()
+    ignore_identities: tuple[str, ...] = ()
+    trust_empty_evidence: tuple[str, ...] = ()
 
     def load_token(self) -> Secret:
         """The tenant's secret, from its file or its environment variable."""
@@ -362,7 +399,20 @@ _TYPES: dict[str, type] = {
     "include_disabled": bool,
     "exclude": list,
     "exclude_roles": list,
+    "identity_map": str,
+    "ignore_identities": list,
+    "trust_empty_evidence": list,
 }
+
+
+def _tenant_identity_map(value: str | None, path: Path, where: str) -> tuple[tuple[str, str], ...]:
+    """The identity map a tenant names, relative to the tenants file's folder."""
+    if not value:
+        return ()
+    try:
+        return read_identity_map(str(path.parent / Path(value).expanduser()))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {where}: {exc}") from None
 
 
 def load_tenants(path: Path) -> list[TenantConfig]:
@@ -432,6 +482,9 @@ def load_tenants(path: Path) -> list[TenantConfig]:
                 include_disabled=merged.get("include_disabled"),
                 exclude=tuple(merged.get("exclude", ())),
                 exclude_roles=tuple(merged.get("exclude_roles", ())),
+                identity_map=_tenant_identity_map(merged.get("identity_map"), path, where),
+                ignore_identities=tuple(merged.get("ignore_identities", ())),
+                trust_empty_evidence=tuple(merged.get("trust_empty_evidence", ())),
             )
         )
     return tenants

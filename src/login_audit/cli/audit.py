@@ -16,6 +16,8 @@ from login_audit.cli.common import (
     audit_and_report,
     build_policy,
     common_options,
+    evidence_options,
+    evidence_settings,
     exclusion_options,
     exit_code_for,
     http_options,
@@ -82,6 +84,7 @@ MAX_ARCHIVE_DAYS = 3650
     "directory, ~/.config/login-audit/ on Linux]",
 )
 @exclusion_options
+@evidence_options
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False),
@@ -163,6 +166,7 @@ def audit(
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
     settings = http_settings(kwargs)
+    evidence = evidence_settings(kwargs)
     if all_tenants:
         explicit = frozenset(
             name
@@ -178,6 +182,7 @@ def audit(
             exclude_file,
             MAX_ARCHIVE_DAYS,
             grace_days,
+            evidence,
         )
         options = FleetOptions(
             policy=base,
@@ -207,6 +212,7 @@ def audit(
         exclude_file,
         retention if no_archive else MAX_ARCHIVE_DAYS,
         grace_days,
+        evidence,
     )
     archive = None if no_archive else open_archive_for(state, archive_spec)
     try:

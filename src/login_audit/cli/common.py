@@ -25,6 +25,7 @@ from login_audit.config import (
     Target,
     load_token,
     read_exclude_file,
+    read_identity_map,
     validate_days,
 )
 from login_audit.errors import (
@@ -34,7 +35,7 @@ from login_audit.errors import (
     ConfigError,
 )
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
-from login_audit.models import Policy, RunSummary
+from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
@@ -246,8 +247,8 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
 
 
 def exit_code_for(summary: RunSummary, fail_on_findings: bool) -> int:
-    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete."""
-    if not summary.complete:
+    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete or unjudged."""
+    if not summary.complete or summary.counts()["unknown"]:
         return EXIT_INCOMPLETE
     if fail_on_findings and summary.to_remove:
         return EXIT_FINDINGS
@@ -262,6 +263,7 @@ def build_policy(
     exclude_file: str | None,
     max_days: int,
     grace_days: int | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> Policy:
     """The audit policy from the command line, validated."""
     patterns = tuple(exclude) + (read_exclude_file(exclude_file) if exclude_file else ())
@@ -274,6 +276,7 @@ def build_policy(
         exclude_patterns=patterns,
         exclude_roles=tuple(exclude_role),
         grace_days=days if grace_days is None else grace_days,
+        **(evidence or {}),
     )
 
 
@@ -372,6 +375,49 @@ def exclusion_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def evidence_options(func: F) -> F:
+    """How much to trust the audit log's evidence: identities and empty account types."""
+    options = [
+        click.option(
+            "--identity-map",
+            envvar="LOGIN_AUDIT_IDENTITY_MAP",
+            metavar="FILE",
+            help="CSV 'Identity,UserId': an identity as the audit log writes it (a display "
+            "name) and the email or id of its account.",
+        ),
+        click.option(
+            "--ignore-identity",
+            multiple=True,
+            metavar="NAME",
+            envvar="LOGIN_AUDIT_IGNORE_IDENTITY",
+            help="An identity of the log that is nobody's account (repeatable; 'Root Account' "
+            "is always ignored).",
+        ),
+        click.option(
+            "--trust-empty-evidence",
+            multiple=True,
+            metavar="TYPE",
+            envvar="LOGIN_AUDIT_TRUST_EMPTY_EVIDENCE",
+            help="Believe that no account of this type (saml, local, or 'all') signed in, "
+            "instead of reporting them unknown (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def evidence_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`Policy` fields of :func:`evidence_options`, read and validated."""
+    path = kwargs.pop("identity_map")
+    ignored = tuple(kwargs.pop("ignore_identity"))
+    return {
+        "identity_map": read_identity_map(path) if path else (),
+        "ignore_identities": DEFAULT_IGNORED_IDENTITIES + ignored,
+        "trust_empty_evidence": tuple(kwargs.pop("trust_empty_evidence")),
+    }
 
 
 def tenant_options(func: F) -> F:

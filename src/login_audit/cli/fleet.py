@@ -97,6 +97,9 @@ def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
         exclude_patterns=base.exclude_patterns + tenant.exclude,
         exclude_roles=base.exclude_roles + tenant.exclude_roles,
         grace_days=days if grace is None else int(grace),
+        identity_map=base.identity_map + tenant.identity_map,
+        ignore_identities=base.ignore_identities + tenant.ignore_identities,
+        trust_empty_evidence=base.trust_empty_evidence + tenant.trust_empty_evidence,
     )
 
 

@@ -23,6 +23,7 @@ from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports.atomic import ensure_dir
+from login_audit.simulator.behaviours import BEHAVIOURS
 
 
 @click.command(context_settings=CONTEXT)
@@ -64,6 +65,20 @@ from login_audit.reports.atomic import ensure_dir
     type=click.Path(dir_okay=False),
     help="Write the tenant's ground truth (what the default policy must flag) here.",
 )
+@click.option(
+    "--behave",
+    "behaviours",
+    multiple=True,
+    type=click.Choice(sorted(BEHAVIOURS)),
+    help="Behave as the real vendor might, unlike the default (repeatable): "
+    + "; ".join(f"{name}: {what}" for name, what in sorted(BEHAVIOURS.items()))
+    + ".",
+)
+@click.option(
+    "--identity-map-out",
+    type=click.Path(dir_okay=False),
+    help="Write the identity map (Identity,UserId) that --behave display-names calls for.",
+)
 @common_options
 def simulate(
     port: int,
@@ -76,6 +91,8 @@ def simulate(
     rate_window: float,
     time_scale: float,
     truth: str | None,
+    behaviours: tuple[str, ...],
+    identity_map_out: str | None,
 ) -> None:
     """Serve a synthetic Vision One and Cloud One tenant on 127.0.0.1 until interrupted.
 
@@ -95,6 +112,11 @@ def simulate(
     if truth:
         data = {"visionone": tenant.truth(), "cloudone": c1.truth()}
         Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if identity_map_out:
+        from login_audit.simulator.behaviours import identity_map
+
+        lines = ["Identity,UserId", *(f"{name},{email}" for name, email in identity_map(tenant))]
+        Path(identity_map_out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     sim = Simulator(
         tenant,
         cloudone=c1,
@@ -105,10 +127,12 @@ def simulate(
         time_scale=time_scale,
         latency_ms=latency_ms,
         port=port,
+        behaviours=behaviours,
     )
+    shown = f", behaving: {', '.join(behaviours)}" if behaviours else ""
     click.echo(
         f"Simulating a Vision One tenant (seed {seed}, {len(tenant.accounts)} accounts, "
-        f"{len(tenant.records)} audit records) at {sim.base_url}\n"
+        f"{len(tenant.records)} audit records{shown}) at {sim.base_url}\n"
         f"  export {URL_ENV}={sim.base_url}\n"
         f"  export {TOKEN_ENV}={sim.token}   # the simulator's own token\n"
         f"and a Cloud One account ({len(c1.users)} users, {len(c1.logs)} audit entries):\n"

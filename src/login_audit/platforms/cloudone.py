@@ -235,7 +235,7 @@ class CloudOne:
                 enabled = low.get("enabled")
                 yield ApiKey(
                     id=key_id,
-                    name=text(low, "name", "description"),
+                    name=text(low, "alias", "name", "description"),
                     enabled=enabled is not False,
                     last_used=time_or_none(text(low, "lastActivity")),
                     expires=time_or_none(text(low, "expiry", "expires", "expiresAt")),

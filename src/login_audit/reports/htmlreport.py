@@ -231,6 +231,32 @@ def keys_section(summary: RunSummary) -> str:
     )
 
 
+_KIND_NOTE = {
+    "display-name": "could be any account: map it or accept it",
+    "email": "no such account (deleted?)",
+    "id": "no such account: a deleted account or an API key",
+    "ignored": "accepted as nobody's account",
+}
+
+
+def unmatched_section(summary: RunSummary) -> str:
+    """The identities of the log that match no account, with their last logons."""
+    if not summary.unmatched:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(u.identity)}</td><td>{escape(u.kind)}</td>"
+        f"<td>{escape(_day(u.last_success))}</td><td>{escape(_day(u.last_failed))}</td>"
+        f"<td>{escape(_KIND_NOTE.get(u.kind, ''))}</td></tr>"
+        for u in summary.unmatched
+    )
+    return (
+        f"<h2>Identities of the log that match no account: {len(summary.unmatched)}</h2>"
+        '<table id="unmatched"><thead><tr><th>Identity</th><th>Looks like</th>'
+        "<th>Last logon</th><th>Last failed logon</th><th>Meaning</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
 def render(summary: RunSummary) -> str:
     """The whole page."""
     counts = summary.counts()
@@ -280,7 +306,7 @@ def render(summary: RunSummary) -> str:
         f"<tbody>{rows}</tbody></table>"
         '<p class="meta">&#9888; marks accounts to remove that saw failed logons within the '
         "threshold: someone may be trying to get in.</p>"
-        f"{keys_section(summary)}"
+        f"{unmatched_section(summary)}{keys_section(summary)}"
         f"<script>{SCRIPT}</script></body></html>\n"
     )
 

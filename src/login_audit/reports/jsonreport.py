@@ -65,7 +65,20 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
             "includeDisabled": policy.include_disabled,
             "excludePatterns": list(policy.exclude_patterns),
             "excludeRoles": list(policy.exclude_roles),
+            "identityMap": len(policy.identity_map),
+            "ignoreIdentities": list(policy.ignore_identities),
+            "trustEmptyEvidence": list(policy.trust_empty_evidence),
         },
+        "unmatchedIdentities": [
+            {
+                "identity": u.identity,
+                "kind": u.kind,
+                "lastSuccessfulLogon": _time(u.last_success),
+                "lastFailedLogon": _time(u.last_failed),
+                "undatedSuccessfulLogon": u.undated_success,
+            }
+            for u in summary.unmatched
+        ],
         "counts": summary.counts(),
         **(
             {

@@ -50,19 +50,20 @@ def apply_to_tenant(tenant: Tenant, behaviours: frozenset[str]) -> Tenant:
     """A copy of ``tenant`` whose records show the behaviours that change content."""
     if not behaviours & {"display-names", "sso-elsewhere", "future-times"}:
         return tenant
-    accounts = {a.email.lower(): a for a in tenant.accounts}
-    saml = {e for e, a in accounts.items() if a.auth_type == "saml"}
+    by_email = {a.email.lower(): a for a in tenant.accounts}
+    by_id = {a.id: a for a in tenant.accounts}
     pairs: list[tuple[datetime, dict[str, Any]]] = []
     for when, item in zip(tenant.times, tenant.records, strict=True):
         item = dict(item)
         user = str(item.get("loggedUserMailAddress") or item.get("loggedUser") or "").lower()
-        if "sso-elsewhere" in behaviours and user in saml and _is_logon(item):
-            item["activity"] = "Single sign-on"
-        if "display-names" in behaviours and item.get("category") == LOGON_CATEGORY:
-            if "@" in str(item.get("loggedUser", "")) or "loggedUserMailAddress" in item:
-                item["loggedUser"] = display_name(user)
-            item.pop("loggedUserMailAddress", None)
-            item.pop("loggedUserId", None)
+        account = by_email.get(user) or by_id.get(str(item.get("loggedUserId", "")))
+        if account is not None and item.get("category") == LOGON_CATEGORY:
+            if "sso-elsewhere" in behaviours and account.auth_type == "saml" and _is_logon(item):
+                item["activity"] = "Single sign-on"
+            if "display-names" in behaviours:
+                item["loggedUser"] = display_name(account.email)
+                item.pop("loggedUserMailAddress", None)
+                item.pop("loggedUserId", None)
         pairs.append((when, item))
     if "future-times" in behaviours:
         dormant = [a for a in tenant.accounts if a.klass == "inactive"][:3]
