@@ -326,9 +326,24 @@ def test_a_response_that_trickles_in_is_cut_at_the_deadline() -> None:
         sleep=fake.sleep,
         monotonic=fake.monotonic,
     )
-    with pytest.raises(RetryLaterError, match="not complete within 180s"):
+    with pytest.raises(RetryLaterError, match="not complete within 90s"):
         client.get_json("https://api.example/v3.0/x")
-    assert fake.now - 1000.0 < 2 * 185  # two attempts, each cut at its deadline
+    assert fake.now - 1000.0 < 2 * 95  # two attempts, each cut at its deadline
+
+
+def test_one_request_with_all_its_retries_has_a_deadline() -> None:
+    """Six attempts that each trickle for 90 s would keep a run alive 9 minutes."""
+    fake = FakeTime()
+    client = HttpClient(
+        BearerAuth(Secret(TOKEN)),
+        HttpSettings(max_attempts=20, backoff_base=0.0, request_deadline=200.0),
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, stream=_Drip(fake))),
+        sleep=fake.sleep,
+        monotonic=fake.monotonic,
+    )
+    with pytest.raises(RetryLaterError, match="still failing after 200s"):
+        client.get_json("https://api.example/v3.0/x")
+    assert fake.now - 1000.0 < 200 + 95
 
 
 def test_json_nested_too_deep_is_a_bad_page_not_a_crash() -> None:

@@ -284,9 +284,10 @@ class HttpSettings:
 
     ``timeout`` is the wait for each read and covers Vision One's gateway, which answers
     504 after 60 s; ``deadline`` bounds one whole response, however slowly it trickles in,
-    and ``max_response_bytes`` its size. ``throttle_budget`` is how long a request answered
-    429 keeps being retried: longer than the vendor's rate window, so a limit lower than
-    our pace slows the run down instead of ending it incomplete.
+    and ``max_response_bytes`` its size; ``request_deadline`` bounds one request with all
+    its retries. ``throttle_budget`` is how long a request answered 429 keeps being
+    retried: longer than the vendor's rate window, so a limit lower than our pace slows
+    the run down instead of ending it incomplete.
     """
 
     timeout: float = 75.0
@@ -296,9 +297,10 @@ class HttpSettings:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     retry_after_cap: float = 300.0
-    deadline: float = 180.0
+    deadline: float = 90.0
     max_response_bytes: int = 32 * 1024 * 1024
     throttle_budget: float = 180.0
+    request_deadline: float = 600.0
 
     def __post_init__(self) -> None:
         if self.rate_limit < 1:

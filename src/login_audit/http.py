@@ -338,6 +338,7 @@ class HttpClient:
         last_problem = ""
         attempt = throttles = sent = 0
         throttled_since: float | None = None
+        first_sent = self._monotonic()
         while True:
             attempt += 1
             sent += 1
@@ -397,6 +398,9 @@ class HttpClient:
                     # With no Retry-After, only a slower pace keeps the next 429 away.
                     self.pacer.throttled()
             elif attempt >= self.policy.max_attempts:
+                break
+            if self._monotonic() - first_sent >= self.settings.request_deadline:
+                last_problem += f" (still failing after {self.settings.request_deadline:g}s)"
                 break
             delay = self.policy.delay(throttles if throttled else attempt, retry_after, self._rng)
             if throttled or retry_after is not None:

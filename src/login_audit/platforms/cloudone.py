@@ -9,6 +9,7 @@ entries only happens when the log is seen to be newest first.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -280,7 +281,9 @@ class CloudOne:
         for items, following in pager.pages(resume_link):
             records = tuple(r for r in map(parse_record, items) if r is not None)
             times = [r.when for r in records if r.when is not None]
-            newest_first = len(times) > 1 and times[0] >= times[-1]
+            # Every entry of the page in order, not only its ends: one entry out of place
+            # is reason enough to read on.
+            newest_first = len(times) > 1 and all(a >= b for a, b in itertools.pairwise(times))
             done = newest_first and bool(times) and times[-1] < start
             yield RecordPage(records=records, next_link=None if done else following)
             if done:
