@@ -17,6 +17,9 @@ class Platform(Protocol):
     base_url: str
     retention_days: int
     supports_time_slices: bool
+    #: The roles (names, or ids where the platform names roles by id) that administer the
+    #: tenant: ``apply`` never leaves a tenant without one of them enabled.
+    admin_roles: tuple[str, ...]
     http: HttpClient
 
     def list_accounts(self) -> Iterator[Account]:
@@ -41,6 +44,10 @@ class Platform(Protocol):
         """Every API key of the tenant."""
         ...
 
+    def unsupported_reason(self, action: str, account: Account) -> str | None:
+        """Why this platform cannot ``action`` (disable, delete) ``account``, or None."""
+        ...
+
     def disable_account(self, account: Account) -> None:
         """Disable one account."""
         ...
@@ -52,3 +59,9 @@ class Platform(Protocol):
     def requests_made(self) -> int:
         """HTTP requests sent so far, retries included."""
         ...
+
+
+def is_administrator(platform: Platform, role: str) -> bool:
+    """True when ``role`` administers the tenant on ``platform`` (case-insensitively)."""
+    wanted = role.strip().casefold()
+    return any(wanted == admin.casefold() for admin in platform.admin_roles)
