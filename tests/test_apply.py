@@ -148,7 +148,10 @@ def test_the_last_master_administrator_is_kept(start_sim, tmp_path: Path) -> Non
     result = apply("--yes", "--max-changes", "100")
     assert result.code == 0, result.stderr
     row = next(r for r in journal(tmp_path) if r["UserId"] == dormant.email)
-    assert row["Outcome"] == "skipped" and "the last enabled administrator (Master Administrator)" in row["Reason"]
+    assert (
+        row["Outcome"] == "skipped"
+        and "the last enabled administrator (Master Administrator)" in row["Reason"]
+    )
 
 
 def test_a_failure_stops_the_run_and_says_what_was_done(small, start_sim, tmp_path) -> None:

@@ -447,7 +447,10 @@ def execute(
             except UnsupportedActionError as exc:
                 result = replace(change, outcome=CANNOT, reason=str(exc))
             except NotFoundError:
-                result = replace(change, outcome=SKIPPED, reason="no longer exists (HTTP 404)")
+                gone = "no longer exists (HTTP 404)"
+                if change.action == "delete":
+                    gone += "; a retried request of this run may have deleted it"
+                result = replace(change, outcome=SKIPPED, reason=gone)
             except LoginAuditError as exc:
                 result = replace(change, outcome=FAILED, reason=str(exc))
                 failed = True

@@ -63,6 +63,9 @@ ALL_FAULTS = (
     "echo-token",
     "echo-link",
     "shift-accounts",
+    "404",
+    "409",
+    "lost-reply",
 )
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
@@ -576,6 +579,12 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if fault == "429":
                 self._error(429, "TooManyRequests", "Too many requests.", retry_after="1")
                 return
+            if fault == "404":
+                self._error(404, "NotFound", "The requested resource does not exist.")
+                return
+            if fault == "409":
+                self._error(409, "Conflict", "The resource was changed by another request.")
+                return
             if fault == "429-date":
                 when = datetime.now(timezone.utc) + timedelta(seconds=1)
                 date = email.utils.format_datetime(when, usegmt=True)
@@ -599,6 +608,10 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 status, body = sim.route(method, path, query, headers, payload)
             except _HttpError as exc:
                 self._error(exc.status, exc.code, exc.message)
+                return
+            if fault == "lost-reply":
+                # The change is made, but the gateway answers 502: the client cannot know.
+                self._error(502, "BadGateway", "The upstream answer was lost.")
                 return
             if fault == "noitems" and isinstance(body, dict):
                 body = {k: v for k, v in body.items() if k != "items"}
