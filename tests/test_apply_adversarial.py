@@ -321,6 +321,46 @@ def test_an_account_replaced_or_changed_since_the_audit_is_skipped(scene) -> Non
     assert not {replaced.email, promoted.email} & s.changed()
 
 
+def test_a_disabled_account_re_enabled_since_the_audit_is_not_deleted(scene) -> None:
+    tenant = base_tenant(219)
+    dormant = add_account(tenant, "dormant@corp.example.com", status="disabled")
+    s = scene(tenant)
+    result = s.cli(
+        "audit",
+        "--base-url",
+        s.sim.base_url,
+        "--output-dir",
+        str(s.reports),
+        "--no-archive",
+        "--include-disabled",
+        env=s.env,
+    )
+    assert result.code == 0 and dormant.email in s.flagged()
+    with s.sim._lock:
+        for account in s.sim.accounts:
+            if account["email"] == dormant.email:
+                account["status"] = "enabled"
+    result = s.apply("--yes", "--action", "delete", "--confirm-delete", "--include-disabled")
+    assert result.code == 0, result.stderr
+    row = next(r for r in s.journal() if r["UserId"] == dormant.email)
+    assert row["Outcome"] == "skipped" and row["Reason"] == "re-enabled since the audit"
+    assert dormant.email not in s.changed()
+
+
+def test_case_differences_match_only_in_ascii(scene, tmp_path: Path) -> None:
+    tenant = base_tenant(220)
+    strasse = add_account(tenant, "strasse@corp.example.com")
+    s = scene(tenant)
+    s.audit()
+    rows = [["STRASSE@corp.example.com", "Operator", "Remove"]]
+    rows.append(["straße@corp.example.com", "Operator", "Remove"])
+    result = s.apply("--yes", source=write_csv(tmp_path / "case.csv", rows))
+    assert result.code == 0, result.stderr
+    assert s.changed() == {strasse.email}
+    row = next(r for r in s.journal() if r["UserId"] == "straße@corp.example.com")
+    assert row["Reason"] == "no longer exists"
+
+
 def test_a_login_between_audit_and_apply_is_the_evidence_in_json(scene) -> None:
     tenant = base_tenant(206)
     s = scene(tenant)
@@ -490,6 +530,29 @@ def test_control_characters_never_reach_the_terminal(scene) -> None:
     assert entry["outcome"] == "planned"
     assert s.apply("--yes").code == 0
     assert evil.email in s.changed()
+
+
+def test_control_characters_from_the_vendor_never_reach_an_audit_log_line(scene) -> None:
+    tenant = base_tenant(218)
+    s = scene(tenant)
+    s.sim.add_records(
+        [
+            (
+                datetime.now(timezone.utc) - timedelta(minutes=5),
+                {
+                    "loggedDateTime": "not a time",
+                    "loggedUser": "\x1b]0;owned\x07mallory@corp.example.com",
+                    "category": "Logon and Logoff",
+                    "activity": "Log on",
+                    "result": "Successful",
+                },
+            )
+        ]
+    )
+    result = s.audit()
+    assert "no readable loggedDateTime" in result.stderr
+    assert not CONTROL & (set(result.stderr) - {"\n"})
+    assert "\N{REPLACEMENT CHARACTER}]0;owned" in result.stderr
 
 
 def test_a_plan_over_max_changes_is_shown_then_refused_with_yes(scene) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import stat
+import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -109,8 +110,13 @@ class Recheck:
     events: int
 
 
+# Only ASCII letters compare case-insensitively: Unicode case folding would let a row
+# name another string (``straße`` folds to ``strasse``).
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def _key(user_id: str) -> str:
-    return user_id.casefold()
+    return user_id.translate(_ASCII_LOWER)
 
 
 def read_cleanup_csv(path: Path) -> list[ReportedAccount]:
@@ -222,8 +228,11 @@ def recheck(platform: Platform, days: int, now: datetime) -> Recheck:
             f"{platform.retention_days} or less"
         )
     accounts = list(platform.list_accounts())
-    since = now - timedelta(days=days)
-    until = now.replace(microsecond=0) + timedelta(seconds=1)
+    # With the two clocks apart, the window spans both: a logon must not escape because
+    # this machine's clock runs ahead of the vendor's, or behind it.
+    server = platform.http.last_server_date
+    since = min(now, server or now) - timedelta(days=days)
+    until = max(now, server or now).replace(microsecond=0) + timedelta(seconds=1)
     window = TimeWindow(since, until)
     fold = _LogonFold(window)
     problems = Sweep(platform, window, logons_only=True).run(lambda page, _: fold.add_page(page))
