@@ -608,3 +608,29 @@ def test_cloud_one_disable_says_it_cannot_and_exits_before_asking(scene, tmp_pat
         if u.last_activity is not None and u.last_activity >= now - timedelta(days=90)
     }
     assert not deleted & recent
+
+
+def test_logons_that_cannot_be_read_again_change_nothing(scene) -> None:
+    s = scene(base_tenant(221))
+    s.audit()
+    s.sim.faults.outages = ("/v3.0/audit/logs",)
+    result = s.apply("--yes", "--max-attempts", "2")
+    assert result.code == 4 and "nothing was changed" in result.stderr
+    assert s.sim.changes == [] and not (s.out / "apply_journal.csv").exists()
+
+
+def test_a_journal_of_other_columns_or_a_linked_lock_file_is_refused(scene, tmp_path) -> None:
+    s = scene(base_tenant(222))
+    s.audit()
+    s.out.mkdir()
+    journal = s.out / "apply_journal.csv"
+    journal.write_text("Time,Action,UserId,AccountId,Outcome,Reason\r\n")
+    result = s.apply("--yes")
+    assert result.code == 2 and "move it aside" in result.stderr
+    assert s.sim.changes == []
+    journal.unlink()
+    (s.out / "apply_journal.csv.lock").unlink()
+    (s.out / "apply_journal.csv.lock").symlink_to(tmp_path / "elsewhere.lock")
+    result = s.apply("--yes")
+    assert result.code == 2 and "lock file" in result.stderr
+    assert s.sim.changes == [] and not (tmp_path / "elsewhere.lock").exists()
