@@ -51,6 +51,8 @@ DEFAULT_FAULTS = (
     "truncate",
     "badjson",
 )
+#: Refusals of a change (``PATCH``, ``DELETE``): on a read no client could recover from them.
+CHANGE_FAULTS = ("404", "409", "lost-reply")
 #: Every fault the simulator knows, including the ones a test must ask for by name.
 ALL_FAULTS = (
     *DEFAULT_FAULTS,
@@ -63,9 +65,7 @@ ALL_FAULTS = (
     "echo-token",
     "echo-link",
     "shift-accounts",
-    "404",
-    "409",
-    "lost-reply",
+    *CHANGE_FAULTS,
 )
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
