@@ -634,3 +634,38 @@ def test_a_journal_of_other_columns_or_a_linked_lock_file_is_refused(scene, tmp_
     result = s.apply("--yes")
     assert result.code == 2 and "lock file" in result.stderr
     assert s.sim.changes == [] and not (tmp_path / "elsewhere.lock").exists()
+
+
+def test_cloud_one_keeps_its_last_full_access_user(scene) -> None:
+    c1 = build_cloudone_tenant(seed=223, users=30)
+    admins = {"sybil.never@example.org", "rupert.signout@example.org"}
+    for user in c1.users:
+        user.role_id = "administrator" if user.email in admins else "read-only"
+    s = scene(build_tenant(seed=224, accounts=10), cloudone=c1)
+    s.env = {"C1_API_KEY": s.sim.token}
+    base = ["--platform", "cloudone", "--base-url", s.sim.base_url]
+    audit = s.cli("audit", *base, "--output-dir", str(s.reports), "--no-archive", env=s.env)
+    assert audit.code == 0 and admins <= set(s.flagged())
+    result = s.cli(
+        "apply",
+        *base,
+        "--from",
+        str(s.csv),
+        "--output-dir",
+        str(s.out),
+        "--no-archive",
+        "--unverified-cloudone-actions",
+        "--max-changes",
+        "100",
+        "--action",
+        "delete",
+        "--yes",
+        "--confirm-delete",
+        env=s.env,
+    )
+    assert result.code == 0, result.stderr
+    rows = {r["UserId"]: r for r in s.journal() if r["UserId"] in admins}
+    assert sorted(r["Outcome"] for r in rows.values()) == ["done", "skipped"]
+    kept = next(r for r in rows.values() if r["Outcome"] == "skipped")
+    assert kept["Reason"] == "the last enabled administrator (Full Access)"
+    assert any(u.email == kept["UserId"] and u.role_id == "administrator" for u in c1.users)
