@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from login_audit.actions import (
     requests_from_archive,
     requests_from_csv,
 )
+from login_audit.archive.base import Archive
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
@@ -224,18 +226,7 @@ def apply(
             raise SystemExit(EXIT_OK)
         _confirm_delete(action, planned, confirm_delete)
 
-        def mirror(change: Change, at: datetime) -> None:
-            if archive is not None and tenant is not None:
-                archive.journal(
-                    tenant,
-                    at,
-                    change.action,
-                    change.user_id,
-                    change.account_id,
-                    change.outcome,
-                    change.reason,
-                )
-
+        mirror = _mirror(archive, tenant) if archive is not None and tenant is not None else None
         journal = Journal(out / JOURNAL_FILENAME, label, mirror=mirror)
         try:
             results = execute(client, changes, journal)
@@ -250,6 +241,23 @@ def apply(
     for result in failed:
         click.echo(describe(result), err=True)
     raise SystemExit(EXIT_INCOMPLETE if failed else EXIT_OK)
+
+
+def _mirror(archive: Archive, tenant: int) -> Callable[[Change, datetime], None]:
+    """Journal each change in the archive too."""
+
+    def mirror(change: Change, at: datetime) -> None:
+        archive.journal(
+            tenant,
+            at,
+            change.action,
+            change.user_id,
+            change.account_id,
+            change.outcome,
+            change.reason,
+        )
+
+    return mirror
 
 
 def _count(changes: list[Change]) -> int:
