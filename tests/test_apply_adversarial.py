@@ -563,8 +563,11 @@ def test_a_plan_over_max_changes_is_shown_then_refused_with_yes(scene) -> None:
     dry = s.apply("--max-changes", "2")
     assert dry.code == 0 and f"--max-changes {count} would allow it" in dry.stderr
     assert dry.stderr.count("planned ") == count
-    refused = s.apply("--yes", "--max-changes", "2")
+    refused = s.apply("--yes", "--max-changes", "2", "--json")
     assert refused.code == 2 and f"--max-changes {count} would allow it" in refused.stderr
+    doc = json.loads(refused.stdout)
+    assert doc["maxChanges"] == 2 and doc["counts"]["planned"] == count
+    assert f"--max-changes {count} would allow it" in doc["refused"]
     assert s.sim.changes == []
 
 

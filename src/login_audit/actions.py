@@ -516,6 +516,7 @@ def apply_json(
     *,
     carried_out: bool,
     refused: str | None,
+    max_changes: int,
 ) -> dict[str, object]:
     """The document of ``apply --json``: the plan (or its results) and the evidence."""
     counts: dict[str, int] = {}
@@ -526,6 +527,7 @@ def apply_json(
         "source": requests.source,
         "carriedOut": carried_out,
         "refused": refused,
+        "maxChanges": max_changes,
         "logonsCheckedSince": format_z(found.since),
         "logonsCheckedUntil": format_z(found.until),
         "logonEventsRead": found.events,

@@ -203,7 +203,13 @@ def apply(
         def emit(shown: list[Change], carried_out: bool, refused: str | None) -> None:
             if as_json:
                 doc = apply_json(
-                    label, requests, found, shown, carried_out=carried_out, refused=refused
+                    label,
+                    requests,
+                    found,
+                    shown,
+                    carried_out=carried_out,
+                    refused=refused,
+                    max_changes=max_changes,
                 )
                 # ASCII only: a control character of a vendor value is escaped, never sent.
                 click.echo(json.dumps(doc, indent=2, ensure_ascii=True))
