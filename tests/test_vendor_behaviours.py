@@ -13,6 +13,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,3 +223,78 @@ def test_every_behaviour_is_offered_by_simulate(cli) -> None:
     assert result.code == 0
     for name in BEHAVIOURS:
         assert name in result.stdout
+
+
+def test_apply_changes_nobody_while_display_names_logged_on(
+    cli, tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    """The audit ran on a vendor that named people by email; by the time of apply it names
+    them by display name. A logon by 'Alice Mixed' could be any row's: nothing is changed."""
+    plain = start_sim(tenant)
+    reports = tmp_path / "reports"
+    assert audit(cli, plain, reports, "--no-archive").code == 0
+    assert rows(reports)
+    later = start_sim(tenant, behaviours=("display-names",))
+    base = ["apply", "--base-url", later.base_url, "--no-archive", "--yes", "--json"]
+    result = cli(
+        [*base, "--from", str(reports / "filtered_accounts_report.csv")],
+        TMV1_TOKEN=later.token,
+        LOGIN_AUDIT_OUTPUT_DIR=str(tmp_path / "journal"),
+    )
+    assert later.changes == []
+    plan = json.loads(result.stdout)
+    assert plan["accounts"] and all(
+        "not proven stale" in entry["reason"] for entry in plan["accounts"]
+    ), plan
+
+
+class _Named:
+    def __init__(self, admin_roles: tuple[str, ...]) -> None:
+        self.admin_roles = admin_roles
+
+
+@pytest.mark.parametrize(
+    ("roles", "role", "admin", "opaque"),
+    [
+        (("Master Administrator",), "Master Administrator", True, False),
+        (("Master Administrator",), "master_administrator", True, False),
+        (("Master Administrator",), " MASTER-ADMINISTRATOR ", True, False),
+        (("Master Administrator",), "Senior Analyst", False, False),
+        (("Master Administrator",), "3f2a9c1e-0b7d-4c1a-9e2f-6a8b0c1d2e3f", False, True),
+        (("Master Administrator",), "role-0001", False, True),
+        (("Master Administrator",), "", False, True),
+        (("Full Access", "administrator"), "Full Access", True, False),
+        (("Full Access", "administrator"), "administrator", True, False),
+        (("Full Access", "administrator"), "Read Only", False, False),
+    ],
+)
+def test_administrator_roles_by_name_spelling_or_id(
+    roles: tuple[str, ...], role: str, admin: bool, opaque: bool
+) -> None:
+    from login_audit.platforms.base import is_administrator, role_is_opaque
+
+    platform: Any = _Named(roles)
+    assert is_administrator(platform, role) is admin
+    assert role_is_opaque(platform, role) is opaque
+
+
+def test_apply_leaves_alone_accounts_whose_role_is_an_id(
+    cli, tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    """If the vendor names roles by id, the last-administrator guard cannot count them:
+    apply changes nobody rather than guess which id is the administrators'."""
+    sim = start_sim(tenant)
+    for number, account in enumerate(sim.accounts):
+        account["role"] = f"role-{number % 5:04d}"
+    reports = tmp_path / "reports"
+    assert audit(cli, sim, reports, "--no-archive").code == 0
+    assert rows(reports)
+    base = ["apply", "--base-url", sim.base_url, "--no-archive", "--yes", "--json"]
+    result = cli(
+        [*base, "--from", str(reports / "filtered_accounts_report.csv")],
+        TMV1_TOKEN=sim.token,
+        LOGIN_AUDIT_OUTPUT_DIR=str(tmp_path / "journal"),
+    )
+    assert sim.changes == []
+    plan = json.loads(result.stdout)
+    assert all("may be an administrator" in entry["reason"] for entry in plan["accounts"])

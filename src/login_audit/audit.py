@@ -23,6 +23,7 @@ from login_audit.models import (
     LoginEvent,
     Policy,
     RecordPage,
+    ReportedAccount,
     RunSummary,
     TimeWindow,
 )
@@ -393,6 +394,6 @@ def run_archived_audit(
         started,
         summary.complete,
         policy.days,
-        [f.account.user_id for f in summary.to_remove],
+        [ReportedAccount.of(f) for f in summary.to_remove],
     )
     return summary

@@ -4,7 +4,8 @@
 
     LoginAuditError                 anything we raise on purpose (exit 1 if not caught lower)
     ├── ConfigError                 fix the configuration or the command line   (exit 2)
-    │   └── UnsupportedActionError  the platform cannot make this change        (exit 2)
+    │   ├── UnsupportedActionError  the platform cannot make this change        (exit 2)
+    │   └── NotFoundError           the vendor answered 404                      (exit 2)
     ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
     │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
     ├── RetryLaterError             the vendor failed after every retry          (exit 4)
@@ -39,6 +40,10 @@ class ConfigError(LoginAuditError):
 
 class UnsupportedActionError(ConfigError):
     """The platform offers no (documented) way to make this change to this account."""
+
+
+class NotFoundError(ConfigError):
+    """The vendor answered 404: a wrong origin, or an object that no longer exists."""
 
 
 class CredentialsError(LoginAuditError):

@@ -28,12 +28,13 @@ import httpx
 from login_audit import __version__
 from login_audit.config import HttpSettings, Secret
 from login_audit.errors import (
-    ConfigError,
     CredentialsError,
+    NotFoundError,
     PermissionDeniedError,
     ProtocolError,
     RetryLaterError,
 )
+from login_audit.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -226,10 +227,10 @@ def _vendor_error_of(content: bytes) -> tuple[str, str]:
         return "", ""
     inner = body.get("error", body)
     if not isinstance(inner, dict):
-        return "", str(inner)[:_MAX_MESSAGE]
+        return "", printable(str(inner)[:_MAX_MESSAGE])
     code = inner.get("code", "")
     message = inner.get("message", "")
-    return str(code)[:64], str(message)[:_MAX_MESSAGE]
+    return printable(str(code)[:64]), printable(str(message)[:_MAX_MESSAGE])
 
 
 class _BodyTooLarge(Exception):
@@ -475,7 +476,7 @@ class HttpClient:
                 f"{where}: access denied: {detail}; the token's role lacks {need}"
             )
         if status == 404:
-            raise ConfigError(f"{where}: not found: {detail}; check --region or --base-url")
+            raise NotFoundError(f"{where}: not found: {detail}; check --region or --base-url")
         raise ProtocolError(f"{where}: request rejected: {detail}", status=status, code=code)
 
     def get_json(

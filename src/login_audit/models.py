@@ -176,6 +176,36 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class ReportedAccount:
+    """An account as an audit put it on the removal list, for ``apply`` to check again.
+
+    A cleanup CSV gives only ``user_id`` and ``role``; ``audit_report.json`` and the
+    archive also give the account's id, status, finding and reason. Empty (None for the
+    role, which may be empty) means the source did not say.
+    """
+
+    user_id: str
+    role: str | None = None
+    account_id: str = ""
+    status: str = ""
+    finding: str = ""
+    reason: str = ""
+
+    @classmethod
+    def of(cls, finding: Finding) -> ReportedAccount:
+        """The entry of one finding of an audit."""
+        account = finding.account
+        return cls(
+            account.user_id,
+            account.role,
+            account.id,
+            account.status.value,
+            finding.kind.value,
+            finding.reason,
+        )
+
+
+@dataclass(frozen=True)
 class ApiKey:
     """An API key of a platform: standing access like an account."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from login_audit.models import Account, AuditRecord
+from login_audit.models import Account, AuditRecord, ReportedAccount
 
 
 def to_us(moment: datetime) -> int:
@@ -23,6 +23,14 @@ def from_us(value: int | None) -> datetime | None:
         return None
     seconds, micros = divmod(int(value), 1_000_000)
     return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
+
+
+def busy_message(location: str) -> str:
+    """What a process is told when another holds the lock of its tenant."""
+    return (
+        f"another login-audit process is syncing this tenant into {location} or applying "
+        "changes to it; wait for it to finish, then run again"
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,8 @@ class Archive(Protocol):
         ...
 
     def lock(self, tenant: int) -> AbstractContextManager[None]:
-        """Hold the tenant's sync lock; raise ``ArchiveBusyError`` if another holds it."""
+        """Hold the tenant's lock (sync, archived audit, apply); raise ``ArchiveBusyError``
+        with :func:`busy_message` if another process holds it."""
         ...
 
     def state(self, tenant: int, stream: str) -> SyncState | None:
@@ -179,13 +188,13 @@ class Archive(Protocol):
         window_end: datetime,
         complete: bool,
         days: int,
-        remove: list[str],
+        remove: list[ReportedAccount],
     ) -> None:
         """Keep the outcome of an audit, so ``apply`` can act on the last one."""
         ...
 
-    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[str]] | None:
-        """``(window end, complete, days, users to remove)`` of the tenant's last audit."""
+    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[ReportedAccount]] | None:
+        """``(window end, complete, days, accounts to remove)`` of the tenant's last audit."""
         ...
 
     def journal(

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from login_audit.archive.base import busy_message
 from login_audit.archive.sql import SqlArchive
 from login_audit.config import Secret
 from login_audit.errors import ArchiveBusyError, ConfigError
@@ -34,10 +35,7 @@ class PostgresDialect:
         """A session advisory lock; PostgreSQL releases it if the process dies."""
         got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_SPACE, tenant)).fetchone()
         if not got[0]:
-            raise ArchiveBusyError(
-                f"another login-audit process is syncing this tenant into {location}; "
-                "wait for it to finish, then run again"
-            )
+            raise ArchiveBusyError(busy_message(location))
         try:
             yield
         finally:

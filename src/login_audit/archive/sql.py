@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from login_audit.archive.base import (
     from_us,
     to_us,
 )
-from login_audit.models import Account, AuditRecord, RecordKind
+from login_audit.models import Account, AuditRecord, RecordKind, ReportedAccount
 
 #: Named migrations, applied in order and recorded in ``schema_migrations``.
 #: ``{id}`` is the dialect's auto-increment primary key, ``{blob}`` its text type.
@@ -561,7 +562,7 @@ class SqlArchive:
         window_end: datetime,
         complete: bool,
         days: int,
-        remove: list[str],
+        remove: list[ReportedAccount],
     ) -> None:
         """Keep the outcome of an audit, so ``apply`` can act on the last one."""
         with self.dialect.transaction(self.conn):
@@ -575,12 +576,15 @@ class SqlArchive:
                     to_us(window_end),
                     int(complete),
                     days,
-                    json.dumps(remove),
+                    json.dumps([asdict(entry) for entry in remove]),
                 ),
             )
 
-    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[str]] | None:
-        """``(window end, complete, days, users to remove)`` of the tenant's last audit."""
+    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[ReportedAccount]] | None:
+        """``(window end, complete, days, accounts to remove)`` of the tenant's last audit.
+
+        Audits recorded before the accounts were kept whole give user ids only.
+        """
         row = self._one(
             "SELECT window_end, complete, days, remove FROM audit_runs WHERE tenant_id = ?"
             " ORDER BY finished_at DESC LIMIT 1",
@@ -590,7 +594,11 @@ class SqlArchive:
             return None
         end = from_us(row[0])
         assert end is not None
-        return end, bool(row[1]), int(row[2]), list(json.loads(row[3]))
+        remove = [
+            ReportedAccount(entry) if isinstance(entry, str) else ReportedAccount(**entry)
+            for entry in json.loads(row[3])
+        ]
+        return end, bool(row[1]), int(row[2]), remove
 
     def journal(
         self,

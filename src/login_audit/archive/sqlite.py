@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from login_audit.archive.base import busy_message
 from login_audit.archive.sql import SqlArchive
-from login_audit.errors import ArchiveBusyError, ConfigError
+from login_audit.errors import ConfigError
+from login_audit.locks import file_lock
 
 
 class SqliteDialect:
@@ -36,22 +38,9 @@ class SqliteDialect:
             raise
         conn.execute("COMMIT")
 
-    @contextlib.contextmanager
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> Iterator[None]:
+    def tenant_lock(self, conn: Any, location: str, tenant: int) -> AbstractContextManager[None]:
         """An ``flock`` on ``<archive>.tenant-<id>.lock``, released by the OS if we die."""
-        path = f"{location}.tenant-{tenant}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ArchiveBusyError(
-                    f"another login-audit process is syncing this tenant into {location}; "
-                    "wait for it to finish, then run again"
-                ) from None
-            yield
-        finally:
-            os.close(fd)
+        return file_lock(f"{location}.tenant-{tenant}.lock", busy_message(location))
 
     def size_bytes(self, conn: sqlite3.Connection) -> int:
         """Pages times page size (the WAL file is not counted)."""

@@ -26,6 +26,7 @@ from login_audit.cli.completion import completion
 from login_audit.cli.doctor import doctor
 from login_audit.cli.simulate import demo, simulate
 from login_audit.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNEXPECTED, LoginAuditError
+from login_audit.printable import printable
 
 __all__ = ["AppState", "audit_and_report", "cli", "exit_code_for", "main", "render_summary"]
 
@@ -77,10 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"login-audit: error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"login-audit: error: {printable(exc.format_message())}{hint}", err=True)
         sys.exit(EXIT_CONFIG)
     except LoginAuditError as exc:
-        click.echo(f"login-audit: error: {state.redactor.scrub(str(exc))}", err=True)
+        click.echo(f"login-audit: error: {printable(state.redactor.scrub(str(exc)))}", err=True)
         sys.exit(exc.exit_code)
     except SystemExit:
         raise
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:
         log.debug("unexpected error", exc_info=True)
-        message = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
+        message = printable(state.redactor.scrub(f"{type(exc).__name__}: {exc}"))
         click.echo(
             f"login-audit: unexpected error: {message}; rerun with --log-level DEBUG "
             "--log-file FILE and report it",

@@ -25,6 +25,7 @@ from login_audit.cli.common import (
 from login_audit.config import Target, resolve_target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, export_records, guess_format
+from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import format_z, parse_timestamp, utcnow
@@ -81,7 +82,10 @@ def describe_sync(result: SyncResult) -> str:
         f"{_day(result.window.end)}"
     )
     if not result.complete:
-        text += f"\nINCOMPLETE: {result.problem}; the next run resumes from the last saved page"
+        text += (
+            f"\nINCOMPLETE: {printable(result.problem)}; the next run resumes from the last "
+            "saved page"
+        )
     return text
 
 

@@ -39,6 +39,7 @@ from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
+from login_audit.printable import printable
 from login_audit.reports import WriteNotes, write_reports
 
 log = logging.getLogger("login_audit")
@@ -48,7 +49,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class Redactor(logging.Filter):
-    """Replaces every registered secret in log records before any handler sees them."""
+    """Replaces every registered secret in log records before any handler sees them, and
+    every control character (vendor values are logged: see :mod:`login_audit.printable`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,12 +69,13 @@ class Redactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with secrets removed."""
+        """Rewrite the record's message with secrets and control characters removed."""
         message = record.getMessage()
-        record.msg, record.args = self.scrub(message), None
+        record.msg, record.args = printable(self.scrub(message)), None
         if record.exc_info:
             formatted = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, self.scrub(formatted)
+            record.exc_info = None
+            record.exc_text = printable(self.scrub(formatted), keep_newlines=True)
         return True
 
 
@@ -242,7 +245,7 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
     if not summary.complete:
         lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
         lines.append("  are not on the removal list:")
-        lines += [f"    - {problem}" for problem in summary.problems]
+        lines += [f"    - {printable(problem)}" for problem in summary.problems]
     return "\n".join(lines)
 
 

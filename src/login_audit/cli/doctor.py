@@ -35,6 +35,7 @@ from login_audit.errors import (
     RetryLaterError,
 )
 from login_audit.models import TimeWindow
+from login_audit.printable import printable
 from login_audit.timeutil import utcnow
 
 MAX_SKEW = timedelta(seconds=60)
@@ -179,7 +180,7 @@ def doctor(
         )
     checks.append(check_archive(archive_spec))
     for check in checks:
-        click.echo(state.redactor.scrub(check.line()))
+        click.echo(printable(state.redactor.scrub(check.line())))
     failed = sum(1 for c in checks if not c.ok)
     click.echo(f"doctor: {len(checks) - failed} of {len(checks)} checks passed", err=True)
     raise SystemExit(EXIT_CONFIG if failed else EXIT_OK)

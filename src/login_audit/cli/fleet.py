@@ -31,6 +31,7 @@ from login_audit.models import Policy, RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
+from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import ensure_dir, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
@@ -217,6 +218,6 @@ def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tupl
                 f"{len(o.summary.to_remove)} to remove, exit {o.code}"
             )
         else:
-            lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {o.error}")
+            lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {printable(o.error)}")
     lines += [f"  wrote {p}" for p in notes.paths]
     return worst([o.code for o in outcomes]), "\n".join(lines)

@@ -40,6 +40,9 @@ PAGE_LIMIT = 100
 FALLBACK_LIMIT = 25
 PERMISSION_AUDIT = "Audit logs: read (an API key whose role can read the audit log)"
 PERMISSION_USERS = "Users and roles: read"
+#: The built-in role with every permission, by name and by id (when roles cannot be named).
+ADMIN_ROLES: tuple[str, ...] = ("Full Access", "administrator")
+NO_DISABLE = "Cloud One documents no API to disable a user"
 
 
 def service_urls(region: str, base_url: str | None) -> dict[str, str]:
@@ -136,6 +139,7 @@ class CloudOne:
     retention_days = RETENTION_DAYS
     #: The audit log has no time filter: every read starts at the newest entry.
     supports_time_slices = False
+    admin_roles = ADMIN_ROLES
 
     def __init__(self, http: HttpClient, region: str, base_url: str | None = None) -> None:
         self.http = http
@@ -242,17 +246,23 @@ class CloudOne:
                     expires=time_or_none(text(low, "expiry", "expires", "expiresAt")),
                 )
 
+    def unsupported_reason(self, action: str, account: Account) -> str | None:
+        """No user can be disabled; SAML users belong to the identity provider."""
+        if action == "disable":
+            return f"{NO_DISABLE}; use --action delete or disable it in the console"
+        if account.auth_type == "saml":
+            return "a SAML user: remove it in the identity provider"
+        return None
+
     def disable_account(self, account: Account) -> None:
         """Cloud One documents no way to disable a user."""
-        raise UnsupportedActionError(
-            "Cloud One documents no API to disable a user; use --action delete (with "
-            "--unverified-cloudone-actions) or disable it in the console"
-        )
+        raise UnsupportedActionError(self.unsupported_reason("disable", account) or NO_DISABLE)
 
     def delete_account(self, account: Account) -> None:
         """``DELETE /api/users/{id}``: not documented by the vendor (a guess)."""
-        if account.auth_type == "saml":
-            raise UnsupportedActionError("a SAML user: remove it in the identity provider")
+        reason = self.unsupported_reason("delete", account)
+        if reason:
+            raise UnsupportedActionError(reason)
         from urllib.parse import quote
 
         self.http.request_json(

@@ -40,6 +40,8 @@ PERMISSION_AUDIT = "Audit Logs: View, filter, and search"
 PERMISSION_ACCOUNTS = "User Accounts: View"
 PERMISSION_CONFIGURE = "User Accounts: Configure account settings"
 PERMISSION_API_KEYS = "API Keys: View"
+#: Only a Master Administrator may change accounts (API_NOTES.md) [doc].
+ADMIN_ROLES: tuple[str, ...] = ("Master Administrator",)
 
 
 def quote_value(value: str) -> str:
@@ -148,6 +150,7 @@ class VisionOne:
     name = "visionone"
     retention_days = RETENTION_DAYS
     supports_time_slices = True
+    admin_roles = ADMIN_ROLES
 
     def __init__(
         self, http: HttpClient, base_url: str, region: str, *, clock: Clock = utcnow
@@ -193,6 +196,10 @@ class VisionOne:
         from urllib.parse import quote
 
         return f"{self.base_url}/v3.0/iam/accounts/{quote(account_id, safe='')}"
+
+    def unsupported_reason(self, action: str, account: Account) -> str | None:
+        """Vision One can disable and delete every account the IAM API lists."""
+        return None
 
     def disable_account(self, account: Account) -> None:
         """``PATCH`` the account's status to ``disabled`` (204 on success)."""

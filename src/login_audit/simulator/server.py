@@ -52,6 +52,8 @@ DEFAULT_FAULTS = (
     "truncate",
     "badjson",
 )
+#: Refusals of a change (``PATCH``, ``DELETE``): on a read no client could recover from them.
+CHANGE_FAULTS = ("404", "409", "lost-reply")
 #: Every fault the simulator knows, including the ones a test must ask for by name.
 ALL_FAULTS = (
     *DEFAULT_FAULTS,
@@ -64,6 +66,7 @@ ALL_FAULTS = (
     "echo-token",
     "echo-link",
     "shift-accounts",
+    *CHANGE_FAULTS,
 )
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
@@ -595,6 +598,12 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if fault == "429":
                 self._error(429, "TooManyRequests", "Too many requests.", retry_after="1")
                 return
+            if fault == "404":
+                self._error(404, "NotFound", "The requested resource does not exist.")
+                return
+            if fault == "409":
+                self._error(409, "Conflict", "The resource was changed by another request.")
+                return
             if fault == "429-date":
                 when = datetime.now(timezone.utc) + timedelta(seconds=1)
                 date = email.utils.format_datetime(when, usegmt=True)
@@ -618,6 +627,10 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 status, body = sim.route(method, path, query, headers, payload)
             except _HttpError as exc:
                 self._error(exc.status, exc.code, exc.message)
+                return
+            if fault == "lost-reply":
+                # The change is made, but the gateway answers 502: the client cannot know.
+                self._error(502, "BadGateway", "The upstream answer was lost.")
                 return
             if fault == "noitems" and isinstance(body, dict):
                 body = {k: v for k, v in body.items() if k != "items"}
