@@ -189,6 +189,9 @@ class RunSummary:
     unmatched_events: int  # distinct identities in the log that match no account
     findings: tuple[Finding, ...] = field(default=())
     api_keys: tuple[ApiKeyFinding, ...] | None = None
+    #: Things the user should check that do not make the run incomplete (an exclusion
+    #: that matched nothing).
+    warnings: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Number of findings of each kind, every kind present (zero when none)."""

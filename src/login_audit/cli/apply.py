@@ -25,6 +25,7 @@ from login_audit.cli.common import (
     AppState,
     archive_options,
     build_policy,
+    chosen_target,
     common_options,
     exclusion_options,
     http_options,
@@ -34,7 +35,6 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.config import resolve_target
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.reports.atomic import ensure_dir
 from login_audit.timeutil import utcnow
@@ -144,7 +144,7 @@ def apply(
     """
     state = click.get_current_context().ensure_object(AppState)
     settings = http_settings(kwargs)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     if target.platform == "cloudone" and not unverified_cloudone_actions:
         raise ConfigError(
             "Cloud One documents no API to disable or delete users; apply refuses unless "

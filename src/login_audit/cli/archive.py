@@ -13,6 +13,7 @@ from login_audit.cli.common import (
     CONTEXT,
     AppState,
     archive_options,
+    chosen_target,
     common_options,
     http_options,
     http_settings,
@@ -22,7 +23,7 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.config import Target, resolve_target
+from login_audit.config import Target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, export_records, guess_format
 from login_audit.reports import WriteNotes
@@ -124,7 +125,7 @@ def sync(
       login-audit sync --region eu --archive /var/lib/login-audit/archive.sqlite3
     """
     state = click.get_current_context().ensure_object(AppState)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     archive = open_archive_for(state, archive_spec)
     try:
         result = run_sync(
@@ -195,7 +196,7 @@ def export(
     """
     state = click.get_current_context().ensure_object(AppState)
     start, end = _date(since, "--since"), _date(until, "--until")
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     archive = open_archive_for(state, archive_spec)
     code = EXIT_OK
     try:

@@ -15,6 +15,7 @@ from login_audit.cli.common import (
     archive_options,
     audit_and_report,
     build_policy,
+    chosen_target,
     common_options,
     exclusion_options,
     exit_code_for,
@@ -27,7 +28,7 @@ from login_audit.cli.common import (
     tenant_options,
 )
 from login_audit.cli.fleet import FleetOptions, audit_all
-from login_audit.config import default_config_path, resolve_target
+from login_audit.config import default_config_path
 from login_audit.models import RunSummary
 from login_audit.reports import WriteNotes
 
@@ -197,7 +198,7 @@ def audit(
         if not quiet:
             click.echo(text, err=True)
         raise SystemExit(code)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     retention = 180 if target.platform == "visionone" else 365
     policy = build_policy(
         days,

@@ -8,10 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from login_audit.archive import Archive, TenantKey, open_archive
 from login_audit.audit import run_archived_audit, run_audit
@@ -25,6 +27,7 @@ from login_audit.config import (
     Target,
     load_token,
     read_exclude_file,
+    resolve_target,
     validate_days,
 )
 from login_audit.errors import (
@@ -33,6 +36,7 @@ from login_audit.errors import (
     EXIT_OK,
     ConfigError,
 )
+from login_audit.exclusions import unmatched_exclusions
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
 from login_audit.models import Policy, RunSummary
 from login_audit.platforms.base import Platform
@@ -237,6 +241,7 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
             f"  warning: {notes.neutralised} CSV values began like a spreadsheet formula and "
             "were prefixed with ' to keep them inert"
         )
+    lines += [f"  warning: {warning}" for warning in summary.warnings]
     if not summary.complete:
         lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
         lines.append("  are not on the removal list:")
@@ -308,6 +313,8 @@ def audit_and_report(
             )
         else:
             summary = run_audit(platform, policy, progress=progress, api_keys=api_keys)
+    accounts = (finding.account for finding in summary.findings)
+    summary = replace(summary, warnings=summary.warnings + unmatched_exclusions(accounts, policy))
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(
@@ -331,6 +338,47 @@ def open_platform(
             yield VisionOne(http, target.base_url, target.region)
         else:
             yield CloudOne(http, target.region, target.base_url)
+
+
+def _rank(ctx: click.Context, name: str, value: str | None) -> int:
+    """2 for a command-line flag, 1 for the environment, 0 when the option is not set."""
+    if not value:
+        return 0
+    return 2 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else 1
+
+
+def chosen_target(platform: str, region: str | None, base_url: str | None) -> Target:
+    """Resolve where the tenant is from the current command's options, flags first.
+
+    A flag beats the environment whichever option it is, so ``--region eu`` is never
+    overridden by ``TMV1_URL`` or ``LOGIN_AUDIT_BASE_URL`` left in the shell. When a
+    region and a base URL both apply, the tool says which one it uses.
+    """
+    ctx = click.get_current_context()
+    url_env = os.environ.get(URL_ENV, "").strip() if platform == "visionone" else ""
+    region_rank = _rank(ctx, "region", region)
+    url_rank = _rank(ctx, "base_url", base_url)
+    url_from = "--base-url" if url_rank == 2 else "LOGIN_AUDIT_BASE_URL"
+    if not url_rank and url_env:
+        base_url, url_rank, url_from = url_env, 1, URL_ENV
+    region_from = "--region" if region_rank == 2 else "LOGIN_AUDIT_REGION"
+    if url_rank and region_rank:
+        if region_rank > url_rank:
+            log.warning(
+                "using --region %s; ignoring the base URL in %s (a flag beats the environment)",
+                region,
+                url_from,
+            )
+            return resolve_target(platform, region, None, env={})
+        why = (
+            "a flag beats the environment"
+            if url_rank > region_rank
+            else "a base URL wins over a region"
+        )
+        log.warning(
+            "using the base URL of %s; ignoring %s %s (%s)", url_from, region_from, region, why
+        )
+    return resolve_target(platform, region, base_url, env={})
 
 
 def tenant_key(target: Target, name: str) -> TenantKey:

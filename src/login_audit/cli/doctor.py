@@ -13,6 +13,7 @@ from login_audit.archive import open_archive
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
+    chosen_target,
     common_options,
     http_options,
     http_settings,
@@ -24,7 +25,6 @@ from login_audit.config import (
     Target,
     default_config_path,
     load_tenants,
-    resolve_target,
 )
 from login_audit.errors import (
     EXIT_CONFIG,
@@ -173,7 +173,7 @@ def doctor(
                 state, tenant.name, tenant.target, tenant.token_file, tenant.token_env, settings
             )
     else:
-        target = resolve_target(platform, region, base_url)
+        target = chosen_target(platform, region, base_url)
         checks += check_tenant(
             state, f"{target.platform} {target.key_region}", target, token_file, None, settings
         )

@@ -213,6 +213,7 @@ def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tupl
                 f"  {o.tenant.name}: {state_text}, {len(o.summary.findings)} accounts, "
                 f"{len(o.summary.to_remove)} to remove, exit {o.code}"
             )
+            lines += [f"    warning: {warning}" for warning in o.summary.warnings]
         else:
             lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {o.error}")
     lines += [f"  wrote {p}" for p in notes.paths]

@@ -247,6 +247,13 @@ def render(summary: RunSummary) -> str:
         if not summary.complete
         else ""
     )
+    warnings = (
+        '<div class="incomplete"><b>Check:</b><ul>'
+        + "".join(f"<li>{escape(w)}</li>" for w in summary.warnings)
+        + "</ul></div>"
+        if summary.warnings
+        else ""
+    )
     legend = "".join(
         f'<span style="background:{COLOURS[k]}"></span>{escape(k.value)}' for k in ORDER
     )
@@ -264,7 +271,7 @@ def render(summary: RunSummary) -> str:
         f"threshold {summary.policy.days} days &middot; "
         f"{'complete' if summary.complete else 'INCOMPLETE'} &middot; "
         f"{summary.requests} requests &middot; login-audit {escape(summary.tool_version)}</p>"
-        f'{incomplete}<div class="cards">{cards}</div>'
+        f'{incomplete}{warnings}<div class="cards">{cards}</div>'
         f'<div class="charts"><div><h2>Days since the last successful logon</h2>'
         f"{histogram_svg(summary.findings, summary.policy.days)}</div>"
         f"<div><h2>Findings by role</h2>{roles_svg(summary.findings)}"

@@ -56,6 +56,7 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
             "windowEnd": _time(summary.window.end),
             "complete": summary.complete,
             "problems": list(summary.problems),
+            "warnings": list(summary.warnings),
             "requests": summary.requests,
             "logonEventsRead": summary.events_read,
             "unmatchedIdentities": summary.unmatched_events,
