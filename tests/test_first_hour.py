@@ -101,3 +101,109 @@ def test_an_exclusion_that_matches_gives_no_warning(
     args = ["audit", "--base-url", sim.base_url, "--no-archive", flag, value.upper(), *FAST]
     result = cli([*args, "--output-dir", str(tmp_path)], {"TMV1_TOKEN": sim.token})
     assert result.code == 0 and "warning" not in result.stderr, result.stderr
+
+
+def _audit(cli, sim, out: Path, *extra: str):
+    args = ["audit", "--base-url", sim.base_url, "--no-archive", "--output-dir", str(out)]
+    return cli([*args, *FAST, *extra], {"TMV1_TOKEN": sim.token})
+
+
+def test_an_outage_keeps_the_last_complete_reports(cli, start_sim, tenant: Tenant, tmp_path):
+    sim = start_sim(tenant)
+    out = tmp_path / "reports"
+    assert _audit(cli, sim, out).code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert len(before["filtered_accounts_report.csv"].splitlines()) > 1
+    host = sim.base_url.removeprefix("http://")
+    sim.stop()  # the vendor is gone: connection refused on the first request
+    result = _audit(cli, sim, out, "--max-attempts", "6", "--json")
+    assert result.code == 4
+    assert f"connection refused by {host}" in result.stderr, result.stderr
+    assert "after 6 attempts" not in result.stderr  # no half-minute of retries
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before  # the last complete set, byte for byte
+    incomplete = json.loads((out / "incomplete" / "audit_report.json").read_text())
+    assert incomplete["run"]["complete"] is False
+    summary = json.loads(result.stdout)
+    assert summary["requests"] <= 3 and str(out / "incomplete") in summary["reports"][0]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no stray .tmp
+
+
+def test_a_complete_run_replaces_the_set_and_clears_the_incomplete_folder(
+    cli, start_sim, tenant: Tenant, tmp_path
+):
+    from login_audit.reports.atomic import STAGING_PREFIX
+
+    sim = start_sim(tenant)
+    out = tmp_path / "reports"
+    (out / "incomplete").mkdir(parents=True)
+    (out / "incomplete" / "audit_report.json").write_text("{}")
+    # A run killed while writing left its staging folder and a half-written file behind.
+    dead = out / f"{STAGING_PREFIX}dead"
+    dead.mkdir()
+    (dead / ".filtered_accounts_report.csv.x.tmp").write_text("UserId,Ro")
+    assert _audit(cli, sim, out).code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "accounts_report.csv",
+        "audit_report.html",
+        "audit_report.json",
+        "filtered_accounts_report.csv",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["audit", "--json", "--platform", "azure"],  # a usage error, before any command runs
+        ["audit", "--json", "--region", "mars"],  # a configuration error inside the command
+        ["audit", "--json", "--all", "--config", "/nonexistent/config.toml"],
+        ["archive", "info", "--json", "--archive"],  # a mistyped path
+    ],
+)
+def test_json_prints_one_document_on_every_error(cli, args: list[str], tmp_path: Path) -> None:
+    if args[0] == "audit":
+        args = [*args, "--output-dir", str(tmp_path)]
+    else:
+        args = [*args, str(tmp_path / "archive.sqlit3")]
+    result = cli(args)
+    assert result.code == 2, result.stderr
+    document = json.loads(result.stdout)
+    assert document["exitCode"] == 2 and document["complete"] is False
+    assert document["error"] and document["error"] in result.stderr
+    assert not (tmp_path / "archive.sqlit3").exists()
+
+
+def test_json_for_audit_all(cli, start_sim, tenant: Tenant, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[tenant]]\nname = "one"\nbase_url = "{sim.base_url}"\ntoken_env = "TOKEN_ONE"\n'
+        '[[tenant]]\nname = "two"\nbase_url = "http://127.0.0.1:9"\ntoken_env = "TOKEN_ONE"\n'
+    )
+    out = tmp_path / "out"
+    args = ["audit", "--all", "--json", "--config", str(config), "--output-dir", str(out)]
+    result = cli([*args, "--no-archive", *FAST], {"TOKEN_ONE": sim.token})
+    assert result.code == 4, result.stderr
+    document = json.loads(result.stdout)
+    assert document["exitCode"] == 4 and document["complete"] is False
+    one, two = document["tenants"]
+    assert (one["tenant"], one["exitCode"], one["complete"]) == ("one", 0, True)
+    assert one["toRemove"] == len(tenant.truth()["remove"])
+    assert two["complete"] is False and "connection refused" in " ".join(two["problems"])
+    assert str(out / "filtered_accounts_report.csv") in document["reports"]
+
+
+def test_ctrl_c_exits_130_with_a_json_document(cli, monkeypatch, tmp_path: Path) -> None:
+    import sys
+
+    audit_command = sys.modules["login_audit.cli.audit"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Ctrl-C lands wherever the run happens to be; here, while resolving the target.
+    monkeypatch.setattr(audit_command, "chosen_target", interrupted)
+    result = cli(["audit", "--json", "--output-dir", str(tmp_path)])
+    assert result.code == 130
+    assert "interrupted" in result.stderr and json.loads(result.stdout)["exitCode"] == 130

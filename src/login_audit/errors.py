@@ -23,6 +23,8 @@ EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
 EXIT_FINDINGS = 3
 EXIT_INCOMPLETE = 4
+#: 128 + SIGINT, as shells report a process that Ctrl-C ended (SIGTERM ends it with 143).
+EXIT_INTERRUPTED = 130
 
 
 class LoginAuditError(Exception):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from login_audit.archive.sql import SqlArchive
 from login_audit.errors import ArchiveBusyError, ConfigError
@@ -66,9 +67,16 @@ class SqliteDialect:
         return conn.total_changes - before
 
 
-def open_sqlite(path: Path) -> SqlArchive:
-    """Open (creating, mode 0600) the SQLite archive at ``path``."""
+def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) -> SqlArchive:
+    """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``."""
     path = path.expanduser()
+    if existing and not path.is_file():
+        raise ConfigError(
+            f"no archive at {path}: check the path (--archive or LOGIN_AUDIT_ARCHIVE); "
+            "'sync' or 'audit' creates one"
+        )
+    if read_only:
+        return _connect_read_only(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -89,6 +97,40 @@ def open_sqlite(path: Path) -> SqlArchive:
                 ) from None
             time.sleep(0.2)
     raise AssertionError("unreachable")
+
+
+def _connect_read_only(path: Path) -> SqlArchive:
+    """Open for reading only: no write access to the file or its folder is needed.
+
+    SQLite's read-only mode still wants the WAL index beside the file; in a folder we
+    cannot write, a file without a pending WAL is opened as immutable instead.
+    """
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    wal = Path(f"{path}-wal")
+    attempts = [uri]
+    if not wal.exists() or wal.stat().st_size == 0:
+        attempts.append(f"{uri}&immutable=1")
+    problem: Exception | None = None
+    for target in attempts:
+        try:
+            conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = 1")
+            archive = SqlArchive(conn, SqliteDialect(), str(path), migrate=False)
+            archive.size_bytes()
+        except sqlite3.DatabaseError as exc:
+            problem = exc
+            continue
+        if archive.pending_migrations():
+            archive.close()
+            raise ConfigError(
+                f"the archive {path} is not a login-audit archive or needs upgrading; run "
+                "'sync' once with write access to it"
+            )
+        return archive
+    raise ConfigError(
+        f"the archive {path} cannot be read ({problem}); check its permissions, or that its "
+        "folder is writable when it has a -wal file beside it"
+    )
 
 
 def _connect(path: Path) -> SqlArchive:

@@ -6,8 +6,10 @@ error to one line on stderr and a documented exit code.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from typing import NoReturn
 
 import click
 
@@ -25,7 +27,13 @@ from login_audit.cli.common import (
 from login_audit.cli.completion import completion
 from login_audit.cli.doctor import doctor
 from login_audit.cli.simulate import demo, simulate
-from login_audit.errors import EXIT_CONFIG, EXIT_OK, EXIT_UNEXPECTED, LoginAuditError
+from login_audit.errors import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    LoginAuditError,
+)
 
 __all__ = ["AppState", "audit_and_report", "cli", "exit_code_for", "main", "render_summary"]
 
@@ -45,7 +53,7 @@ def cli() -> None:
       login-audit demo                 # the same against a built-in simulator
 
     Exit codes: 0 complete, 2 configuration/usage/credentials, 3 accounts to remove
-    (with --fail-on-findings), 4 incomplete data, 1 unexpected error.
+    (with --fail-on-findings), 4 incomplete data, 130 interrupted, 1 unexpected error.
     """
 
 
@@ -64,36 +72,47 @@ def _show_envvars(group: click.Group) -> None:
 _show_envvars(cli)
 
 
+def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") -> NoReturn:
+    """Print one line on stderr (and, with --json, one JSON document on stdout); exit."""
+    message = state.redactor.scrub(message)
+    click.echo(f"login-audit: {prefix}: {message}", err=True)
+    if state.json_mode:
+        document = {"complete": False, "exitCode": code, "error": message, "reports": []}
+        click.echo(json.dumps(document, indent=2))
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps every error to an exit code."""
     state = AppState()
+    args = sys.argv[1:] if argv is None else argv
+    # Parsing errors come before any command runs: look for the flag itself.
+    state.json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
-        cli.main(args=argv, prog_name="login-audit", standalone_mode=False, obj=state)
-    except click.exceptions.Abort:
-        click.echo("login-audit: aborted", err=True)
-        sys.exit(EXIT_UNEXPECTED)
+        cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _fail(state, EXIT_INTERRUPTED, "interrupted")
+        _fail(state, EXIT_UNEXPECTED, "aborted")
     except click.ClickException as exc:
         # One line, as every other error: usage problems are configuration problems.
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"login-audit: error: {exc.format_message()}{hint}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(state, EXIT_CONFIG, f"{exc.format_message()}{hint}")
     except LoginAuditError as exc:
-        click.echo(f"login-audit: error: {state.redactor.scrub(str(exc))}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(state, exc.exit_code, str(exc))
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        click.echo("login-audit: interrupted", err=True)
-        sys.exit(130)
+        _fail(state, EXIT_INTERRUPTED, "interrupted")
     except Exception as exc:
         log.debug("unexpected error", exc_info=True)
-        message = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
-        click.echo(
-            f"login-audit: unexpected error: {message}; rerun with --log-level DEBUG "
-            "--log-file FILE and report it",
-            err=True,
+        _fail(
+            state,
+            EXIT_UNEXPECTED,
+            f"{type(exc).__name__}: {exc}; rerun with --log-level DEBUG --log-file FILE "
+            "and report it",
+            prefix="unexpected error",
         )
-        sys.exit(EXIT_UNEXPECTED)
     sys.exit(EXIT_OK)

@@ -197,7 +197,7 @@ def export(
     state = click.get_current_context().ensure_object(AppState)
     start, end = _date(since, "--since"), _date(until, "--until")
     target = chosen_target(platform, region, base_url)
-    archive = open_archive_for(state, archive_spec)
+    archive = open_archive_for(state, archive_spec, read_only=no_sync)
     code = EXIT_OK
     try:
         if not no_sync:
@@ -213,7 +213,13 @@ def export(
             click.echo(describe_sync(result), err=True)
             if not result.complete:
                 code = EXIT_INCOMPLETE
-        tenant = archive.tenant_id(tenant_key(target, tenant_name))
+        key = tenant_key(target, tenant_name)
+        tenant = archive.find_tenant(key)
+        if tenant is None:
+            raise ConfigError(
+                f"the archive {archive.location} holds no tenant {key.name!r} of "
+                f"{key.platform} {key.region}; 'archive info' lists the tenants it holds"
+            )
         notes = WriteNotes()
         fmt = guess_format(output, fmt)
         count = export_records(
@@ -271,7 +277,7 @@ def archive_info(archive_spec: str | None, as_json: bool) -> None:
       login-audit archive info --archive postgresql://audit@db.example/login_audit --json
     """
     state = click.get_current_context().ensure_object(AppState)
-    archive = open_archive_for(state, archive_spec)
+    archive = open_archive_for(state, archive_spec, read_only=True)
     try:
         items, size = archive.info(), archive.size_bytes()
     finally:
@@ -330,7 +336,7 @@ def archive_prune(
             f"this deletes every archived record before {cutoff:%Y-%m-%d}; add --yes to go ahead"
         )
     state = click.get_current_context().ensure_object(AppState)
-    archive = open_archive_for(state, archive_spec)
+    archive = open_archive_for(state, archive_spec, existing=True)
     try:
         if only_tenant is None:
             deleted = archive.prune(cutoff)

@@ -163,6 +163,7 @@ def audit(
     """
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
+    state.json_mode = json_summary
     settings = http_settings(kwargs)
     if all_tenants:
         explicit = frozenset(
@@ -192,9 +193,11 @@ def audit(
             max_archive_days=MAX_ARCHIVE_DAYS,
             api_keys=audit_keys,
         )
-        code, text = audit_all(
+        code, text, document = audit_all(
             state, Path(config_path) if config_path else default_config_path(), options
         )
+        if json_summary:
+            click.echo(json.dumps(document, indent=2))
         if not quiet:
             click.echo(text, err=True)
         raise SystemExit(code)

@@ -85,6 +85,8 @@ class AppState:
     def __init__(self) -> None:
         self.redactor = Redactor()
         self.quiet = False
+        #: Set by commands given ``--json``: every way out then prints one JSON document.
+        self.json_mode = False
 
     def configure_logging(self, level: str, log_file: str | None) -> None:
         """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
@@ -246,6 +248,11 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
         lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
         lines.append("  are not on the removal list:")
         lines += [f"    - {problem}" for problem in summary.problems]
+        if notes.paths:
+            lines.append(
+                f"  This run's reports are in {notes.paths[0].parent}; the last complete "
+                "reports beside that folder were left as they were."
+            )
     return "\n".join(lines)
 
 
@@ -481,7 +488,9 @@ def archive_options(func: F) -> F:
     return func
 
 
-def open_archive_for(state: AppState, spec: str | None) -> Archive:
+def open_archive_for(
+    state: AppState, spec: str | None, *, existing: bool = False, read_only: bool = False
+) -> Archive:
     """Open the archive; a PostgreSQL URL's password is registered as a secret."""
     if spec and "://" in spec:
         state.redactor.add(Secret(spec))
@@ -490,7 +499,7 @@ def open_archive_for(state: AppState, spec: str | None) -> Archive:
         password = urlsplit(spec).password
         if password:
             state.redactor.add(Secret(password))
-    return open_archive(spec)
+    return open_archive(spec, existing=existing, read_only=read_only)
 
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -32,7 +32,7 @@ from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports import WriteNotes
-from login_audit.reports.atomic import ensure_dir, write_atomic
+from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
 from login_audit.reports.jsonreport import summary_json
 
@@ -156,13 +156,6 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
             rows += [
                 [outcome.tenant.name, *row] for row in CleanupCsv().rows(outcome.summary.findings)
             ]
-    path = output_dir / "filtered_accounts_report.csv"
-    write_atomic(
-        path,
-        lambda h: write_rows(h, ("Tenant", "UserId", "RoleName", "RequestType"), rows, notes),
-        newline="",
-    )
-    notes.paths.append(path)
     data = {
         "schemaVersion": 1,
         "tool": {"name": "login-audit", "version": __version__},
@@ -182,14 +175,48 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
     import json
 
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    path = output_dir / "audit_report.json"
-    write_atomic(path, lambda h: h.write(text))
-    notes.paths.append(path)
+
+    def write(staging: Path) -> list[Path]:
+        header = ("Tenant", "UserId", "RoleName", "RequestType")
+        csv_path = write_atomic(
+            staging / "filtered_accounts_report.csv",
+            lambda h: write_rows(h, header, rows, notes),
+            newline="",
+        )
+        return [csv_path, write_atomic(staging / "audit_report.json", lambda h: h.write(text))]
+
+    notes.paths += replace_set(output_dir, write)
     return notes
 
 
-def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tuple[int, str]:
-    """Audit every configured tenant; return the worst exit code and a summary text."""
+def fleet_json(outcomes: list[TenantOutcome], notes: WriteNotes) -> dict[str, Any]:
+    """The ``--json`` summary of a fleet run: one entry per tenant, and the worst exit code."""
+    return {
+        "complete": all(o.summary is not None and o.summary.complete for o in outcomes),
+        "exitCode": worst([o.code for o in outcomes]),
+        "tenants": [
+            {
+                "tenant": o.tenant.name,
+                "exitCode": o.code,
+                "complete": bool(o.summary and o.summary.complete),
+                "counts": o.summary.counts() if o.summary else None,
+                "toRemove": len(o.summary.to_remove) if o.summary else None,
+                "problems": list(o.summary.problems) if o.summary else [],
+                "warnings": list(o.summary.warnings) if o.summary else [],
+                "error": o.error or None,
+                "reports": [str(p) for p in o.notes.paths] if o.notes else [],
+            }
+            for o in outcomes
+        ],
+        "reports": [str(path) for path in notes.paths],
+    }
+
+
+def audit_all(
+    state: AppState, config_path: Path, options: FleetOptions
+) -> tuple[int, str, dict[str, Any]]:
+    """Audit every configured tenant; return the worst exit code, a summary text and the
+    ``--json`` document."""
     tenants = load_tenants(config_path)
     ensure_dir(options.output_dir)
     for tenant in tenants:
@@ -217,4 +244,4 @@ def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tupl
         else:
             lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {o.error}")
     lines += [f"  wrote {p}" for p in notes.paths]
-    return worst([o.code for o in outcomes]), "\n".join(lines)
+    return worst([o.code for o in outcomes]), "\n".join(lines), fleet_json(outcomes, notes)
