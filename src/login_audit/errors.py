@@ -5,6 +5,7 @@
     LoginAuditError                 anything we raise on purpose (exit 1 if not caught lower)
     ├── ConfigError                 fix the configuration or the command line   (exit 2)
     │   └── UnsupportedActionError  the platform cannot make this change        (exit 2)
+    │   └── ArchiveError            the archive is damaged, full or unreachable (exit 2)
     ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
     │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
     ├── RetryLaterError             the vendor failed after every retry          (exit 4)
@@ -25,6 +26,8 @@ EXIT_FINDINGS = 3
 EXIT_INCOMPLETE = 4
 #: 128 + SIGINT, as shells report a process that Ctrl-C ended (SIGTERM ends it with 143).
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE: the reader of stdout went away (``export | head``); nothing is printed.
+EXIT_BROKEN_PIPE = 141
 
 
 class LoginAuditError(Exception):
@@ -41,6 +44,10 @@ class ConfigError(LoginAuditError):
 
 class UnsupportedActionError(ConfigError):
     """The platform offers no (documented) way to make this change to this account."""
+
+
+class ArchiveError(ConfigError):
+    """The archive cannot be used: damaged, out of space, read-only or its server gone."""
 
 
 class CredentialsError(LoginAuditError):

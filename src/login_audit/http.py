@@ -196,7 +196,7 @@ def _vendor_error(response: httpx.Response) -> tuple[str, str]:
     """Pull ``(code, message)`` from a Vision One or Cloud One error body, if any."""
     try:
         body = response.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""
@@ -348,6 +348,11 @@ class HttpClient:
                 response = self._client.request(
                     method, url, params=params, headers=headers, json=json_body
                 )
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise ProtocolError(
+                    f"{where}: the URL cannot be requested ({type(exc).__name__}); the vendor "
+                    "sent a link that is too long or malformed"
+                ) from None
             except httpx.TransportError as exc:
                 self._count(retry=attempt > 1)
                 last_problem, unreachable = describe_transport_error(exc, url)
@@ -370,6 +375,8 @@ class HttpClient:
                         body = json.loads(response.content)
                     except (ValueError, UnicodeDecodeError):
                         last_problem = f"HTTP {status} with a body that is not valid JSON"
+                    except RecursionError:
+                        last_problem = f"HTTP {status} with JSON nested too deep to read"
                     else:
                         problem = expect(body) if expect else None
                         if problem is None:

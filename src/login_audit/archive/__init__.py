@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from pathlib import Path
 
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.config import Secret
+from login_audit.errors import ArchiveError
 
-__all__ = ["Archive", "TenantKey", "default_archive_path", "open_archive"]
+__all__ = ["Archive", "TenantKey", "archive_failure", "default_archive_path", "open_archive"]
 
 
 def default_archive_path() -> Path:
@@ -32,3 +35,49 @@ def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = 
 
     path = Path(spec) if spec else default_archive_path()
     return open_sqlite(path, existing=existing or read_only, read_only=read_only)
+
+
+def archive_failure(exc: BaseException, location: str) -> ArchiveError | None:
+    """The expected failure behind a database driver's exception, in words; None if it is not one.
+
+    Drivers raise from wherever a query happens to read a damaged page or lose its server,
+    so the CLI translates at its boundary, naming the archive and what to do.
+    """
+    location = location or "(unnamed)"
+    if isinstance(exc, sqlite3.DatabaseError):
+        text = str(exc)
+        lowered = text.lower()
+        if "full" in lowered or "i/o error" in lowered or "too large" in lowered:
+            return ArchiveError(
+                f"cannot write the archive {location} ({text}): the disk is full or the "
+                "file-size limit (ulimit -f) was reached; free space or raise the limit, then "
+                "run again (every committed page is kept)"
+            )
+        if "readonly" in lowered or "read-only" in lowered:
+            return ArchiveError(
+                f"cannot write the archive {location} ({text}): it or its folder is read-only"
+            )
+        if "not a database" in lowered:
+            return ArchiveError(
+                f"the archive {location} is not a usable SQLite database ({text}); move it "
+                "aside or choose another with --archive"
+            )
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in lowered:
+            return ArchiveError(
+                f"the archive {location} is locked by another program ({text}); run again later"
+            )
+        return ArchiveError(
+            f"the archive {location} is damaged ({text}): check it with "
+            f"sqlite3 {location} 'PRAGMA integrity_check'; restore it from a backup, or move "
+            "it aside and run 'sync' to start a new one from the vendor's retention"
+        )
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, psycopg.OperationalError):
+            return ArchiveError(
+                f"lost the connection to the archive {location} ({first}); check that the "
+                "server is up and reachable, then run again (every committed page is kept)"
+            )
+        return ArchiveError(f"the archive {location} refused a query ({first})")
+    return None

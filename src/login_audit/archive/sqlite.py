@@ -117,9 +117,10 @@ def _connect_read_only(path: Path) -> SqlArchive:
             conn.execute("PRAGMA query_only = 1")
             archive = SqlArchive(conn, SqliteDialect(), str(path), migrate=False)
             archive.size_bytes()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:
             problem = exc
             continue
+        check_integrity(conn, path)
         if archive.pending_migrations():
             archive.close()
             raise ConfigError(
@@ -133,10 +134,38 @@ def _connect_read_only(path: Path) -> SqlArchive:
     )
 
 
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged file before anything is read from it or written into it.
+
+    A damaged page may sit where a given command never reads (so it would succeed, and a
+    sync would write on top of the damage); ``quick_check`` reads every page, about a
+    second per gigabyte.
+    """
+    from login_audit.archive import archive_failure
+
+    try:
+        rows = conn.execute("PRAGMA quick_check(3)").fetchall()
+        lines = [ln for r in rows for ln in str(r[0]).splitlines() if not ln.startswith("***")]
+        problem = None if rows == [("ok",)] else "integrity check: " + "; ".join(lines[:3])
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            conn.close()
+            raise  # another process is creating the file: the caller waits and retries
+        problem = str(exc)
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    if problem is not None:
+        conn.close()
+        failure = archive_failure(sqlite3.DatabaseError(problem), str(path))
+        assert failure is not None
+        raise failure
+
+
 def _connect(path: Path) -> SqlArchive:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
+        check_integrity(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
         conn.execute("PRAGMA synchronous = NORMAL")

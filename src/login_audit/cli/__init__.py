@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from login_audit import __version__
+from login_audit.archive import archive_failure
 from login_audit.cli.apply import apply
 from login_audit.cli.archive import archive_group, export, sync
 from login_audit.cli.audit import audit
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(state, EXIT_INTERRUPTED, "interrupted")
     except Exception as exc:
         log.debug("unexpected error", exc_info=True)
+        failure = archive_failure(exc, state.archive_location or "the archive")
+        if failure is not None:
+            _fail(state, failure.exit_code, str(failure))
         _fail(
             state,
             EXIT_UNEXPECTED,

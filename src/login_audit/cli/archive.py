@@ -20,12 +20,13 @@ from login_audit.cli.common import (
     open_archive_for,
     open_platform,
     progress_reporter,
+    quiet_broken_pipe,
     tenant_key,
     tenant_options,
 )
 from login_audit.config import Target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
-from login_audit.export import FORMATS, export_records, guess_format
+from login_audit.export import FORMATS, check_output, export_records, guess_format
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import format_z, parse_timestamp, utcnow
@@ -162,6 +163,7 @@ def sync(
 @click.option(
     "--no-sync", is_flag=True, help="Export what the archive holds without asking the vendor."
 )
+@click.option("--force", is_flag=True, help="Overwrite --output when it already exists.")
 @overlap_option
 @http_options
 @common_options
@@ -178,6 +180,7 @@ def export(
     until: str | None,
     category: str | None,
     no_sync: bool,
+    force: bool,
     overlap_minutes: int,
     **kwargs: Any,
 ) -> None:
@@ -196,6 +199,12 @@ def export(
     """
     state = click.get_current_context().ensure_object(AppState)
     start, end = _date(since, "--since"), _date(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(
+            f"--since {since} is not before --until {until}: no record could match; swap them"
+        )
+    fmt = guess_format(output, fmt)
+    check_output(output, force=force)
     target = chosen_target(platform, region, base_url)
     archive = open_archive_for(state, archive_spec, read_only=no_sync)
     code = EXIT_OK
@@ -221,10 +230,10 @@ def export(
                 f"{key.platform} {key.region}; 'archive info' lists the tenants it holds"
             )
         notes = WriteNotes()
-        fmt = guess_format(output, fmt)
-        count = export_records(
-            archive.iter_records(tenant, start, end, category), output, fmt, notes
-        )
+        with quiet_broken_pipe():
+            count = export_records(
+                archive.iter_records(tenant, start, end, category), output, fmt, notes
+            )
     finally:
         archive.close()
     where = "stdout" if output == "-" else output

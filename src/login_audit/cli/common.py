@@ -31,6 +31,7 @@ from login_audit.config import (
     validate_days,
 )
 from login_audit.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -87,6 +88,8 @@ class AppState:
         self.quiet = False
         #: Set by commands given ``--json``: every way out then prints one JSON document.
         self.json_mode = False
+        #: The archive this run opened, named in messages about its failures.
+        self.archive_location = ""
 
     def configure_logging(self, level: str, log_file: str | None) -> None:
         """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
@@ -223,6 +226,22 @@ def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None]]:
             bar.update(task, description=f"reading {stage}: {count:,}")
 
         yield update
+
+
+@contextlib.contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """End the run quietly with 141 (128 + SIGPIPE) when the reader of stdout goes away.
+
+    ``login-audit export | head`` is a normal thing to do: the pipe closing is not an error
+    to print, and later writes must not print one either.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(EXIT_BROKEN_PIPE) from None
 
 
 def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
@@ -499,7 +518,10 @@ def open_archive_for(
         password = urlsplit(spec).password
         if password:
             state.redactor.add(Secret(password))
-    return open_archive(spec, existing=existing, read_only=read_only)
+    state.archive_location = spec if spec and "://" not in spec else "the archive"
+    archive = open_archive(spec, existing=existing, read_only=read_only)
+    state.archive_location = archive.location
+    return archive
 
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from login_audit.archive import default_archive_path, open_archive
+from login_audit.archive import archive_failure, default_archive_path, open_archive
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
@@ -63,7 +64,11 @@ def _probe(name: str, action: Any) -> Check:
     except CredentialsError as exc:
         return Check(name, False, str(exc))
     except RetryLaterError as exc:
-        return Check(name, False, f"{exc}; check --region/--base-url, the network and proxies")
+        if exc.status is not None:
+            # The host answered: the address is right, the service failed for now.
+            return Check(name, False, f"{exc}; the service is failing for now: try again later")
+        hint = "" if "--region" in str(exc) else "; check --region/--base-url"
+        return Check(name, False, f"{exc}{hint}; check the network and proxies")
     except LoginAuditError as exc:
         return Check(name, False, str(exc))
     return Check(name, True)
@@ -128,6 +133,11 @@ def check_archive(spec: str | None) -> Check:
             archive.close()
     except LoginAuditError as exc:
         return Check("archive readable", False, str(exc))
+    except Exception as exc:
+        failure = archive_failure(exc, spec or str(default_archive_path()))
+        if failure is None:
+            raise
+        return Check("archive readable", False, str(failure))
     return Check(f"archive readable ({archive.location})", True)
 
 
@@ -166,10 +176,12 @@ def doctor(
       login-audit doctor --region eu
       login-audit doctor --all --config ~/.config/login-audit/config.toml
     """
-    state = click.get_current_context().ensure_object(AppState)
+    ctx = click.get_current_context()
+    state = ctx.ensure_object(AppState)
     settings = http_settings(kwargs)
-    # A check should answer quickly: two attempts ride out one passing fault.
-    settings = replace(settings, max_attempts=min(2, settings.max_attempts))
+    if ctx.get_parameter_source("max_attempts") is ParameterSource.DEFAULT:
+        # A check should answer quickly: two attempts ride out one passing fault.
+        settings = replace(settings, max_attempts=2)
     checks: list[Check] = []
     if all_tenants:
         for tenant in load_tenants(Path(config_path) if config_path else default_config_path()):

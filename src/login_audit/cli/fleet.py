@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from login_audit import __version__
-from login_audit.archive import open_archive
+from login_audit.archive import archive_failure, open_archive
 from login_audit.cli.common import AppState, audit_and_report, exit_code_for, tenant_key
 from login_audit.config import HttpSettings, TenantConfig, load_tenants, validate_days
 from login_audit.errors import (
@@ -138,9 +138,14 @@ def run_tenant(
         outcome.error, outcome.code = state.redactor.scrub(str(exc)), exc.exit_code
         log.error("tenant %s: %s", tenant.name, outcome.error)
     except Exception as exc:  # one tenant's bug must not lose the others' reports
-        outcome.error = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
-        outcome.code = EXIT_UNEXPECTED
-        log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
+        failure = archive_failure(exc, archive.location if archive else "the archive")
+        if failure is not None:
+            outcome.error, outcome.code = state.redactor.scrub(str(failure)), failure.exit_code
+            log.error("tenant %s: %s", tenant.name, outcome.error)
+        else:
+            outcome.error = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
+            outcome.code = EXIT_UNEXPECTED
+            log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
     finally:
         if archive is not None:
             archive.close()

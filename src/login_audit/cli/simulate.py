@@ -18,7 +18,7 @@ from login_audit.cli.common import (
     render_summary,
 )
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
-from login_audit.errors import EXIT_UNEXPECTED
+from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
@@ -95,17 +95,23 @@ def simulate(
     if truth:
         data = {"visionone": tenant.truth(), "cloudone": c1.truth()}
         Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    sim = Simulator(
-        tenant,
-        cloudone=c1,
-        token=token,
-        faults=FaultConfig(rate=faults, seed=seed),
-        rate_limit=rate_limit,
-        rate_window=rate_window,
-        time_scale=time_scale,
-        latency_ms=latency_ms,
-        port=port,
-    )
+    try:
+        sim = Simulator(
+            tenant,
+            cloudone=c1,
+            token=token,
+            faults=FaultConfig(rate=faults, seed=seed),
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+            time_scale=time_scale,
+            latency_ms=latency_ms,
+            port=port,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1 port {port}: {exc.strerror}; choose another with "
+            "--port (0 picks a free one)"
+        ) from None
     click.echo(
         f"Simulating a Vision One tenant (seed {seed}, {len(tenant.accounts)} accounts, "
         f"{len(tenant.records)} audit records) at {sim.base_url}\n"
