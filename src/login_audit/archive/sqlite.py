@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +16,8 @@ from urllib.parse import quote
 
 from login_audit.archive.sql import SqlArchive
 from login_audit.errors import ArchiveBusyError, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class SqliteDialect:
@@ -68,8 +72,12 @@ class SqliteDialect:
 
 
 def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) -> SqlArchive:
-    """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``."""
-    path = path.expanduser()
+    """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``.
+
+    The path is resolved first: the per-tenant lock files sit beside the real file, so a
+    symlink to the same archive meets the same locks.
+    """
+    path = Path(os.path.realpath(path.expanduser()))
     if existing and not path.is_file():
         raise ConfigError(
             f"no archive at {path}: check the path (--archive or LOGIN_AUDIT_ARCHIVE); "
@@ -81,6 +89,8 @@ def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) 
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
+        for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            tighten(private)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the archive {path}: {exc.strerror}; choose another with --archive"
@@ -99,13 +109,30 @@ def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) 
     raise AssertionError("unreachable")
 
 
+def tighten(path: Path) -> None:
+    """Make an existing file readable by its owner only, and say so when it was not.
+
+    Files we create are 0600 from the start; one made earlier by hand (or by a version
+    that did not) may be 0644 and hold every account's logon history.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+        log.warning("%s could be read by other users (mode %04o); it is now 0600", path, mode)
+
+
 def _connect_read_only(path: Path) -> SqlArchive:
     """Open for reading only: no write access to the file or its folder is needed.
 
     SQLite's read-only mode still wants the WAL index beside the file; in a folder we
     cannot write, a file without a pending WAL is opened as immutable instead.
     """
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
+    uri = f"file:{quote(str(path))}?mode=ro"
     wal = Path(f"{path}-wal")
     attempts = [uri]
     if not wal.exists() or wal.stat().st_size == 0:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from login_audit.archive import Archive, TenantKey, open_archive
+from login_audit.archive import Archive, TenantKey, archive_secrets, open_archive
 from login_audit.audit import run_archived_audit, run_audit
 from login_audit.config import (
     C1_KEY_ENV,
@@ -490,7 +490,8 @@ def archive_options(func: F) -> F:
             "archive_spec",
             envvar="LOGIN_AUDIT_ARCHIVE",
             metavar="PATH|postgresql://...",
-            help="The event archive: a SQLite file or a PostgreSQL URL. [default: archive.sqlite3 "
+            help="The event archive: a SQLite file, a PostgreSQL URL or libpq keywords. "
+            "[default: archive.sqlite3 "
             "in the user data directory, ~/.local/share/login-audit/ on Linux]",
         ),
         click.option(
@@ -510,15 +511,10 @@ def archive_options(func: F) -> F:
 def open_archive_for(
     state: AppState, spec: str | None, *, existing: bool = False, read_only: bool = False
 ) -> Archive:
-    """Open the archive; a PostgreSQL URL's password is registered as a secret."""
-    if spec and "://" in spec:
-        state.redactor.add(Secret(spec))
-        from urllib.parse import urlsplit
-
-        password = urlsplit(spec).password
-        if password:
-            state.redactor.add(Secret(password))
-    state.archive_location = spec if spec and "://" not in spec else "the archive"
+    """Open the archive; a PostgreSQL connection string and its password are secrets."""
+    for secret in archive_secrets(spec):
+        state.redactor.add(Secret(secret))
+    state.archive_location = "" if archive_secrets(spec) else spec or ""
     archive = open_archive(spec, existing=existing, read_only=read_only)
     state.archive_location = archive.location
     return archive

@@ -10,7 +10,12 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from login_audit.archive import archive_failure, default_archive_path, open_archive
+from login_audit.archive import (
+    archive_failure,
+    archive_secrets,
+    default_archive_path,
+    open_archive,
+)
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
@@ -23,6 +28,7 @@ from login_audit.cli.common import (
 )
 from login_audit.config import (
     HttpSettings,
+    Secret,
     Target,
     default_config_path,
     load_tenants,
@@ -193,6 +199,8 @@ def doctor(
         checks += check_tenant(
             state, f"{target.platform} {target.key_region}", target, token_file, None, settings
         )
+    for secret in archive_secrets(archive_spec):
+        state.redactor.add(Secret(secret))
     checks.append(check_archive(archive_spec))
     for check in checks:
         click.echo(state.redactor.scrub(check.line()))

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from login_audit import __version__
-from login_audit.archive import archive_failure, open_archive
+from login_audit.archive import archive_failure, archive_secrets, open_archive
 from login_audit.cli.common import AppState, audit_and_report, exit_code_for, tenant_key
-from login_audit.config import HttpSettings, TenantConfig, load_tenants, validate_days
+from login_audit.config import HttpSettings, Secret, TenantConfig, load_tenants, validate_days
 from login_audit.errors import (
     EXIT_CONFIG,
     EXIT_FINDINGS,
@@ -227,6 +227,8 @@ def audit_all(
     for tenant in tenants:
         if "/" in tenant.name or tenant.name in (".", ".."):
             raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
+    for secret in archive_secrets(options.archive_spec):
+        state.redactor.add(Secret(secret))
     if not options.no_archive:
         # Create and migrate the shared archive once, before the tenants open it together.
         open_archive(options.archive_spec).close()
