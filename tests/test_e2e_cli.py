@@ -269,3 +269,10 @@ def test_demo_command_matches_truth(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert "matches the simulator's ground truth" in result.stderr
     assert (tmp_path / "filtered_accounts_report.csv").exists()
+    # Only the reports: the demo's throw-away archive and its lock files live elsewhere.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "accounts_report.csv",
+        "audit_report.html",
+        "audit_report.json",
+        "filtered_accounts_report.csv",
+    ]

@@ -192,6 +192,12 @@ def test_json_for_audit_all(cli, start_sim, tenant: Tenant, tmp_path: Path) -> N
     assert one["toRemove"] == len(tenant.truth()["remove"])
     assert two["complete"] is False and "connection refused" in " ".join(two["problems"])
     assert str(out / "filtered_accounts_report.csv") in document["reports"]
+    combined = (out / "audit_report.html").read_text()
+    assert '<a href="one/audit_report.html">one</a>' in combined
+    assert '<a href="two/incomplete/audit_report.html">two</a>' in combined
+    assert f"<td>{one['toRemove']}</td>" in combined and "INCOMPLETE" in combined
+    page = (out / "one" / "audit_report.html").read_text()
+    assert "<title>Login audit: one (visionone 127.0.0.1:" in page  # not "visionone custom"
 
 
 def test_ctrl_c_exits_130_with_a_json_document(cli, monkeypatch, tmp_path: Path) -> None:
@@ -207,3 +213,54 @@ def test_ctrl_c_exits_130_with_a_json_document(cli, monkeypatch, tmp_path: Path)
     result = cli(["audit", "--json", "--output-dir", str(tmp_path)])
     assert result.code == 130
     assert "interrupted" in result.stderr and json.loads(result.stdout)["exitCode"] == 130
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbi0wMTIz"
+API_KEY = "tmc12Ab3Cd4Ef5Gh6Ij7Kl8Mn9Op0QrStUvWxYz"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["--region", "eu", "audit", "--days", "30"],
+            "options go after the command: login-audit audit --region eu --days 30",
+        ),
+        (["audit", "--token", API_KEY], "there is no --token option"),
+        (["audit", "-t", API_KEY], "there is no -t option: a token on the command line"),
+        (["audit", f"--token={JWT}"], "set TMV1_TOKEN (C1_API_KEY for Cloud One) or pass"),
+    ],
+)
+def test_a_misplaced_option_or_a_token_flag_says_what_to_type(cli, args, needle) -> None:
+    result = cli(args)
+    assert result.code == 2
+    assert needle in result.stderr, result.stderr
+    assert API_KEY not in result.stderr and JWT not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("token", [JWT, API_KEY])
+@pytest.mark.parametrize("option", ["--token-file", "--archive", "--exclude-file", "--config"])
+def test_a_token_given_where_a_path_belongs_is_never_echoed(cli, tmp_path, option, token):
+    args = ["audit", "--base-url", "http://127.0.0.1:9", "--output-dir", str(tmp_path)]
+    if option == "--config":
+        args.append("--all")
+    result = cli([*args, option, token, *FAST], {"TMV1_TOKEN": "x" * 30})
+    assert result.code == 2, result.stderr
+    assert token not in result.stderr + result.stdout
+    assert not any(token in p.name for p in tmp_path.iterdir())
+    if option in ("--token-file", "--archive"):
+        assert "looks like" in result.stderr
+
+
+@pytest.mark.parametrize("value", [JWT, API_KEY])
+def test_a_token_in_token_env_is_refused_and_never_leaked(cli, tmp_path: Path, value) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[tenant]]\nname = "prod"\nregion = "eu"\ntoken_env = "{value}"\n')
+    out = tmp_path / "out"
+    args = ["audit", "--all", "--json", "--config", str(config), "--output-dir", str(out)]
+    result = cli(args)
+    assert result.code == 2
+    assert "token_env must be the NAME of an environment variable" in result.stderr
+    assert value not in result.stderr + result.stdout
+    assert not out.exists()  # nothing written that could hold it

@@ -28,6 +28,7 @@ from login_audit.cli.common import (
 from login_audit.cli.completion import completion
 from login_audit.cli.doctor import doctor
 from login_audit.cli.simulate import demo, simulate
+from login_audit.config import C1_KEY_ENV, TOKEN_ENV, Secret, looks_like_token
 from login_audit.errors import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -83,12 +84,41 @@ def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") ->
     sys.exit(code)
 
 
+def usage_hint(exc: click.UsageError, args: list[str]) -> str:
+    """The one line for a usage error, with what to type instead where we can tell."""
+    if isinstance(exc, click.NoSuchOption):
+        name = exc.option_name
+        if name in ("--token", "-t") or name.startswith("--token="):
+            return (
+                f"there is no {name} option: a token on the command line is visible to every "
+                f"user of this machine; set {TOKEN_ENV} ({C1_KEY_ENV} for Cloud One) or pass "
+                "--token-file PATH ('-' reads it from stdin)"
+            )
+        command = next((a for a in args if a in cli.commands), None)
+        known = command is not None and any(
+            name in param.opts for param in cli.commands[command].params
+        )
+        if exc.ctx is not None and exc.ctx.command is cli and command is not None and known:
+            at = args.index(command)
+            example = " ".join(["login-audit", command, *args[:at], *args[at + 1 :]])
+            return (
+                f"{name} is an option of '{command}', and options go after the command: {example}"
+            )
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return f"{exc.format_message()}{hint}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps every error to an exit code."""
     state = AppState()
     args = sys.argv[1:] if argv is None else argv
     # Parsing errors come before any command runs: look for the flag itself.
     state.json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+    for arg in args:
+        # A token pasted where a path or a name belongs is never echoed back.
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if looks_like_token(value):
+            state.redactor.add(Secret(value))
     try:
         cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
     except click.exceptions.Abort as exc:
@@ -97,10 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(state, EXIT_UNEXPECTED, "aborted")
     except click.ClickException as exc:
         # One line, as every other error: usage problems are configuration problems.
-        hint = ""
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            hint = f" (see '{exc.ctx.command_path} --help')"
-        _fail(state, EXIT_CONFIG, f"{exc.format_message()}{hint}")
+        if isinstance(exc, click.UsageError):
+            _fail(state, EXIT_CONFIG, usage_hint(exc, args))
+        _fail(state, EXIT_CONFIG, exc.format_message())
     except LoginAuditError as exc:
         _fail(state, exc.exit_code, str(exc))
     except SystemExit:

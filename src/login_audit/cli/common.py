@@ -26,6 +26,7 @@ from login_audit.config import (
     Secret,
     Target,
     load_token,
+    looks_like_token,
     read_exclude_file,
     resolve_target,
     validate_days,
@@ -340,7 +341,11 @@ def audit_and_report(
         else:
             summary = run_audit(platform, policy, progress=progress, api_keys=api_keys)
     accounts = (finding.account for finding in summary.findings)
-    summary = replace(summary, warnings=summary.warnings + unmatched_exclusions(accounts, policy))
+    summary = replace(
+        summary,
+        warnings=summary.warnings + unmatched_exclusions(accounts, policy),
+        tenant_name=tenant.name if tenant else "",
+    )
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(
@@ -512,6 +517,11 @@ def open_archive_for(
     state: AppState, spec: str | None, *, existing: bool = False, read_only: bool = False
 ) -> Archive:
     """Open the archive; a PostgreSQL connection string and its password are secrets."""
+    if spec and looks_like_token(spec) and not Path(spec).exists():
+        raise ConfigError(
+            "--archive got a value that looks like a token (not shown), not a path or a "
+            "PostgreSQL connection; the token belongs in TMV1_TOKEN or --token-file"
+        )
     for secret in archive_secrets(spec):
         state.redactor.add(Secret(secret))
     state.archive_location = "" if archive_secrets(spec) else spec or ""

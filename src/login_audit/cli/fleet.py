@@ -34,7 +34,9 @@ from login_audit.platforms.visionone import VisionOne
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
+from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
+from login_audit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,20 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
             lambda h: write_rows(h, header, rows, notes),
             newline="",
         )
-        return [csv_path, write_atomic(staging / "audit_report.json", lambda h: h.write(text))]
+        pages = {
+            o.tenant.name: str(path.relative_to(output_dir))
+            for o in outcomes
+            for path in (o.notes.paths if o.notes else [])
+            if path.name == HTML_FILENAME
+        }
+        entries = [
+            FleetEntry(o.tenant.name, o.summary, pages.get(o.tenant.name), o.code, o.error)
+            for o in outcomes
+        ]
+        page = render_fleet(entries, utcnow())
+        html_path = write_atomic(staging / "audit_report.html", lambda h: h.write(page))
+        json_path = write_atomic(staging / "audit_report.json", lambda h: h.write(text))
+        return [csv_path, html_path, json_path]
 
     notes.paths += replace_set(output_dir, write)
     return notes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -161,8 +162,15 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     state = click.get_current_context().ensure_object(AppState)
     tenant = build_tenant(seed, accounts)
     out = ensure_dir(Path(output_dir))
-    archive = open_archive(str(out / "demo-archive.sqlite3"))
-    with Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim:
+    # The simulator is new on every run (a new port, so a new tenant key): its archive is
+    # of no use afterwards, and kept apart so the output folder holds only the reports.
+    scratch = tempfile.TemporaryDirectory(prefix="login-audit-demo-")
+    archive = open_archive(str(Path(scratch.name) / "demo-archive.sqlite3"))
+    with (
+        scratch,
+        contextlib.closing(archive),
+        Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim,
+    ):
         click.echo(
             f"Simulator: {len(tenant.accounts)} accounts, {len(tenant.records)} audit "
             f"records at {sim.base_url} (fault rate {faults:.0%})",
@@ -180,7 +188,6 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
                 archive=archive,
             )
         injected = sum(sim.stats.faults.values())
-    archive.close()
     click.echo(render_summary(summary, notes), err=True)
     expected = {row["UserId"].lower() for row in tenant.truth()["remove"]}
     found = {f.account.user_id.lower() for f in summary.to_remove}

@@ -47,6 +47,7 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
         "schemaVersion": SCHEMA_VERSION,
         "tool": {"name": "login-audit", "version": summary.tool_version},
         "run": {
+            "tenant": summary.tenant_name or None,
             "platform": summary.platform,
             "region": summary.region,
             "baseUrl": redact_url(summary.base_url),
@@ -63,6 +64,7 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
         },
         "policy": {
             "days": policy.days,
+            "graceDays": policy.grace_days,
             "includeDisabled": policy.include_disabled,
             "excludePatterns": list(policy.exclude_patterns),
             "excludeRoles": list(policy.exclude_roles),
