@@ -264,3 +264,13 @@ def test_a_token_in_token_env_is_refused_and_never_leaked(cli, tmp_path: Path, v
     assert "token_env must be the NAME of an environment variable" in result.stderr
     assert value not in result.stderr + result.stdout
     assert not out.exists()  # nothing written that could hold it
+
+
+def test_tls_failure_is_said_in_words(cli, start_sim, tenant: Tenant, tmp_path: Path) -> None:
+    sim = start_sim(tenant)  # it speaks plain HTTP: a TLS handshake with it fails
+    host = sim.base_url.removeprefix("http://")
+    args = ["audit", "--base-url", f"https://{host}", "--no-archive", "--json"]
+    result = cli([*args, "--output-dir", str(tmp_path), *FAST], {"TMV1_TOKEN": sim.token})
+    assert result.code == 4
+    assert f"TLS with {host} failed" in result.stderr, result.stderr
+    assert json.loads(result.stdout)["requests"] <= 3

@@ -75,7 +75,7 @@ def looks_like_token(value: str) -> bool:
     token typed in the wrong place out of every message.
     """
     text = value.strip()
-    if len(text) < 24 or "/" in text or "\\" in text or any(c.isspace() for c in text):
+    if len(text) < 24 or any(c in "/\\@" or c.isspace() for c in text):
         return False
     if text.startswith("eyJ"):
         return True

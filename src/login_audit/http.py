@@ -233,7 +233,7 @@ def describe_transport_error(exc: httpx.TransportError, url: str | httpx.URL) ->
         return f"no connection to {where} within the timeout (a firewall or proxy?)", False
     if isinstance(exc, httpx.TimeoutException):
         return f"{where} sent no answer within the timeout", False
-    if any(isinstance(e, ssl.SSLError) for e in chain) or "ssl" in text or "certificate" in text:
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "[ssl" in text or "certificate" in text:
         reason = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
         detail = getattr(reason, "reason", None) or "handshake failed"
         return f"TLS with {where} failed ({str(detail).lower().replace('_', ' ')})", True

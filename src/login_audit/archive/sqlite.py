@@ -120,7 +120,11 @@ def tighten(path: Path) -> None:
     except FileNotFoundError:
         return
     if mode & 0o077:
-        os.chmod(path, 0o600)
+        try:
+            os.chmod(path, 0o600)
+        except OSError:  # not ours to change (another user's file in a shared folder)
+            log.warning("%s can be read by other users (mode %04o); restrict it", path, mode)
+            return
         log.warning("%s could be read by other users (mode %04o); it is now 0600", path, mode)
 
 

@@ -71,6 +71,8 @@ def write_reports(
     notes.paths += replace_set(target, write)
     if summary.complete:
         from login_audit.reports.atomic import remove_files
+        from login_audit.reports.csvreport import StaleKeysCsv
 
-        remove_files(out_dir / INCOMPLETE_DIR, [r.filename for r in default_reports(summary)])
+        names = [r.filename for r in default_reports()] + [StaleKeysCsv.filename]
+        remove_files(out_dir / INCOMPLETE_DIR, names)
     return notes
