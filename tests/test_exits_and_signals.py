@@ -221,3 +221,25 @@ def test_export_refuses_what_cannot_be_meant(cli, synced, tmp_path, monkeypatch,
     assert result.code == 2 and needle in result.stderr, result.stderr
     assert not (tmp_path / "audit.xlsx").exists()
     assert cli(["export", "--no-sync", *where, "-o", "audit.xlsx", "--format", "csv"]).code == 0
+
+
+def test_ctrl_c_during_a_run_exits_130(start_sim, tmp_path: Path) -> None:
+    """A real process and a real SIGINT: the signal is the point."""
+    import signal
+    import time
+
+    sim = start_sim(build_tenant(seed=5, accounts=30), latency_ms=3000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "login_audit", "audit", "--base-url", sim.base_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(TMV1_TOKEN=sim.token),
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while sim.stats.requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polls for the first request to arrive; the answer takes 3 s
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
