@@ -174,8 +174,8 @@ def doctor(
 
     For each tenant: the token is found, the host answers and accepts it, the API
     key can read accounts and the audit log, and this machine's clock agrees with the
-    server's; then that the archive can be opened. Exits 0 when every check passes,
-    2 otherwise.
+    server's; then that the archive opens and passes SQLite's quick_check. --max-attempts
+    defaults to 2 here. Exits 0 when every check passes, 2 otherwise.
 
     \b
     Examples:
