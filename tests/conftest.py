@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +97,14 @@ class CliResult:
     stderr: str
 
 
+@functools.cache
+def _homes() -> str:
+    """One folder for every run's fake home, removed when the test session ends."""
+    folder = tempfile.mkdtemp(prefix="login-audit-test-homes-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI run: no inherited login-audit or vendor settings.
 
@@ -105,7 +116,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")) and k != "COLUMNS"
     }
-    home = tempfile.mkdtemp(prefix="login-audit-test-home-")
+    home = tempfile.mkdtemp(prefix="home-", dir=_homes())
     env["XDG_DATA_HOME"] = os.path.join(home, "data")
     env["XDG_CONFIG_HOME"] = os.path.join(home, "config")
     env.update(extra)
