@@ -151,7 +151,7 @@ def test_export_equals_the_audit_log(c1, v1_small, start_sim, tmp_path: Path, fa
     assert all(e == by_id[e["id"]] for e in exported)  # as the API returned it
     # A second export reads only the newest page of the log, plus the user lists.
     before = sim.stats.by_path["/api/logs"]
-    result = run_cli(args, env=clean_env(C1_API_KEY=sim.token))
+    result = run_cli([*args, "--force"], env=clean_env(C1_API_KEY=sim.token))
     assert result.code == 0, result.stderr
     if not faults:
         assert sim.stats.by_path["/api/logs"] - before == 1

@@ -84,7 +84,8 @@ def test_connection_refused_is_incomplete() -> None:
     with HttpClient(BearerAuth(Secret("a-realistic-token-0123456789")), settings) as http:
         summary = run_audit(VisionOne(http, f"http://127.0.0.1:{port}", "t"), Policy())
     assert not summary.complete and summary.to_remove == ()
-    assert "ConnectError" in " ".join(summary.problems)
+    assert f"connection refused by 127.0.0.1:{port}" in " ".join(summary.problems)
+    assert http.stats.retries == 0  # an address that never answered is not retried
 
 
 def test_an_outage_on_every_endpoint_flags_nobody(tenants, start_sim) -> None:

@@ -6,6 +6,8 @@ Time is fake here: the clock and the sleep are injected, so nothing waits for re
 from __future__ import annotations
 
 import random
+import socket
+import ssl
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -146,13 +148,51 @@ def test_retries_then_succeeds_and_honours_retry_after() -> None:
 
 
 def test_transport_errors_are_retried_then_reported() -> None:
+    answers = iter([httpx.Response(200, json={"ok": 1})])
+
     def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+        answer = next(answers, None)
+        if answer is None:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return answer
 
     client = make_client(handler, attempts=3)
-    with pytest.raises(RetryLaterError, match="failed after 3 attempts: ConnectError"):
+    client.get_json("https://api.example/v3.0/x")
+    # Once the host has answered, a refused connection is a passing outage: retried.
+    with pytest.raises(
+        RetryLaterError,
+        match=r"failed after 3 attempts: connection refused by api\.example",
+    ):
         client.get_json("https://api.example/v3.0/x")
-    assert client.stats.requests == 3
+    assert client.stats.requests == 4
+
+
+@pytest.mark.parametrize(
+    ("cause", "words"),
+    [
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "connection refused by api.example:8443",
+        ),
+        (socket.gaierror(-2, "Name or service not known"), "api.example could not be resolved"),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), "TLS with api.example:8443"),
+    ],
+)
+def test_an_unreachable_host_on_the_first_request_fails_at_once_in_words(
+    cause: OSError, words: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            raise cause
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    fake = FakeTime()
+    client = make_client(handler, attempts=6, fake=fake)
+    with pytest.raises(RetryLaterError, match="check --region/--base-url") as info:
+        client.get_json("https://api.example:8443/v3.0/x")
+    assert words in str(info.value) and "ConnectError" not in str(info.value)
+    assert client.stats.requests == 1 and fake.sleeps == []
 
 
 def test_body_check_failure_is_retried() -> None:
@@ -349,7 +389,7 @@ def test_one_request_with_all_its_retries_has_a_deadline() -> None:
 def test_json_nested_too_deep_is_a_bad_page_not_a_crash() -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     client = make_client(lambda r: httpx.Response(200, content=deep), attempts=2)
-    with pytest.raises(RetryLaterError, match="not valid JSON"):
+    with pytest.raises(RetryLaterError, match="nested too deep"):
         client.get_json("https://api.example/v3.0/x")
 
 

@@ -113,8 +113,10 @@ def test_cleanup_csv_is_header_only_when_nothing_to_remove(tmp_path: Path) -> No
 
 
 def test_json_report_counts_and_metadata(tmp_path: Path) -> None:
-    write_reports(make_summary(*SAMPLE.findings, complete=False), tmp_path)
-    data = json.loads((tmp_path / "audit_report.json").read_text())
+    notes = write_reports(make_summary(*SAMPLE.findings, complete=False), tmp_path)
+    # An incomplete run never replaces the last complete reports: it writes beside them.
+    assert all(p.parent == tmp_path / "incomplete" for p in notes.paths)
+    data = json.loads((tmp_path / "incomplete" / "audit_report.json").read_text())
     assert data["counts"] == {
         "active": 1,
         "inactive": 1,

@@ -63,13 +63,19 @@ def audit(cli, sim, out: Path, *extra: str) -> CliResult:
     return cli([*base, "--backoff-base", "0.01", *extra], TMV1_TOKEN=sim.token)
 
 
+def reports(out: Path) -> Path:
+    """Where the run wrote: an incomplete (exit 4) run keeps out of the last complete set."""
+    return out / "incomplete" if (out / "incomplete").is_dir() else out
+
+
 def rows(out: Path) -> set[tuple[str, str, str]]:
-    with (out / "filtered_accounts_report.csv").open(newline="", encoding="utf-8") as handle:
+    path = reports(out) / "filtered_accounts_report.csv"
+    with path.open(newline="", encoding="utf-8") as handle:
         return {(r["UserId"], r["RoleName"], r["RequestType"]) for r in csv.DictReader(handle)}
 
 
 def findings(out: Path) -> dict[str, dict]:
-    report = json.loads((out / "audit_report.json").read_text(encoding="utf-8"))
+    report = json.loads((reports(out) / "audit_report.json").read_text(encoding="utf-8"))
     return {a["userId"]: a for a in report["accounts"]}
 
 
@@ -90,7 +96,7 @@ def test_display_name_identities_make_removals_unknown(
     assert result.code == 4, result.stderr
     assert rows(out) == set()  # nobody can be proven stale: anyone could be 'Alice Mixed'
     assert "--identity-map" in result.stderr
-    report = json.loads((out / "audit_report.json").read_text(encoding="utf-8"))
+    report = json.loads((reports(out) / "audit_report.json").read_text(encoding="utf-8"))
     kinds = {u["identity"]: u["kind"] for u in report["unmatchedIdentities"]}
     assert kinds["alice mixed"] == "display-name"
     assert kinds["root account"] == "ignored"  # Vision One's built-in administrator

@@ -67,6 +67,22 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
+def looks_like_token(value: str) -> bool:
+    """True for a value that is probably a credential rather than a path or a name.
+
+    Vision One tokens are JWTs (``eyJ...``); Cloud One keys and most others are long runs
+    of mixed letters and digits. Paths (a ``/``) and short names are not. Used to keep a
+    token typed in the wrong place out of every message.
+    """
+    text = value.strip()
+    if len(text) < 24 or any(c in "/\\@" or c.isspace() for c in text):
+        return False
+    if text.startswith("eyJ"):
+        return True
+    kinds = sum(any(test(c) for c in text) for test in (str.isupper, str.islower, str.isdigit))
+    return len(text) >= 32 and kinds == 3 and sum(c.isdigit() for c in text) >= 4
+
+
 def is_loopback_host(host: str) -> bool:
     """True when ``host`` names this machine: ``localhost`` or a loopback address."""
     name = host.strip("[]").lower()
@@ -223,6 +239,11 @@ def load_token(
             value = stream.readline()
             source = "standard input"
         else:
+            if looks_like_token(token_file) and not Path(token_file).exists():
+                raise CredentialsError(
+                    "--token-file got a value that looks like the token itself (not shown): "
+                    f"it takes the path of a file holding the token; or set {env_var}"
+                )
             path = Path(token_file).expanduser()
             _warn_if_world_readable(path)
             try:
@@ -332,6 +353,7 @@ _TENANT_KEYS = {
     "trust_empty_evidence",
 }
 _DEFAULT_KEYS = _TENANT_KEYS - {"name", "token_env", "token_file", "base_url", "region"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _SECRET_KEYS = {"token", "api_key", "apikey", "key", "secret", "password"}
 
 
@@ -463,6 +485,15 @@ def load_tenants(path: Path) -> list[TenantConfig]:
             raise ConfigError(f"{path}: two tenants are named {name!r}; names must be unique")
         if "token_env" in merged and "token_file" in merged:
             raise ConfigError(f"{path}: {where} has both token_env and token_file; keep one")
+        token_env = merged.get("token_env")
+        if token_env is not None and (
+            not _ENV_NAME.match(token_env) or looks_like_token(token_env)
+        ):
+            raise ConfigError(
+                f"{path}: {where}: token_env must be the NAME of an environment variable, "
+                "such as TMV1_TOKEN_PROD; it holds something else (not shown: it may be the "
+                "token itself, which must never be in this file)"
+            )
         platform = str(merged.get("platform", "visionone"))
         try:
             target = resolve_target(

@@ -14,6 +14,8 @@ import json
 import logging
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -221,7 +223,7 @@ def _vendor_error_of(content: bytes) -> tuple[str, str]:
     """Pull ``(code, message)`` from a Vision One or Cloud One error body, if any."""
     try:
         body = _decode_json(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""
@@ -242,11 +244,52 @@ class _DeadlinePassed(Exception):
 
 
 def _decode_json(content: bytes) -> Any:
-    """Decode a body; JSON nested deeper than the parser's recursion limit is invalid."""
-    try:
-        return json.loads(content)
-    except RecursionError:
-        raise ValueError("JSON nested too deep") from None
+    """Decode a body (``RecursionError`` when it is nested too deep to read)."""
+    return json.loads(content)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def describe_transport_error(exc: httpx.TransportError, url: str | httpx.URL) -> tuple[str, bool]:
+    """Say in words what went wrong on the way to ``url``, and whether it is "unreachable".
+
+    Unreachable (refused, unresolvable, TLS refused) means the host or the set-up is wrong
+    rather than busy: retrying it for half a minute on the first request helps nobody.
+    """
+    parts = urlsplit(str(url))
+    where = parts.hostname or "the host"
+    if parts.port:
+        where += f":{parts.port}"
+    chain = _causes(exc)
+    text = " ".join(str(e) for e in chain).lower()
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection to {where} within the timeout (a firewall or proxy?)", False
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{where} sent no answer within the timeout", False
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "[ssl" in text or "certificate" in text:
+        reason = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+        detail = getattr(reason, "reason", None) or "handshake failed"
+        return f"TLS with {where} failed ({str(detail).lower().replace('_', ' ')})", True
+    if (
+        any(isinstance(e, socket.gaierror) for e in chain)
+        or "name or service" in text
+        or ("name resolution" in text or "nodename nor servname" in text)
+    ):
+        return f"the host name {parts.hostname} could not be resolved (DNS)", True
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return f"connection refused by {where} (nothing listens there)", True
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"{where} closed the connection without a complete answer", False
+    if isinstance(exc, httpx.NetworkError):
+        return f"the connection to {where} failed ({type(exc).__name__})", False
+    return f"request to {where} failed ({type(exc).__name__})", False
 
 
 class HttpClient:
@@ -283,6 +326,8 @@ class HttpClient:
         self.stats = HttpStats()
         #: The server's ``Date`` of the last response, for clock-skew checks.
         self.last_server_date: datetime | None = None
+        #: Whether any response at all came back yet (see :func:`describe_transport_error`).
+        self._answered = False
         self._stats_lock = threading.Lock()
         timeout = httpx.Timeout(self.settings.timeout, connect=min(10.0, self.settings.timeout))
         self._client = httpx.Client(
@@ -350,10 +395,20 @@ class HttpClient:
                 status, response_headers, content = self._send(
                     method, url, params=params, headers=headers, json_body=json_body
                 )
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise ProtocolError(
+                    f"{where}: the URL cannot be requested ({type(exc).__name__}); the vendor "
+                    "sent a link that is too long or malformed"
+                ) from None
             except httpx.TransportError as exc:
                 self._count(retry=sent > 1)
-                last_problem = f"{type(exc).__name__}"
-                log.debug("%s: transport error %s (attempt %d)", where, last_problem, sent)
+                last_problem, unreachable = describe_transport_error(exc, url)
+                log.debug("%s: transport error: %s (attempt %d)", where, last_problem, sent)
+                if unreachable and not self._answered:
+                    # Nothing has ever answered: a wrong address, not a passing outage.
+                    raise RetryLaterError(
+                        self.scrub(f"{where} failed: {last_problem}; check --region/--base-url")
+                    ) from None
             except _BodyTooLarge:
                 self._count(retry=sent > 1)
                 limit = self.settings.max_response_bytes
@@ -362,6 +417,7 @@ class HttpClient:
                 self._count(retry=sent > 1)
                 last_problem = f"a response not complete within {self.settings.deadline:g}s"
             else:
+                self._answered = True
                 throttled = status == 429
                 self._count(retry=sent > 1, throttled=throttled)
                 self._note_date(response_headers.get("Date"))
@@ -373,6 +429,8 @@ class HttpClient:
                         body = _decode_json(content)
                     except (ValueError, UnicodeDecodeError):
                         last_problem = f"HTTP {status} with a body that is not valid JSON"
+                    except RecursionError:
+                        last_problem = f"HTTP {status} with JSON nested too deep to read"
                     else:
                         problem = expect(body) if expect else None
                         if problem is None:

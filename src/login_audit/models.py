@@ -250,6 +250,11 @@ class RunSummary:
     findings: tuple[Finding, ...] = field(default=())
     api_keys: tuple[ApiKeyFinding, ...] | None = None
     unmatched: tuple[UnmatchedIdentity, ...] = field(default=())
+    #: Things the user should check that do not make the run incomplete (an exclusion
+    #: that matched nothing).
+    warnings: tuple[str, ...] = ()
+    #: The tenant's name (``--tenant``, or its name in the tenants file), for people.
+    tenant_name: str = ""
 
     def counts(self) -> dict[str, int]:
         """Number of findings of each kind, every kind present (zero when none)."""

@@ -126,6 +126,10 @@ class Archive(Protocol):
         """The id of ``key``, created on first use."""
         ...
 
+    def find_tenant(self, key: TenantKey) -> int | None:
+        """The id of ``key``, or None when the archive has never seen it."""
+        ...
+
     def lock(self, tenant: int) -> AbstractContextManager[None]:
         """Hold the tenant's lock (sync, archived audit, apply); raise ``ArchiveBusyError``
         with :func:`busy_message` if another process holds it."""

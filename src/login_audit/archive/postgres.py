@@ -53,18 +53,24 @@ class PostgresDialect:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password removed, for messages."""
+    """The DSN (URL or libpq keywords) with any password removed, for messages."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
-        return parts._replace(netloc=netloc).geturl()
-    return dsn
+    from login_audit.archive import hide_password
+
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
+            return parts._replace(netloc=netloc).geturl()
+        return dsn
+    return hide_password(dsn)
 
 
 def open_postgres(dsn: Secret) -> SqlArchive:
     """Connect to the PostgreSQL archive at ``dsn`` and apply pending migrations."""
+    from login_audit.archive import archive_secrets
+
     try:
         import psycopg
     except ImportError:
@@ -76,5 +82,7 @@ def open_postgres(dsn: Secret) -> SqlArchive:
         conn = psycopg.connect(dsn.reveal(), autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         message = str(exc).replace(dsn.reveal(), shown).splitlines()[0]
+        for secret in archive_secrets(dsn.reveal())[1:]:
+            message = message.replace(secret, "********")
         raise ConfigError(f"cannot connect to the archive {shown}: {message}") from None
     return SqlArchive(conn, PostgresDialect(), shown)

@@ -207,11 +207,20 @@ def _account_version(account: Account) -> str:
 class SqlArchive:
     """The :class:`~login_audit.archive.base.Archive` over a DB-API connection."""
 
-    def __init__(self, conn: Any, dialect: Dialect, location: str) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, location: str, *, migrate: bool = True):
         self.conn = conn
         self.dialect = dialect
         self.location = location
-        self.migrate()
+        if migrate:
+            self.migrate()
+
+    def pending_migrations(self) -> list[str]:
+        """Names of the migrations this archive still lacks (all of them when it is empty)."""
+        try:
+            done = set(self.migrations())
+        except Exception:
+            done = set()
+        return [name for name, _ in MIGRATIONS if name not in done]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={self.location!r})"
@@ -253,6 +262,12 @@ class SqlArchive:
         return [row[0] for row in self._all("SELECT name FROM schema_migrations ORDER BY name")]
 
     # -- tenants and locks ----------------------------------------------------------------
+
+    def find_tenant(self, key: TenantKey) -> int | None:
+        """The id of ``key``, or None when the archive has never seen it."""
+        find = "SELECT id FROM tenants WHERE platform = ? AND region = ? AND name = ?"
+        row = self._one(find, (key.platform, key.region, key.name))
+        return None if row is None else int(row[0])
 
     def tenant_id(self, key: TenantKey) -> int:
         """The id of ``key``, created on first use."""

@@ -37,6 +37,7 @@ from login_audit.cli.common import (
     AppState,
     archive_options,
     build_policy,
+    chosen_target,
     common_options,
     evidence_options,
     evidence_settings,
@@ -48,7 +49,6 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.config import resolve_target
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.locks import file_lock
 from login_audit.printable import printable
@@ -169,7 +169,7 @@ def apply(
     state = click.get_current_context().ensure_object(AppState)
     settings = http_settings(kwargs)
     evidence = evidence_settings(kwargs)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     if target.platform == "cloudone" and not unverified_cloudone_actions:
         raise ConfigError(
             "Cloud One documents no API to disable or delete users; apply refuses unless "
@@ -219,6 +219,7 @@ def apply(
                 )
                 # ASCII only: a control character of a vendor value is escaped, never sent.
                 click.echo(json.dumps(doc, indent=2, ensure_ascii=True))
+                state.json_mode = False  # this was the run's one JSON document
 
         planned = _count(changes)
         impossible = _impossible(changes)

@@ -15,6 +15,7 @@ from login_audit.cli.common import (
     archive_options,
     audit_and_report,
     build_policy,
+    chosen_target,
     common_options,
     evidence_options,
     evidence_settings,
@@ -29,7 +30,7 @@ from login_audit.cli.common import (
     tenant_options,
 )
 from login_audit.cli.fleet import FleetOptions, audit_all
-from login_audit.config import default_config_path, resolve_target
+from login_audit.config import default_config_path
 from login_audit.models import RunSummary
 from login_audit.reports import WriteNotes
 
@@ -165,6 +166,7 @@ def audit(
     """
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
+    state.json_mode = json_summary
     settings = http_settings(kwargs)
     evidence = evidence_settings(kwargs)
     if all_tenants:
@@ -196,13 +198,15 @@ def audit(
             max_archive_days=MAX_ARCHIVE_DAYS,
             api_keys=audit_keys,
         )
-        code, text = audit_all(
+        code, text, document = audit_all(
             state, Path(config_path) if config_path else default_config_path(), options
         )
+        if json_summary:
+            click.echo(json.dumps(document, indent=2))
         if not quiet:
             click.echo(text, err=True)
         raise SystemExit(code)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     retention = 180 if target.platform == "visionone" else 365
     policy = build_policy(
         days,

@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from login_audit.archive import Archive, TenantKey, open_archive
+from login_audit.archive import Archive, TenantKey, archive_secrets, open_archive
 from login_audit.audit import run_archived_audit, run_audit
 from login_audit.config import (
     C1_KEY_ENV,
@@ -24,16 +26,20 @@ from login_audit.config import (
     Secret,
     Target,
     load_token,
+    looks_like_token,
     read_exclude_file,
     read_identity_map,
+    resolve_target,
     validate_days,
 )
 from login_audit.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     EXIT_OK,
     ConfigError,
 )
+from login_audit.exclusions import unmatched_exclusions
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
 from login_audit.platforms.base import Platform
@@ -85,6 +91,10 @@ class AppState:
     def __init__(self) -> None:
         self.redactor = Redactor()
         self.quiet = False
+        #: Set by commands given ``--json``: every way out then prints one JSON document.
+        self.json_mode = False
+        #: The archive this run opened, named in messages about its failures.
+        self.archive_location = ""
 
     def configure_logging(self, level: str, log_file: str | None) -> None:
         """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
@@ -224,6 +234,22 @@ def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None]]:
         yield update
 
 
+@contextlib.contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """End the run quietly with 141 (128 + SIGPIPE) when the reader of stdout goes away.
+
+    ``login-audit export | head`` is a normal thing to do: the pipe closing is not an error
+    to print, and later writes must not print one either.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(EXIT_BROKEN_PIPE) from None
+
+
 def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
     """The one-screen summary printed on stderr after an audit."""
     counts = summary.counts()
@@ -242,10 +268,16 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
             f"  warning: {notes.neutralised} CSV values began like a spreadsheet formula and "
             "were prefixed with ' to keep them inert"
         )
+    lines += [f"  warning: {warning}" for warning in summary.warnings]
     if not summary.complete:
         lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
         lines.append("  are not on the removal list:")
         lines += [f"    - {printable(problem)}" for problem in summary.problems]
+        if notes.paths:
+            lines.append(
+                f"  This run's reports are in {notes.paths[0].parent}; the last complete "
+                "reports beside that folder were left as they were."
+            )
     return "\n".join(lines)
 
 
@@ -315,6 +347,12 @@ def audit_and_report(
             )
         else:
             summary = run_audit(platform, policy, progress=progress, api_keys=api_keys)
+    accounts = (finding.account for finding in summary.findings)
+    summary = replace(
+        summary,
+        warnings=summary.warnings + unmatched_exclusions(accounts, policy),
+        tenant_name=tenant.name if tenant else "",
+    )
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(
@@ -338,6 +376,47 @@ def open_platform(
             yield VisionOne(http, target.base_url, target.region)
         else:
             yield CloudOne(http, target.region, target.base_url)
+
+
+def _rank(ctx: click.Context, name: str, value: str | None) -> int:
+    """2 for a command-line flag, 1 for the environment, 0 when the option is not set."""
+    if not value:
+        return 0
+    return 2 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else 1
+
+
+def chosen_target(platform: str, region: str | None, base_url: str | None) -> Target:
+    """Resolve where the tenant is from the current command's options, flags first.
+
+    A flag beats the environment whichever option it is, so ``--region eu`` is never
+    overridden by ``TMV1_URL`` or ``LOGIN_AUDIT_BASE_URL`` left in the shell. When a
+    region and a base URL both apply, the tool says which one it uses.
+    """
+    ctx = click.get_current_context()
+    url_env = os.environ.get(URL_ENV, "").strip() if platform == "visionone" else ""
+    region_rank = _rank(ctx, "region", region)
+    url_rank = _rank(ctx, "base_url", base_url)
+    url_from = "--base-url" if url_rank == 2 else "LOGIN_AUDIT_BASE_URL"
+    if not url_rank and url_env:
+        base_url, url_rank, url_from = url_env, 1, URL_ENV
+    region_from = "--region" if region_rank == 2 else "LOGIN_AUDIT_REGION"
+    if url_rank and region_rank:
+        if region_rank > url_rank:
+            log.warning(
+                "using --region %s; ignoring the base URL in %s (a flag beats the environment)",
+                region,
+                url_from,
+            )
+            return resolve_target(platform, region, None, env={})
+        why = (
+            "a flag beats the environment"
+            if url_rank > region_rank
+            else "a base URL wins over a region"
+        )
+        log.warning(
+            "using the base URL of %s; ignoring %s %s (%s)", url_from, region_from, region, why
+        )
+    return resolve_target(platform, region, base_url, env={})
 
 
 def tenant_key(target: Target, name: str) -> TenantKey:
@@ -466,7 +545,8 @@ def archive_options(func: F) -> F:
             "archive_spec",
             envvar="LOGIN_AUDIT_ARCHIVE",
             metavar="PATH|postgresql://...",
-            help="The event archive: a SQLite file or a PostgreSQL URL. [default: archive.sqlite3 "
+            help="The event archive: a SQLite file, a PostgreSQL URL or libpq keywords. "
+            "[default: archive.sqlite3 "
             "in the user data directory, ~/.local/share/login-audit/ on Linux]",
         ),
         click.option(
@@ -483,16 +563,21 @@ def archive_options(func: F) -> F:
     return func
 
 
-def open_archive_for(state: AppState, spec: str | None) -> Archive:
-    """Open the archive; a PostgreSQL URL's password is registered as a secret."""
-    if spec and "://" in spec:
-        state.redactor.add(Secret(spec))
-        from urllib.parse import urlsplit
-
-        password = urlsplit(spec).password
-        if password:
-            state.redactor.add(Secret(password))
-    return open_archive(spec)
+def open_archive_for(
+    state: AppState, spec: str | None, *, existing: bool = False, read_only: bool = False
+) -> Archive:
+    """Open the archive; a PostgreSQL connection string and its password are secrets."""
+    if spec and looks_like_token(spec) and not Path(spec).exists():
+        raise ConfigError(
+            "--archive got a value that looks like a token (not shown), not a path or a "
+            "PostgreSQL connection; the token belongs in TMV1_TOKEN or --token-file"
+        )
+    for secret in archive_secrets(spec):
+        state.redactor.add(Secret(secret))
+    state.archive_location = "" if archive_secrets(spec) else spec or ""
+    archive = open_archive(spec, existing=existing, read_only=read_only)
+    state.archive_location = archive.location
+    return archive
 
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

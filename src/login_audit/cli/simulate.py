@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from login_audit.cli.common import (
     render_summary,
 )
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
-from login_audit.errors import EXIT_UNEXPECTED
+from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
@@ -117,18 +118,24 @@ def simulate(
 
         lines = ["Identity,UserId", *(f"{name},{email}" for name, email in identity_map(tenant))]
         Path(identity_map_out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    sim = Simulator(
-        tenant,
-        cloudone=c1,
-        token=token,
-        faults=FaultConfig(rate=faults, seed=seed),
-        rate_limit=rate_limit,
-        rate_window=rate_window,
-        time_scale=time_scale,
-        latency_ms=latency_ms,
-        port=port,
-        behaviours=behaviours,
-    )
+    try:
+        sim = Simulator(
+            tenant,
+            cloudone=c1,
+            token=token,
+            faults=FaultConfig(rate=faults, seed=seed),
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+            time_scale=time_scale,
+            latency_ms=latency_ms,
+            port=port,
+            behaviours=behaviours,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1 port {port}: {exc.strerror}; choose another with "
+            "--port (0 picks a free one)"
+        ) from None
     shown = f", behaving: {', '.join(behaviours)}" if behaviours else ""
     click.echo(
         f"Simulating a Vision One tenant (seed {seed}, {len(tenant.accounts)} accounts, "
@@ -179,8 +186,15 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     state = click.get_current_context().ensure_object(AppState)
     tenant = build_tenant(seed, accounts)
     out = ensure_dir(Path(output_dir))
-    archive = open_archive(str(out / "demo-archive.sqlite3"))
-    with Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim:
+    # The simulator is new on every run (a new port, so a new tenant key): its archive is
+    # of no use afterwards, and kept apart so the output folder holds only the reports.
+    scratch = tempfile.TemporaryDirectory(prefix="login-audit-demo-")
+    archive = open_archive(str(Path(scratch.name) / "demo-archive.sqlite3"))
+    with (
+        scratch,
+        contextlib.closing(archive),
+        Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim,
+    ):
         click.echo(
             f"Simulator: {len(tenant.accounts)} accounts, {len(tenant.records)} audit "
             f"records at {sim.base_url} (fault rate {faults:.0%})",
@@ -198,7 +212,6 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
                 archive=archive,
             )
         injected = sum(sim.stats.faults.values())
-    archive.close()
     click.echo(render_summary(summary, notes), err=True)
     expected = {row["UserId"].lower() for row in tenant.truth()["remove"]}
     found = {f.account.user_id.lower() for f in summary.to_remove}

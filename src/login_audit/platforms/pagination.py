@@ -12,6 +12,10 @@ from login_audit.http import HttpClient, redact_url, same_origin
 
 log = logging.getLogger(__name__)
 
+#: The longest ``nextLink`` followed: real ones are a few hundred characters, and a link
+#: this long (or one holding CR/LF) is a broken or hostile answer, not a page to request.
+MAX_LINK = 65536
+
 
 def expect_list(key: str, *, null_ends: tuple[str, ...] = ()) -> Any:
     """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list.
@@ -82,6 +86,11 @@ class NextLinkPager:
                 return
             if not isinstance(link, str):
                 raise ProtocolError(f"page {self.pages_read} has a nextLink that is not a string")
+            if len(link) > MAX_LINK or any(ch < " " or ch == "\x7f" for ch in link):
+                raise ProtocolError(
+                    f"page {self.pages_read} has a nextLink of {len(link)} characters that is "
+                    f"longer than {MAX_LINK} or holds control characters; refusing to follow it"
+                )
             if not same_origin(link, self.base_url):
                 raise ProtocolError(
                     f"page {self.pages_read} links to another origin "

@@ -47,6 +47,7 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
         "schemaVersion": SCHEMA_VERSION,
         "tool": {"name": "login-audit", "version": summary.tool_version},
         "run": {
+            "tenant": summary.tenant_name or None,
             "platform": summary.platform,
             "region": summary.region,
             "baseUrl": redact_url(summary.base_url),
@@ -56,12 +57,14 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
             "windowEnd": _time(summary.window.end),
             "complete": summary.complete,
             "problems": list(summary.problems),
+            "warnings": list(summary.warnings),
             "requests": summary.requests,
             "logonEventsRead": summary.events_read,
             "unmatchedIdentities": summary.unmatched_events,
         },
         "policy": {
             "days": policy.days,
+            "graceDays": policy.grace_days,
             "includeDisabled": policy.include_disabled,
             "excludePatterns": list(policy.exclude_patterns),
             "excludeRoles": list(policy.exclude_roles),
