@@ -304,3 +304,25 @@ def test_apply_leaves_alone_accounts_whose_role_is_an_id(
     assert sim.changes == []
     plan = json.loads(result.stdout)
     assert all("may be an administrator" in entry["reason"] for entry in plan["accounts"])
+
+
+def test_cloud_one_saml_sign_ins_recorded_elsewhere_make_saml_users_unknown(
+    tenant: Tenant, start_sim
+) -> None:
+    from login_audit.http import ApiKeyAuth
+    from login_audit.platforms.cloudone import CloudOne
+    from login_audit.simulator import build_cloudone_tenant
+
+    c1 = build_cloudone_tenant(seed=61, users=80)
+    sim = start_sim(tenant, cloudone=c1, behaviours=("sso-elsewhere",))
+    http = HttpClient(ApiKeyAuth(Secret(sim.token)), HttpSettings(backoff_base=0.001))
+    summary = run_audit(CloudOne(http, "us-1", sim.base_url), Policy())
+    saml = {u.email for u in c1.users if u.saml and u.state == "enabled"}
+    assert saml
+    verdicts = {f.account.email: f for f in summary.findings}
+    for email in saml:
+        assert verdicts[email].kind in (FindingKind.UNKNOWN, FindingKind.EXCLUDED), email
+    truth = {(r["UserId"], r["RoleName"], "Remove") for r in c1.truth()["remove"]}
+    flagged = {(f.account.email, f.account.role, "Remove") for f in summary.to_remove}
+    assert flagged == {r for r in truth if r[0] not in saml}
+    assert not summary.complete and any("saml" in p for p in summary.problems)

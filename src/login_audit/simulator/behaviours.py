@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from login_audit.simulator.cloudone import SIGN_IN, CloudOneTenant
 from login_audit.simulator.tenant import Tenant
 
 #: Every behaviour, with what it does (shown by ``simulate --help``).
@@ -110,3 +111,20 @@ def unsort(indices: list[int]) -> list[int]:
         if _moved(position):
             result.insert(position - UNSORTED_SHIFT, result.pop(position))
     return result
+
+
+def apply_to_cloudone(tenant: CloudOneTenant, behaviours: frozenset[str]) -> CloudOneTenant:
+    """A copy of a Cloud One ``tenant`` whose log shows the behaviours that apply to it.
+
+    ``sso-elsewhere``: SAML users' sign-ins are logged under another event type.
+    """
+    if "sso-elsewhere" not in behaviours:
+        return tenant
+    saml = {u.urn for u in tenant.users if u.saml}
+    logs = [
+        {**entry, "type": "audit.saml-assertion-accepted.v1"}
+        if entry.get("type") == SIGN_IN and entry.get("principalURN") in saml
+        else entry
+        for entry in tenant.logs
+    ]
+    return replace(tenant, logs=logs)

@@ -28,7 +28,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from login_audit.simulator.behaviours import BEHAVIOURS, apply_to_tenant, unsort
+from login_audit.simulator.behaviours import (
+    BEHAVIOURS,
+    apply_to_cloudone,
+    apply_to_tenant,
+    unsort,
+)
 from login_audit.simulator.cloudone import RETENTION_DAYS as C1_RETENTION_DAYS
 from login_audit.simulator.cloudone import CloudOneTenant
 from login_audit.simulator.filters import FilterSyntaxError, parse_filter
@@ -154,7 +159,7 @@ class Simulator:
             raise ValueError(f"unknown behaviours: {sorted(unknown)}")
         self.behaviours = frozenset(behaviours)
         self.tenant = apply_to_tenant(tenant, self.behaviours)
-        self.cloudone = cloudone
+        self.cloudone = apply_to_cloudone(cloudone, self.behaviours) if cloudone else None
         self.token = token or secrets.token_urlsafe(24)
         self.tokens = dict(tokens or {})
         self.tokens.setdefault(self.token, ALL_PERMISSIONS)
