@@ -79,6 +79,18 @@ def findings(out: Path) -> dict[str, dict]:
     return {a["userId"]: a for a in report["accounts"]}
 
 
+def apply_yes(cli, sim, reports: Path, journal: Path) -> dict[str, Any]:
+    """``apply --yes --json`` of the cleanup CSV in ``reports``; the plan it printed."""
+    base = ["apply", "--base-url", sim.base_url, "--no-archive", "--yes", "--json"]
+    result = cli(
+        [*base, "--from", str(reports / "filtered_accounts_report.csv")],
+        TMV1_TOKEN=sim.token,
+        LOGIN_AUDIT_OUTPUT_DIR=str(journal),
+    )
+    plan: dict[str, Any] = json.loads(result.stdout)
+    return plan
+
+
 STORAGE = [["--no-archive"], ["--archive", "{tmp}/archive.sqlite3"]]
 
 
@@ -241,14 +253,8 @@ def test_apply_changes_nobody_while_display_names_logged_on(
     assert audit(cli, plain, reports, "--no-archive").code == 0
     assert rows(reports)
     later = start_sim(tenant, behaviours=("display-names",))
-    base = ["apply", "--base-url", later.base_url, "--no-archive", "--yes", "--json"]
-    result = cli(
-        [*base, "--from", str(reports / "filtered_accounts_report.csv")],
-        TMV1_TOKEN=later.token,
-        LOGIN_AUDIT_OUTPUT_DIR=str(tmp_path / "journal"),
-    )
+    plan = apply_yes(cli, later, reports, tmp_path / "journal")
     assert later.changes == []
-    plan = json.loads(result.stdout)
     assert plan["accounts"] and all(
         "not proven stale" in entry["reason"] for entry in plan["accounts"]
     ), plan
@@ -295,14 +301,8 @@ def test_apply_leaves_alone_accounts_whose_role_is_an_id(
     reports = tmp_path / "reports"
     assert audit(cli, sim, reports, "--no-archive").code == 0
     assert rows(reports)
-    base = ["apply", "--base-url", sim.base_url, "--no-archive", "--yes", "--json"]
-    result = cli(
-        [*base, "--from", str(reports / "filtered_accounts_report.csv")],
-        TMV1_TOKEN=sim.token,
-        LOGIN_AUDIT_OUTPUT_DIR=str(tmp_path / "journal"),
-    )
+    plan = apply_yes(cli, sim, reports, tmp_path / "journal")
     assert sim.changes == []
-    plan = json.loads(result.stdout)
     assert all("may be an administrator" in entry["reason"] for entry in plan["accounts"])
 
 
