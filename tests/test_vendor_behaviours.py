@@ -326,3 +326,112 @@ def test_cloud_one_saml_sign_ins_recorded_elsewhere_make_saml_users_unknown(
     flagged = {(f.account.email, f.account.role, "Remove") for f in summary.to_remove}
     assert flagged == {r for r in truth if r[0] not in saml}
     assert not summary.complete and any("saml" in p for p in summary.problems)
+
+
+# -- found by attacking the defences above ----------------------------------------------
+
+
+def test_an_identity_mapped_to_two_accounts_is_refused(
+    cli, tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    """With the last line winning, an active person's logons went to someone else."""
+    sim = start_sim(tenant, behaviours=("display-names",))
+    mapping = tmp_path / "identities.csv"
+    rows_ = [*identity_map(tenant), ("Alice Mixed", "frank.failed@example.com")]
+    mapping.write_text(
+        "Identity,UserId\n" + "".join(f"{a},{b}\n" for a, b in rows_), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    result = audit(cli, sim, out, "--no-archive", "--identity-map", str(mapping))
+    assert result.code == 2
+    assert "'Alice Mixed' stands for" in result.stderr and "keep one line" in result.stderr
+    assert not (out / "filtered_accounts_report.csv").exists()
+
+
+def test_two_maps_that_disagree_believe_neither() -> None:
+    from login_audit.analysis import ActivityIndex
+    from login_audit.models import Account, AccountStatus
+
+    accounts = [
+        Account("1", "alice@x.example", "Operator", "local", AccountStatus.ENABLED),
+        Account("2", "bob@x.example", "Operator", "local", AccountStatus.ENABLED),
+    ]
+    policy = Policy(identity_map=(("Alice", "alice@x.example"), ("alice", "bob@x.example")))
+    index = ActivityIndex(accounts, policy)
+    assert index.conflicting == {"alice"}
+
+
+def test_another_tenant_at_the_same_address_is_refused_before_anything_is_stored(
+    start_sim, tmp_path: Path
+) -> None:
+    from login_audit.archive import open_archive
+    from login_audit.archive.base import TenantKey
+    from login_audit.audit import run_archived_audit
+    from login_audit.errors import ConfigError
+    from login_audit.sync import LOGONS, coverage
+
+    key = TenantKey("visionone", "127.0.0.1", "default")
+    archive = open_archive(str(tmp_path / "archive.sqlite3"))
+    try:
+        for seed, expect_refusal in ((11, False), (12, True)):
+            sim = start_sim(build_tenant(seed=seed, accounts=150))
+            http = HttpClient(BearerAuth(Secret(sim.token)), HttpSettings(backoff_base=0.001))
+            platform = VisionOne(http, sim.base_url, "test")
+            tenant = archive.tenant_id(key)
+            before = coverage(archive, tenant, LOGONS)
+            if not expect_refusal:
+                assert run_archived_audit(platform, archive, key, Policy(grace_days=0)).complete
+                continue
+            with pytest.raises(ConfigError, match="another tenant at the same address"):
+                run_archived_audit(platform, archive, key, Policy(grace_days=0))
+            assert coverage(archive, tenant, LOGONS) == before  # the watermark did not move
+    finally:
+        archive.close()
+
+
+def test_an_ignored_display_name_that_logged_on_is_a_warning(
+    cli, tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(tenant, behaviours=("display-names",))
+    mapping = tmp_path / "identities.csv"
+    others = [(a, b) for a, b in identity_map(tenant) if a != "Alice Mixed"]
+    mapping.write_text(
+        "Identity,UserId\n" + "".join(f"{a},{b}\n" for a, b in others), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    extra = ["--identity-map", str(mapping), "--ignore-identity", "Alice Mixed"]
+    result = audit(cli, sim, out, "--no-archive", *extra)
+    assert "the ignored identity 'alice mixed' logged on" in result.stderr
+    report = json.loads((reports(out) / "audit_report.json").read_text(encoding="utf-8"))
+    assert any("alice mixed" in w for w in report["run"]["warnings"])
+
+
+def test_a_map_of_many_missing_accounts_is_one_warning(
+    cli, tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(tenant)
+    mapping = tmp_path / "identities.csv"
+    lines = "".join(f"Person {n},nobody{n}@example.com\n" for n in range(500))
+    mapping.write_text("Identity,UserId\n" + lines, encoding="utf-8")
+    out = tmp_path / "out"
+    result = audit(cli, sim, out, "--no-archive", "--identity-map", str(mapping))
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("the identity map names") == 1
+    assert "500 account(s) the tenant does not have" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["bogus", "saml,local", ""])
+def test_trust_empty_evidence_takes_only_account_types(cli, value: str) -> None:
+    base = ["audit", "--base-url", "http://127.0.0.1:9", "--no-archive"]
+    result = cli([*base, "--trust-empty-evidence", value], TMV1_TOKEN="x" * 20)
+    assert result.code == 2 and "--trust-empty-evidence" in result.stderr
+
+
+def test_trust_empty_evidence_all_trusts_every_type(
+    cli, tenant: Tenant, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(tenant, behaviours=("sso-elsewhere",))
+    out = tmp_path / "out"
+    result = audit(cli, sim, out, "--no-archive", "--trust-empty-evidence", "all")
+    assert result.code == 0, result.stderr
+    assert rows(out) == truth_rows(tenant)

@@ -91,14 +91,22 @@ class ActivityIndex:
                     self._by_key.setdefault(key.lower(), account.id)
         self._mapped: dict[str, str] = {}
         self.unmapped_targets: list[str] = []
+        self.conflicting: set[str] = set()
         for identity, target in self.policy.identity_map:
             account_id = self._by_key.get(target.lower())
             if account_id is None and target in self._ids:
                 account_id = target
+            key = identity.lower()
             if account_id is None:
                 self.unmapped_targets.append(target)
+            elif self._mapped.get(key, account_id) != account_id:
+                # Two maps (the command line's and the tenant's) disagree: believe neither,
+                # so the identity stays unmatched and its logons keep their doubt.
+                self.conflicting.add(key)
             else:
-                self._mapped[identity.lower()] = account_id
+                self._mapped[key] = account_id
+        for key in self.conflicting:
+            self._mapped.pop(key, None)
         self._ignored = {name.lower() for name in self.policy.ignore_identities}
         self._unmatched: dict[str, Activity] = {}
         self._unmatched_kind: dict[str, str] = {}
@@ -206,6 +214,8 @@ def evidence_doubts(
         logged_on = activity.last_success is not None or activity.undated_success
         seen[kind] = seen.get(kind, False) or logged_on
     trusted = {t.lower() for t in policy.trust_empty_evidence}
+    if "all" in trusted:
+        trusted |= set(seen)
     by_type: dict[str, str] = {}
     if seen and not any(seen.values()) and "all" not in trusted and not set(seen) <= trusted:
         # Not one account of the tenant signed in: more likely the vendor records sign-ins

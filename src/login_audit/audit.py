@@ -41,6 +41,31 @@ def _no_progress(stage: str, count: int) -> None:
     """Default progress sink: nothing."""
 
 
+#: How many accounts are read before an archived audit checks that they are the tenant's.
+SAMPLE = 100
+
+
+def check_same_tenant(
+    sample: list[Account], known: dict[str, datetime], key: TenantKey, base_url: str
+) -> None:
+    """Refuse when the accounts listed are mostly unknown to the archive's tenant.
+
+    Two tenants at one address (the same region, or one simulator port) under one
+    ``--tenant`` name would mix their logs: the second would read only what is newer
+    than the first one's watermark and list its own active accounts for removal.
+    """
+    if not known or not sample:
+        return
+    seen = sum(1 for account in sample if account.id in known)
+    if seen * 2 >= len(sample):
+        return
+    raise ConfigError(
+        f"the accounts at {base_url} are not those the archive holds for tenant "
+        f"{key.name!r}: {seen} of the first {len(sample)} are known to it. Is this another "
+        "tenant at the same address? Give each tenant its own --tenant NAME (or --archive)"
+    )
+
+
 class _AccountReader(threading.Thread):
     """Lists the accounts in the background while the logons are being read."""
 
@@ -50,17 +75,23 @@ class _AccountReader(threading.Thread):
         self.accounts: list[Account] = []
         self.problem = ""
         self.error: BaseException | None = None
+        #: Set once the first ``SAMPLE`` accounts (or all of them) have been read.
+        self.sampled = threading.Event()
 
     def run(self) -> None:
         try:
             for account in self.platform.list_accounts():
                 self.accounts.append(account)
                 self.progress("accounts", len(self.accounts))
+                if len(self.accounts) >= SAMPLE:
+                    self.sampled.set()
         except RetryLaterError as exc:
             self.problem = f"account list incomplete after {len(self.accounts)} accounts: {exc}"
             log.error("%s", self.problem)
         except BaseException as exc:  # re-raised in the caller's thread
             self.error = exc
+        finally:
+            self.sampled.set()
 
     def result(self) -> list[Account]:
         """Wait for the listing; re-raise what it could not handle (a 401, a 403...)."""
@@ -152,8 +183,6 @@ def judge(
         incomplete_reason="the audit log could not be read completely",
         first_seen=first_seen,
     )
-    for target in index.unmapped_targets:
-        log.warning("the identity map names %r, which is no account of the tenant", target)
     everyone, by_type = evidence_doubts(accounts, index, policy, now, window_start)
     doubted = {f.account.auth_type.lower() for f in findings if f.reason.startswith("not proven")}
     lines = [f"accounts not judged: {everyone}"] if everyone and doubted else []
@@ -174,6 +203,35 @@ def judge(
         log.warning("%s", line)
     problems.extend(lines)
     return findings
+
+
+def evidence_warnings(index: ActivityIndex, policy: Policy, now: datetime) -> list[str]:
+    """What the user should check about identities, though it makes no account unknown."""
+    warnings = []
+    if index.unmapped_targets:
+        shown = ", ".join(repr(t) for t in index.unmapped_targets[:3])
+        more = len(index.unmapped_targets) - 3
+        warnings.append(
+            f"the identity map names {len(index.unmapped_targets)} account(s) the tenant does "
+            f"not have ({shown}{f' and {more} more' if more > 0 else ''}); their identities "
+            "stay unmatched"
+        )
+    if index.conflicting:
+        warnings.append(
+            "identities mapped to two different accounts, so to none: "
+            + ", ".join(sorted(repr(i) for i in index.conflicting)[:5])
+        )
+    threshold = now - timedelta(days=policy.days)
+    for identity in index.unmatched_identities():
+        seen = identity.last_success
+        person = "@" not in identity.identity and identity.identity != "root account"
+        if identity.kind == "ignored" and person and seen is not None and seen >= threshold:
+            warnings.append(
+                f"the ignored identity {identity.identity!r} logged on {seen:%Y-%m-%d}: if "
+                "it is a person's display name, map it with --identity-map instead, or "
+                "that person's account may be listed for removal"
+            )
+    return warnings
 
 
 def _summary(
@@ -205,6 +263,7 @@ def _summary(
         findings=findings,
         api_keys=keys,
         unmatched=index.unmatched_identities(),
+        warnings=tuple(evidence_warnings(index, policy, started)),
     )
 
 
@@ -322,6 +381,14 @@ def run_archived_audit(
     with archive.lock(tenant):
         reader = _AccountReader(platform, progress)
         reader.start()
+        known, _ = archive.first_seen(tenant)
+        if known:
+            # Before anything is stored: the logs of another tenant must not move this
+            # tenant's watermark.
+            reader.sampled.wait()
+            if reader.error is not None:
+                raise reader.error
+            check_same_tenant(reader.accounts[:SAMPLE], known, tenant_key, platform.base_url)
         try:
             result = sync_stream(
                 archive,

@@ -134,6 +134,10 @@ def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, 
     return name, f"https://{VISION_ONE_REGIONS[name]}"
 
 
+#: The account types whose lack of logons ``--trust-empty-evidence`` can vouch for.
+TRUSTABLE_TYPES = ("local", "saml", "all")
+
+
 def read_identity_map(path: str) -> tuple[tuple[str, str], ...]:
     """Read an identity map: a CSV with the header ``Identity,UserId``.
 
@@ -156,12 +160,22 @@ def read_identity_map(path: str) -> tuple[tuple[str, str], ...]:
             "(the identity as the log writes it, then the account's email or id)"
         )
     pairs: list[tuple[str, str]] = []
+    lines: dict[str, tuple[int, str]] = {}
     for number, row in enumerate(rows[1:], 2):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise ConfigError(f"identity map {path}, line {number}: needs an Identity and a UserId")
-        pairs.append((row[0].strip(), row[1].strip()))
+        identity, target = row[0].strip(), row[1].strip()
+        earlier = lines.get(identity.casefold())
+        if earlier is not None and earlier[1].casefold() != target.casefold():
+            raise ConfigError(
+                f"identity map {path}: {identity!r} stands for {earlier[1]!r} on line "
+                f"{earlier[0]} and for {target!r} on line {number}; an identity is one "
+                "account: keep one line"
+            )
+        lines[identity.casefold()] = (number, target)
+        pairs.append((identity, target))
     return tuple(pairs)
 
 
@@ -429,6 +443,18 @@ _TYPES: dict[str, type] = {
 }
 
 
+def _trusted_types(values: list[str], path: Path, where: str) -> tuple[str, ...]:
+    """``trust_empty_evidence`` of the tenants file, each one of :data:`TRUSTABLE_TYPES`."""
+    chosen = tuple(value.strip().lower() for value in values)
+    for value in chosen:
+        if value not in TRUSTABLE_TYPES:
+            raise ConfigError(
+                f"{path}: {where}: trust_empty_evidence {value!r} is not an account type; "
+                f"use {', '.join(TRUSTABLE_TYPES)}"
+            )
+    return chosen
+
+
 def _tenant_identity_map(value: str | None, path: Path, where: str) -> tuple[tuple[str, str], ...]:
     """The identity map a tenant names, relative to the tenants file's folder."""
     if not value:
@@ -517,7 +543,9 @@ def load_tenants(path: Path) -> list[TenantConfig]:
                 exclude_roles=tuple(merged.get("exclude_roles", ())),
                 identity_map=_tenant_identity_map(merged.get("identity_map"), path, where),
                 ignore_identities=tuple(merged.get("ignore_identities", ())),
-                trust_empty_evidence=tuple(merged.get("trust_empty_evidence", ())),
+                trust_empty_evidence=_trusted_types(
+                    merged.get("trust_empty_evidence", ()), path, where
+                ),
             )
         )
     return tenants

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from login_audit.archive.base import Archive, TenantInfo
+from login_audit.audit import SAMPLE, check_same_tenant
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
@@ -61,9 +62,12 @@ def run_sync(
     """Snapshot the accounts and bring the ``all`` stream of one tenant up to date."""
     settings = http_settings(settings_kwargs)
     with open_platform(state, target, token_file, settings) as platform:
-        tenant = archive.tenant_id(tenant_key(target, tenant_name))
+        key = tenant_key(target, tenant_name)
+        tenant = archive.tenant_id(key)
         with archive.lock(tenant), progress_reporter(True) as progress:
             accounts = list(platform.list_accounts())
+            known, _ = archive.first_seen(tenant)
+            check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
             archive.store_accounts(tenant, accounts, utcnow())
             return sync_stream(
                 archive,

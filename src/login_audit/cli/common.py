@@ -21,6 +21,7 @@ from login_audit.config import (
     C1_KEY_ENV,
     PLATFORMS,
     TOKEN_ENV,
+    TRUSTABLE_TYPES,
     URL_ENV,
     HttpSettings,
     Secret,
@@ -480,7 +481,7 @@ def evidence_options(func: F) -> F:
         click.option(
             "--trust-empty-evidence",
             multiple=True,
-            metavar="TYPE",
+            type=click.Choice(TRUSTABLE_TYPES, case_sensitive=False),
             envvar="LOGIN_AUDIT_TRUST_EMPTY_EVIDENCE",
             help="Believe that no account of this type (saml, local, or 'all') signed in, "
             "instead of reporting them unknown (repeatable).",
@@ -498,7 +499,7 @@ def evidence_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {
         "identity_map": read_identity_map(path) if path else (),
         "ignore_identities": DEFAULT_IGNORED_IDENTITIES + ignored,
-        "trust_empty_evidence": tuple(kwargs.pop("trust_empty_evidence")),
+        "trust_empty_evidence": tuple(t.lower() for t in kwargs.pop("trust_empty_evidence")),
     }
 
 
