@@ -201,3 +201,42 @@ class RunSummary:
     def to_remove(self) -> tuple[Finding, ...]:
         """The findings that belong on the cleanup CSV, in report order."""
         return tuple(f for f in self.findings if f.kind.removable)
+
+
+class SignalKind(str, enum.Enum):
+    """What ``watch`` reports: signs that someone may have taken over an account."""
+
+    REACTIVATED = "dormant-reactivated"
+    FAILED_BURST = "failed-logon-burst"
+    ACCOUNT_CREATED = "account-created"
+    ROLE_ADMIN = "role-changed-to-admin"
+    API_KEY_CREATED = "api-key-created"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One takeover signal: what happened, to whom, when, and the records that show it.
+
+    ``id`` is a hash of the kind and the evidence, so the same signal found twice (after
+    a crash, or by a second watcher) is the same value.
+    """
+
+    id: str
+    kind: SignalKind
+    subject: str
+    occurred_at: datetime
+    summary: str
+    actor: str = ""
+    evidence: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        """The signal as the JSON Lines output and the webhook carry it."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "occurredAt": self.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "summary": self.summary,
+            "actor": self.actor or None,
+            "evidence": dict(self.evidence),
+        }

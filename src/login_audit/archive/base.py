@@ -118,8 +118,8 @@ class Archive(Protocol):
         """The id of ``key``, created on first use."""
         ...
 
-    def lock(self, tenant: int) -> AbstractContextManager[None]:
-        """Hold the tenant's sync lock; raise ``ArchiveBusyError`` if another holds it."""
+    def lock(self, tenant: int, purpose: str = "sync") -> AbstractContextManager[None]:
+        """Hold the tenant's sync (or watch) lock; raise ``ArchiveBusyError`` if taken."""
         ...
 
     def state(self, tenant: int, stream: str) -> SyncState | None:

@@ -6,11 +6,12 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from login_audit.archive.sql import SqlArchive
+from login_audit.archive.sql import SqlArchive, busy_message
 from login_audit.config import Secret
 from login_audit.errors import ArchiveBusyError, ConfigError
 
 _LOCK_SPACE = 0x4C41  # "LA": keeps our advisory locks apart from other applications'
+_WATCH_LOCK_SPACE = 0x4C57  # "LW": the watch lock of a tenant, apart from its sync lock
 
 
 class PostgresDialect:
@@ -30,18 +31,18 @@ class PostgresDialect:
             yield
 
     @contextlib.contextmanager
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> Iterator[None]:
+    def tenant_lock(
+        self, conn: Any, location: str, tenant: int, purpose: str = "sync"
+    ) -> Iterator[None]:
         """A session advisory lock; PostgreSQL releases it if the process dies."""
-        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_SPACE, tenant)).fetchone()
+        space = _LOCK_SPACE if purpose == "sync" else _WATCH_LOCK_SPACE
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, tenant)).fetchone()
         if not got[0]:
-            raise ArchiveBusyError(
-                f"another login-audit process is syncing this tenant into {location}; "
-                "wait for it to finish, then run again"
-            )
+            raise ArchiveBusyError(busy_message(purpose, location))
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_SPACE, tenant))
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, tenant))
 
     def size_bytes(self, conn: Any) -> int:
         """``pg_database_size`` of the current database."""

@@ -23,6 +23,7 @@ from login_audit.archive.base import (
     from_us,
     to_us,
 )
+from login_audit.archive.signals import WATCH_MIGRATION
 from login_audit.models import Account, AuditRecord, RecordKind
 
 #: Named migrations, applied in order and recorded in ``schema_migrations``.
@@ -102,6 +103,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX apply_journal_by_time ON apply_journal (tenant_id, at)",
         ),
     ),
+    WATCH_MIGRATION,
 )
 
 
@@ -119,8 +121,10 @@ class Dialect(Protocol):
         """A write transaction on ``conn``."""
         ...
 
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> AbstractContextManager[None]:
-        """An exclusive, non-waiting lock of one tenant's sync."""
+    def tenant_lock(
+        self, conn: Any, location: str, tenant: int, purpose: str = "sync"
+    ) -> AbstractContextManager[None]:
+        """An exclusive, non-waiting lock of one tenant's ``purpose`` (sync or watch)."""
         ...
 
     def size_bytes(self, conn: Any) -> int:
@@ -203,6 +207,14 @@ def _account_version(account: Account) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def busy_message(purpose: str, location: str) -> str:
+    """The error text when another process holds a tenant's ``purpose`` lock."""
+    doing = "syncing this tenant into" if purpose == "sync" else f"{purpose}ing this tenant in"
+    return (
+        f"another login-audit process is {doing} {location}; wait for it to finish, then run again"
+    )
+
+
 class SqlArchive:
     """The :class:`~login_audit.archive.base.Archive` over a DB-API connection."""
 
@@ -268,9 +280,9 @@ class SqlArchive:
             row = self._one(find, params)
         return int(row[0])
 
-    def lock(self, tenant: int) -> AbstractContextManager[None]:
-        """Hold the tenant's sync lock (refuses at once if another process holds it)."""
-        return self.dialect.tenant_lock(self.conn, self.location, tenant)
+    def lock(self, tenant: int, purpose: str = "sync") -> AbstractContextManager[None]:
+        """Hold the tenant's sync (or watch) lock; refuses at once if another process holds it."""
+        return self.dialect.tenant_lock(self.conn, self.location, tenant, purpose)
 
     # -- sync state -----------------------------------------------------------------------
 
@@ -319,15 +331,24 @@ class SqlArchive:
         inserted = 0
         with self.dialect.transaction(self.conn):
             if rows:
+                # Numbers in insertion order, from a per-tenant counter whose row stays locked
+                # until the commit: a watcher reading "after N" never skips a late commit.
+                last = self._all(
+                    "UPDATE tenants SET record_seq = record_seq + ? WHERE id = ?"
+                    " RETURNING record_seq",
+                    (len(rows), tenant),
+                )[0][0]
+                first = int(last) - len(rows) + 1
+                numbered = [(*row, first + n) for n, row in enumerate(rows)]
                 inserted = self.dialect.insert_many(
                     self.conn,
                     self.dialect.sql(
                         "INSERT INTO records (tenant_id, key, logged_at, category, activity,"
-                        " result, kind, principal, account_id, raw)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " result, kind, principal, account_id, raw, seq)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (tenant_id, key) DO NOTHING"
                     ),
-                    rows,
+                    numbered,
                 )
             self._ensure_state(tenant, stream)
             self._execute(

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from login_audit.archive.sql import SqlArchive
+from login_audit.archive.sql import SqlArchive, busy_message
 from login_audit.errors import ArchiveBusyError, ConfigError
 
 
@@ -37,18 +37,18 @@ class SqliteDialect:
         conn.execute("COMMIT")
 
     @contextlib.contextmanager
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> Iterator[None]:
+    def tenant_lock(
+        self, conn: Any, location: str, tenant: int, purpose: str = "sync"
+    ) -> Iterator[None]:
         """An ``flock`` on ``<archive>.tenant-<id>.lock``, released by the OS if we die."""
-        path = f"{location}.tenant-{tenant}.lock"
+        suffix = "" if purpose == "sync" else f".{purpose}"
+        path = f"{location}.tenant-{tenant}{suffix}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ArchiveBusyError(
-                    f"another login-audit process is syncing this tenant into {location}; "
-                    "wait for it to finish, then run again"
-                ) from None
+                raise ArchiveBusyError(busy_message(purpose, location)) from None
             yield
         finally:
             os.close(fd)

@@ -1,0 +1,214 @@
+"""The watch job: read what the archive stored since the last run, find signals, deliver.
+
+One watcher per tenant at a time holds the tenant's watch lock (a second one refuses).
+New records are read in insertion order from the stored position; each batch's signals
+and the position after it commit in one transaction, so a watcher killed at any moment
+resumes with no signal lost and none stored twice. Delivery then sends every signal that
+a sink has not confirmed (see ``delivery.py``); what cannot be delivered stays pending
+for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from login_audit.archive.base import Archive, TenantKey
+from login_audit.archive.signals import FAILED, SENDING, SENT, SignalStore
+from login_audit.archive.sql import SqlArchive
+from login_audit.delivery import Sink
+from login_audit.errors import ConfigError
+from login_audit.models import AuditRecord, SignalKind
+from login_audit.sync import LOGONS, coverage
+from login_audit.timeutil import Clock, utcnow
+from login_audit.watch import Identity, WatchRules, detect
+
+log = logging.getLogger(__name__)
+
+BATCH = 20_000
+
+
+class ArchiveHistory:
+    """:class:`~login_audit.watch.History` answered from the archive's indexes."""
+
+    def __init__(self, store: SignalStore, tenant: int, covered_from: datetime | None) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.covered_from = covered_from
+        accounts = store.accounts(tenant)
+        self._by_id = {a.id: a for a in accounts}
+        self._by_email = {a.email.lower(): a for a in accounts if a.email}
+
+    def identity(self, record: AuditRecord) -> Identity:
+        """The record's identity; an email or id of a known account joins the two."""
+        principal = record.principal.lower()
+        account = (self._by_id.get(record.account_id) if record.account_id else None) or (
+            self._by_email.get(principal) if principal else None
+        )
+        principals = {p for p in (principal, account.email.lower() if account else "") if p}
+        ids = {i for i in (record.account_id, account.id if account else None) if i}
+        subject = (account.email or account.id) if account else (principal or record.account_id)
+        return Identity(
+            subject=(subject or "unknown").lower(),
+            principals=tuple(sorted(principals)),
+            account_ids=tuple(sorted(ids)),
+            known=account is not None,
+        )
+
+    def last_logon_before(self, identity: Identity, before: datetime) -> datetime | None:
+        """The newest successful logon of the identity before ``before``."""
+        return self.store.last_logon_before(
+            self.tenant, identity.principals, identity.account_ids, before
+        )
+
+    def failed_logons(self, identity: Identity, after: datetime, until: datetime) -> int:
+        """Failed logons of the identity in ``(after, until]``."""
+        return self.store.failed_logons(
+            self.tenant, identity.principals, identity.account_ids, after, until
+        )
+
+    def signalled(self, kind: SignalKind, subject: str, since: datetime, until: datetime) -> bool:
+        """True when a stored signal of ``kind`` about ``subject`` occurred in the range."""
+        return self.store.signalled(self.tenant, kind.value, subject, since, until)
+
+
+@dataclass
+class WatchResult:
+    """What one watch of one tenant did."""
+
+    tenant: TenantKey
+    records: int = 0
+    signals: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every signal reached every sink."""
+        return not self.problems
+
+
+def _store(archive: Archive) -> SignalStore:
+    if not isinstance(archive, SqlArchive):
+        raise ConfigError("watch needs an SQL archive (SQLite or PostgreSQL)")
+    return SignalStore(archive)
+
+
+def tenant_json(key: TenantKey) -> dict[str, str]:
+    """How a signal names its tenant."""
+    return {"platform": key.platform, "region": key.region, "name": key.name}
+
+
+def find_signals(
+    archive: Archive,
+    key: TenantKey,
+    rules: WatchRules,
+    *,
+    sinks: Sequence[Sink] = (),
+    clock: Clock = utcnow,
+    batch: int = BATCH,
+    after_batch: Callable[[int], None] = lambda position: None,
+) -> WatchResult:
+    """Find and store the signals of the records new since the last watch of ``key``.
+
+    The caller holds the tenant's watch lock. ``sinks`` are registered first, so they
+    receive every signal this run finds.
+    """
+    store = _store(archive)
+    tenant = archive.tenant_id(key)
+    result = WatchResult(key)
+    started = clock()
+    for sink in sinks:
+        store.register_sink(tenant, sink.name, started)
+    state = coverage(archive, tenant, LOGONS)
+    history = ArchiveHistory(store, tenant, state.covered_from if state else None)
+    position = store.position(tenant)
+    while True:
+        rows = store.records_after(tenant, position, batch)
+        if not rows:
+            break
+        signals = detect((record for _, record in rows), history, rules)
+        position = rows[-1][0]
+        result.signals += store.save(tenant, signals, position, clock())
+        result.records += len(rows)
+        for signal in signals:
+            result.kinds[signal.kind.value] = result.kinds.get(signal.kind.value, 0) + 1
+        after_batch(position)
+    return result
+
+
+def deliver_pending(
+    archive: Archive, key: TenantKey, sink: Sink, *, clock: Clock = utcnow
+) -> tuple[int, str | None]:
+    """Send ``sink`` every signal it has not confirmed; return ``(sent, problem or None)``."""
+    store = _store(archive)
+    tenant = archive.tenant_id(key)
+    pending = store.pending(tenant, sink.name)
+    in_doubt = [p.signal_id for p in pending if p.state == SENDING]
+    if in_doubt:
+        arrived = sink.already_delivered(in_doubt)
+        store.mark(tenant, sink.name, sorted(arrived), SENT, clock())
+        pending = [p for p in pending if p.signal_id not in arrived]
+    if not pending:
+        return 0, None
+    bodies: list[dict[str, Any]] = [{**p.body, "tenant": tenant_json(key)} for p in pending]
+    ids = [p.signal_id for p in pending]
+    store.mark(tenant, sink.name, ids, SENDING, clock())
+    confirmed: list[str] = []
+
+    def confirm(done: Sequence[str]) -> None:
+        store.mark(tenant, sink.name, done, SENT, clock())
+        confirmed.extend(done)
+
+    problem = sink.deliver(bodies, confirm)
+    left = sorted(set(ids) - set(confirmed))
+    if left:
+        store.mark(tenant, sink.name, left, FAILED, clock())
+    return len(confirmed), problem
+
+
+def run_watch(
+    archive: Archive,
+    key: TenantKey,
+    rules: WatchRules,
+    sinks: Sequence[Sink],
+    *,
+    clock: Clock = utcnow,
+    batch: int = BATCH,
+) -> WatchResult:
+    """Find the new signals of one tenant and deliver every pending one, under its lock."""
+    tenant = archive.tenant_id(key)
+    with archive.lock(tenant, "watch"):
+        result = find_signals(archive, key, rules, sinks=sinks, clock=clock, batch=batch)
+        for sink in sinks:
+            sent, problem = deliver_pending(archive, key, sink, clock=clock)
+            result.delivered[sink.name] = sent
+            if problem:
+                result.problems.append(problem)
+                log.error("%s", problem)
+    return result
+
+
+def repeat(
+    run_once: Callable[[], int],
+    interval: float,
+    *,
+    sleep: Callable[[float], None],
+    runs: int | None = None,
+) -> int:
+    """Call ``run_once`` every ``interval`` seconds (``runs`` times, or until interrupted).
+
+    Returns the exit code of the last run.
+    """
+    code, done = 0, 0
+    while runs is None or done < runs:
+        code = run_once()
+        done += 1
+        if runs is not None and done >= runs:
+            break
+        sleep(interval)
+    return code
