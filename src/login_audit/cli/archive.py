@@ -25,6 +25,7 @@ from login_audit.cli.common import (
 from login_audit.config import Target, resolve_target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, export_records, guess_format
+from login_audit.platforms.base import Platform
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import format_z, parse_timestamp, utcnow
@@ -59,17 +60,24 @@ def run_sync(
     settings = http_settings(settings_kwargs)
     with open_platform(state, target, token_file, settings) as platform:
         tenant = archive.tenant_id(tenant_key(target, tenant_name))
-        with archive.lock(tenant), progress_reporter(True) as progress:
-            accounts = list(platform.list_accounts())
-            archive.store_accounts(tenant, accounts, utcnow())
-            return sync_stream(
-                archive,
-                platform,
-                tenant,
-                ALL,
-                overlap=timedelta(minutes=overlap_minutes),
-                progress=progress,
-            )
+        return sync_platform(archive, platform, tenant, overlap_minutes)
+
+
+def sync_platform(
+    archive: Archive, platform: Platform, tenant: int, overlap_minutes: int, *, quiet: bool = False
+) -> SyncResult:
+    """Under the tenant's sync lock: snapshot the accounts, then sync the ``all`` stream."""
+    with archive.lock(tenant), progress_reporter(not quiet) as progress:
+        accounts = list(platform.list_accounts())
+        archive.store_accounts(tenant, accounts, utcnow())
+        return sync_stream(
+            archive,
+            platform,
+            tenant,
+            ALL,
+            overlap=timedelta(minutes=overlap_minutes),
+            progress=progress,
+        )
 
 
 def describe_sync(result: SyncResult) -> str:

@@ -64,6 +64,14 @@ from login_audit.reports.atomic import ensure_dir
     type=click.Path(dir_okay=False),
     help="Write the tenant's ground truth (what the default policy must flag) here.",
 )
+@click.option(
+    "--scenario",
+    type=click.Choice(["audit", "takeover"]),
+    default="audit",
+    show_default=True,
+    help="audit: accounts of every class; takeover: normal traffic with planted takeover "
+    "signals for 'watch' (the truth lists them).",
+)
 @common_options
 def simulate(
     port: int,
@@ -76,6 +84,7 @@ def simulate(
     rate_window: float,
     time_scale: float,
     truth: str | None,
+    scenario: str,
 ) -> None:
     """Serve a synthetic Vision One and Cloud One tenant on 127.0.0.1 until interrupted.
 
@@ -90,10 +99,19 @@ def simulate(
     from login_audit.simulator import FaultConfig, Simulator, build_tenant
     from login_audit.simulator.cloudone import build_cloudone_tenant
 
-    tenant = build_tenant(seed, accounts)
-    c1 = build_cloudone_tenant(seed, accounts)
+    if scenario == "takeover":
+        from login_audit.simulator.takeover import build_takeover_cloudone, build_takeover_tenant
+
+        tenant, v1_signals = build_takeover_tenant(seed, accounts)
+        c1, c1_signals = build_takeover_cloudone(seed, max(12, accounts // 2))
+    else:
+        tenant, c1 = build_tenant(seed, accounts), build_cloudone_tenant(seed, accounts)
+        v1_signals = c1_signals = []
     if truth:
-        data = {"visionone": tenant.truth(), "cloudone": c1.truth()}
+        data = {
+            "visionone": {**tenant.truth(), "signals": v1_signals},
+            "cloudone": {**c1.truth(), "signals": c1_signals},
+        }
         Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     sim = Simulator(
         tenant,

@@ -1,0 +1,320 @@
+"""``login-audit watch``: takeover signals from the archive, each reported once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from login_audit.archive.base import Archive, TenantKey
+from login_audit.cli.archive import overlap_option, sync_platform
+from login_audit.cli.common import (
+    CONTEXT,
+    AppState,
+    archive_options,
+    common_options,
+    http_options,
+    http_settings,
+    open_archive_for,
+    open_platform,
+    tenant_key,
+    tenant_options,
+)
+from login_audit.cli.fleet import _platform
+from login_audit.config import (
+    HttpSettings,
+    TenantConfig,
+    default_config_path,
+    load_tenants,
+    resolve_target,
+)
+from login_audit.delivery import (
+    WEBHOOK_ENV,
+    WEBHOOK_STYLES,
+    FileSink,
+    Sink,
+    WebhookSink,
+    load_webhook_url,
+)
+from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiveBusyError
+from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, RetryPolicy
+from login_audit.platforms.base import Platform
+from login_audit.watch import DEFAULT_ADMIN_ROLES, WatchRules
+from login_audit.watcher import WatchResult, repeat, run_watch
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _tenant_platform(
+    state: AppState, tenant: TenantConfig, settings: HttpSettings
+) -> Iterator[Platform]:
+    token = tenant.load_token()
+    state.redactor.add(token)
+    auth = BearerAuth(token) if tenant.target.platform == "visionone" else ApiKeyAuth(token)
+    with HttpClient(auth, settings) as http:
+        yield _platform(tenant, http)
+
+
+def _sync(archive: Archive, platform: Platform, key: TenantKey, overlap: int) -> str | None:
+    """Bring the tenant's archive up to date; a problem is returned, not raised."""
+    try:
+        result = sync_platform(archive, platform, archive.tenant_id(key), overlap, quiet=True)
+    except ArchiveBusyError:
+        log.warning("tenant %s: another process is syncing; watching what is stored", key.name)
+        return None
+    return None if result.complete else result.problem
+
+
+def describe(result: WatchResult, sync_problem: str | None) -> str:
+    """The lines about one tenant's watch, for stderr."""
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(result.kinds.items()))
+    key = result.tenant
+    lines = [
+        f"watch {key.name} ({key.platform} {key.region}): {result.records} new records, "
+        f"{result.signals} new signals" + (f" ({kinds})" if kinds else "")
+    ]
+    lines += [f"  delivered to {name}: {count}" for name, count in result.delivered.items()]
+    if sync_problem:
+        lines.append(f"  INCOMPLETE sync: {sync_problem}")
+    lines += [f"  NOT DELIVERED: {problem}" for problem in result.problems]
+    return "\n".join(lines)
+
+
+def _sinks(
+    jsonl: str | None,
+    ocsf: str | None,
+    webhook_file: str | None,
+    webhook_format: str,
+    digest: bool,
+    settings: HttpSettings,
+    state: AppState,
+) -> list[Sink]:
+    sinks: list[Sink] = []
+    if jsonl:
+        sinks.append(FileSink(jsonl, "jsonl"))
+    if ocsf:
+        sinks.append(FileSink(ocsf, "ocsf"))
+    url = load_webhook_url(webhook_file)
+    if url is not None:
+        state.redactor.add(url)
+        policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base,
+            backoff_cap=settings.backoff_cap,
+            retry_after_cap=settings.retry_after_cap,
+        )
+        sinks.append(
+            WebhookSink(
+                url, style=webhook_format, digest=digest, policy=policy, timeout=settings.timeout
+            )
+        )
+    if not sinks:
+        sinks.append(FileSink("-", "jsonl"))
+    return sinks
+
+
+@click.command(context_settings=CONTEXT)
+@tenant_options
+@archive_options
+@click.option(
+    "--no-sync",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_NO_SYNC",
+    help="Watch what the archive holds without asking the vendor first.",
+)
+@overlap_option
+@click.option(
+    "--dormant-days",
+    type=click.IntRange(min=1),
+    default=90,
+    show_default=True,
+    envvar=["LOGIN_AUDIT_DORMANT_DAYS", "LOGIN_AUDIT_DAYS"],
+    help="A logon after this many days without one is a reactivation (the audit's "
+    "$LOGIN_AUDIT_DAYS applies too).",
+)
+@click.option(
+    "--failed-threshold",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    envvar="LOGIN_AUDIT_FAILED_THRESHOLD",
+    help="Failed logons within --failed-window on a stale account that make a signal.",
+)
+@click.option(
+    "--failed-window",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="MINUTES",
+    envvar="LOGIN_AUDIT_FAILED_WINDOW",
+    help="Length of the window of --failed-threshold, in minutes.",
+)
+@click.option(
+    "--admin-role",
+    multiple=True,
+    metavar="NAME",
+    envvar="LOGIN_AUDIT_ADMIN_ROLE",
+    help="A role that makes an account an administrator (repeatable) [default: "
+    + ", ".join(DEFAULT_ADMIN_ROLES)
+    + "].",
+)
+@click.option(
+    "--jsonl",
+    metavar="FILE",
+    envvar="LOGIN_AUDIT_WATCH_JSONL",
+    help="Append each new signal to FILE as a JSON line ('-' for stdout) [default: stdout "
+    "when no other output is given].",
+)
+@click.option(
+    "--ocsf",
+    metavar="FILE",
+    envvar="LOGIN_AUDIT_WATCH_OCSF",
+    help="Append each new signal to FILE as an OCSF 1.1 Detection Finding (class 2004), JSONL.",
+)
+@click.option(
+    "--webhook-file",
+    metavar="FILE",
+    envvar="LOGIN_AUDIT_WEBHOOK_FILE",
+    help=f"POST signals to the webhook URL held in FILE (else ${WEBHOOK_ENV}); it is never shown.",
+)
+@click.option(
+    "--webhook-format",
+    type=click.Choice(WEBHOOK_STYLES),
+    default="json",
+    show_default=True,
+    envvar="LOGIN_AUDIT_WEBHOOK_FORMAT",
+    help="The body: plain JSON, or a Slack or Microsoft Teams message.",
+)
+@click.option(
+    "--digest",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_WEBHOOK_DIGEST",
+    help="One webhook request for all new signals instead of one per signal.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    envvar="LOGIN_AUDIT_WATCH_INTERVAL",
+    help="Run again every SECONDS until interrupted, instead of once.",
+)
+@click.option(
+    "--all", "all_tenants", is_flag=True, help="Watch every tenant of the configuration file."
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="LOGIN_AUDIT_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="The tenants file for --all.",
+)
+@click.option("--quiet", "-q", is_flag=True, envvar="LOGIN_AUDIT_QUIET", help="Print no summary.")
+@http_options
+@common_options
+def watch(
+    platform: str,
+    region: str | None,
+    base_url: str | None,
+    token_file: str | None,
+    archive_spec: str | None,
+    tenant_name: str,
+    no_sync: bool,
+    overlap_minutes: int,
+    dormant_days: int,
+    failed_threshold: int,
+    failed_window: int,
+    admin_role: tuple[str, ...],
+    jsonl: str | None,
+    ocsf: str | None,
+    webhook_file: str | None,
+    webhook_format: str,
+    digest: bool,
+    interval: float | None,
+    all_tenants: bool,
+    config_path: str | None,
+    quiet: bool,
+    **kwargs: Any,
+) -> None:
+    """Report takeover signals from the archive, each exactly once.
+
+    After bringing the archive up to date (unless --no-sync), reads only the records
+    stored since the last watch and reports: dormant accounts that log on again, bursts
+    of failed logons on stale accounts, accounts created, roles changed to an
+    administrator role and API keys created. What was reported, and where, is kept in
+    the archive, so a watcher killed at any moment resumes without loss or duplicate; a
+    signal that a webhook did not accept (2xx) is sent again on the next run.
+
+    Exit codes: 0 every signal delivered, 4 some not delivered (kept) or the sync
+    incomplete, 2 configuration.
+
+    \b
+    Examples:
+      login-audit watch --region eu --jsonl signals.jsonl
+      LOGIN_AUDIT_WEBHOOK_URL=... login-audit watch --webhook-format slack --digest
+      login-audit watch --all --ocsf /var/log/login-audit/findings.jsonl --interval 900
+    """
+    state = click.get_current_context().ensure_object(AppState)
+    settings = http_settings(kwargs)
+    rules = WatchRules(
+        dormant_days=dormant_days,
+        failed_threshold=failed_threshold,
+        failed_window=timedelta(minutes=failed_window),
+        admin_roles=tuple(admin_role) or DEFAULT_ADMIN_ROLES,
+    )
+    sinks = _sinks(jsonl, ocsf, webhook_file, webhook_format, digest, settings, state)
+    if all_tenants:
+        tenants = load_tenants(Path(config_path) if config_path else default_config_path())
+    else:
+        target = resolve_target(platform, region, base_url)
+
+    def once() -> int:
+        archive = open_archive_for(state, archive_spec)
+        codes = []
+        try:
+            if all_tenants:
+                for tenant in tenants:
+                    key = tenant_key(tenant.target, tenant.name)
+                    problem = None
+                    if not no_sync:
+                        with _tenant_platform(state, tenant, settings) as client:
+                            problem = _sync(archive, client, key, overlap_minutes)
+                    codes.append(_watch_one(archive, key, rules, sinks, problem, quiet))
+            else:
+                key = tenant_key(target, tenant_name)
+                problem = None
+                if not no_sync:
+                    with open_platform(state, target, token_file, settings) as client:
+                        problem = _sync(archive, client, key, overlap_minutes)
+                codes.append(_watch_one(archive, key, rules, sinks, problem, quiet))
+        finally:
+            archive.close()
+        return max(codes, default=EXIT_OK)
+
+    try:
+        code = once() if interval is None else repeat(once, interval, sleep=time.sleep)
+    finally:
+        for sink in sinks:
+            if isinstance(sink, WebhookSink):
+                sink.close()
+    raise SystemExit(code)
+
+
+def _watch_one(
+    archive: Archive,
+    key: TenantKey,
+    rules: WatchRules,
+    sinks: list[Sink],
+    sync_problem: str | None,
+    quiet: bool,
+) -> int:
+    result = run_watch(archive, key, rules, sinks)
+    if not quiet:
+        click.echo(describe(result, sync_problem), err=True)
+    return EXIT_OK if result.complete and not sync_problem else EXIT_INCOMPLETE
