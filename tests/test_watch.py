@@ -274,9 +274,8 @@ def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(
     total = archive._one("SELECT COUNT(*) FROM records")[0]
     # Die after each of the first batches of detection in turn.
     for crash_at in (1, 2, 3):
-        seen = []
 
-        def after(position: int, crash_at: int = crash_at) -> None:
+        def after(position: int, seen: list[int] = [], crash_at: int = crash_at) -> None:  # noqa: B006 - one list per crash
             seen.append(position)
             if len(seen) == crash_at:
                 raise Crash
@@ -525,7 +524,8 @@ def test_the_migration_numbers_records_stored_before_it(archive_url: str, monkey
     for n, when in enumerate((300, 100, 200)):
         old._execute(
             "INSERT INTO records (tenant_id, key, logged_at, category, activity, result, kind,"
-            " principal, account_id, raw) VALUES (?, ?, ?, 'c', 'a', 'r', 'other', 'p', NULL, '{}')",
+            " principal, account_id, raw)"
+            " VALUES (?, ?, ?, 'c', 'a', 'r', 'other', 'p', NULL, '{}')",
             (tenant, f"k{n}", when),
         )
     old.close()

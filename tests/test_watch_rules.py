@@ -39,7 +39,7 @@ class Past:
     """An in-memory History: the archive's records and signals as lists."""
 
     records: list[AuditRecord] = field(default_factory=list)
-    covered_from: datetime | None = ago(180)
+    covered_from: datetime | None = NOW - timedelta(days=180)
     accounts: tuple[str, ...] = ("ann@example.com",)
     stored: list[tuple[SignalKind, str, datetime]] = field(default_factory=list)
 
