@@ -339,6 +339,13 @@ def test_sigkill_while_delivering_then_rerun(
 
 # -- webhooks ---------------------------------------------------------------------------------
 
+ONE_SIGNAL = {
+    "id": "s1",
+    "kind": "api-key-created",
+    "summary": "x",
+    "occurredAt": "2026-11-22T10:00:00.000000Z",
+}
+
 
 @pytest.mark.e2e
 def test_receiver_down_keeps_every_signal_for_the_next_run(
@@ -378,12 +385,7 @@ def test_webhook_retries_with_backoff_and_retry_after(receiver: Receiver) -> Non
         Secret(receiver.url), policy=RetryPolicy(max_attempts=4, backoff_base=2), sleep=slept.append
     )
     confirmed: list[str] = []
-    body = {
-        "id": "s1",
-        "kind": "api-key-created",
-        "summary": "x",
-        "occurredAt": "2026-11-22T10:00:00.000000Z",
-    }
+    body = dict(ONE_SIGNAL)
     assert sink.deliver([body], confirmed.extend) is None
     assert confirmed == ["s1"]
     assert slept[0] == 7 and 2 <= slept[1] <= 4  # Retry-After, then equal-jitter backoff
@@ -398,12 +400,7 @@ def test_a_refusing_receiver_is_not_retried_and_nothing_is_confirmed(receiver: R
     slept: list[float] = []
     sink = WebhookSink(Secret(receiver.url), sleep=slept.append)
     confirmed: list[str] = []
-    body = {
-        "id": "s1",
-        "kind": "api-key-created",
-        "summary": "x",
-        "occurredAt": "2026-11-22T10:00:00.000000Z",
-    }
+    body = dict(ONE_SIGNAL)
     problem = sink.deliver([body], confirmed.extend)
     assert problem is not None and "HTTP 404" in problem and "SECRET" not in problem
     assert confirmed == [] and slept == [] and len(receiver.requests) == 1
@@ -425,6 +422,7 @@ def test_slack_teams_and_digest_bodies(
     )  # fmt: skip
     code, out, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
     assert code == 0, err
+    assert "webhook file" in err and "can be read by other users" in err  # it was 0644
     assert len(receiver.requests) == 1  # one digest
     _, body = receiver.requests[0]
     if style == "slack":
@@ -466,6 +464,7 @@ def test_bad_webhook_files_are_refused_in_one_line(
 ) -> None:
     hook = tmp_path / "hook.url"
     hook.write_text(content)
+    hook.chmod(0o600)
     args = [
         "watch",
         "--no-sync",
@@ -490,7 +489,7 @@ def test_a_missing_webhook_file_is_one_line(tmp_path: Path, monkeypatch, capsys)
         str(tmp_path / "none"),
     ]
     code, _, err = cli(args, monkeypatch, capsys)
-    assert code == 2 and "cannot read the webhook file" in err and "Traceback" not in err
+    assert code == 2 and "cannot read webhook file" in err and "Traceback" not in err
 
 
 # -- concurrency, state, loop -----------------------------------------------------------------

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from login_audit import __version__
-from login_audit.config import Secret, is_loopback_host
+from login_audit.config import Secret, is_loopback_host, read_secret_file
 from login_audit.errors import ConfigError
 from login_audit.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, parse_retry_after
 
@@ -225,13 +225,7 @@ def load_webhook_url(path: str | None, environ: dict[str, str] | None = None) ->
     """
     env = os.environ if environ is None else environ
     if path:
-        try:
-            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                f"cannot read the webhook file {path}: {reason}; check the path and permissions"
-            ) from None
+        value = read_secret_file(Path(path).expanduser(), "webhook file", ConfigError).strip()
         source = f"the webhook file {path}"
     else:
         value = env.get(WEBHOOK_ENV, "").strip()
