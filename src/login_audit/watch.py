@@ -44,6 +44,7 @@ _C1_USER_UPDATED = re.compile(r"^audit\.(saml[_-])?user[_-]updated\.v\d+$", re.I
 _C1_KEY_CREATED = re.compile(r"^audit\.api[_-]?key[_-]created\.v\d+$", re.IGNORECASE)
 _ROLE_KEYS = ("role", "newrole", "rolename", "role_name", "roleid", "newroleid")
 _TARGET_KEYS = ("account", "email", "useraccount", "targetuser", "user", "username", "name")
+_C1_TARGET_KEYS = ("email", "subject", "urn", "userurn", "name", "id")
 _KEY_KEYS = ("name", "apikeyname", "keyname", "alias", "id", "apikeyid")
 
 
@@ -104,15 +105,15 @@ class _Run:
 
     history: History
     found: list[Signal] = field(default_factory=list)
+    _times: dict[tuple[SignalKind, str], list[datetime]] = field(default_factory=dict)
+
+    def add(self, signal: Signal) -> None:
+        self.found.append(signal)
+        self._times.setdefault((signal.kind, signal.subject), []).append(signal.occurred_at)
 
     def signalled(self, kind: SignalKind, subject: str, since: datetime, until: datetime) -> bool:
-        for signal in self.found:
-            if (
-                signal.kind is kind
-                and signal.subject == subject
-                and (since <= signal.occurred_at <= until)
-            ):
-                return True
+        if any(since <= t <= until for t in self._times.get((kind, subject), ())):
+            return True
         return self.history.signalled(kind, subject, since, until)
 
 
@@ -233,41 +234,42 @@ def privilege_change(record: AuditRecord, rules: WatchRules) -> tuple[SignalKind
     ``audit.user_created.v1``, ``audit.user_updated.v1`` with an administrator ``roleID``,
     ``audit.api_key_created.v1`` (and their SAML and hyphenated spellings).
     """
+    category, activity = record.category.strip(), record.activity.strip()
+    kind: SignalKind | None = None
+    needs_admin = False
+    if _C1_KEY_CREATED.match(category):
+        kind = SignalKind.API_KEY_CREATED
+    elif _C1_USER_CREATED.match(category):
+        kind = SignalKind.ACCOUNT_CREATED
+    elif _C1_USER_UPDATED.match(category):
+        kind, needs_admin = SignalKind.ROLE_ADMIN, True
+    elif category.lower().startswith("audit."):
+        return None
+    elif "api key" in f"{category} {activity}".lower():
+        kind = SignalKind.API_KEY_CREATED if _CREATE.match(activity) else None
+    elif category.lower() == "account management":
+        if _CREATE.match(activity):
+            kind = SignalKind.ACCOUNT_CREATED
+        elif _CHANGE.match(activity):
+            kind, needs_admin = SignalKind.ROLE_ADMIN, True
+    if kind is None:
+        return None  # decided without parsing the record: most records end here
     try:
-        raw = json.loads(record.raw)
+        details_value = _lowered(json.loads(record.raw)).get("details")
     except ValueError:
         return None
-    item = _lowered(raw)
-    details_value = item.get("details")
     details = _lowered(details_value)
     details_text = details_value if isinstance(details_value, str) else ""
-    admins = {role.lower() for role in rules.admin_roles}
     role = _first(details, _ROLE_KEYS)
-    is_admin = role.lower() in admins or (
-        bool(details_text) and any(a in details_text.lower() for a in admins)
-    )
-    category, activity = record.category.strip(), record.activity.strip()
-    if category.lower().startswith("audit."):
-        if _C1_KEY_CREATED.match(category):
-            return SignalKind.API_KEY_CREATED, _first(details, _KEY_KEYS) or "API key", role
-        target = _first(details, ("email", "subject", "urn", "userurn", "name", "id"))
-        if _C1_USER_CREATED.match(category):
-            return SignalKind.ACCOUNT_CREATED, target or "account", role
-        if _C1_USER_UPDATED.match(category) and is_admin:
-            return SignalKind.ROLE_ADMIN, target or "account", role
-        return None
-    if "api key" in f"{category} {activity}".lower():
-        if _CREATE.match(activity):
-            return SignalKind.API_KEY_CREATED, _first(details, _KEY_KEYS) or "API key", role
-        return None
-    if category.lower() != "account management":
-        return None
-    target = _first(details, _TARGET_KEYS) or details_text[:200] or "account"
-    if _CREATE.match(activity):
-        return SignalKind.ACCOUNT_CREATED, target, role
-    if _CHANGE.match(activity) and is_admin:
-        return SignalKind.ROLE_ADMIN, target, role
-    return None
+    if needs_admin:
+        admins = {r.lower() for r in rules.admin_roles}
+        text = details_text.lower()
+        if role.lower() not in admins and not (text and any(a in text for a in admins)):
+            return None
+    if kind is SignalKind.API_KEY_CREATED:
+        return kind, _first(details, _KEY_KEYS) or "API key", role
+    keys = _C1_TARGET_KEYS if category.lower().startswith("audit.") else _TARGET_KEYS
+    return kind, _first(details, keys) or details_text[:200] or "account", role
 
 
 _WHAT = {
@@ -314,5 +316,5 @@ def detect(records: Iterable[AuditRecord], history: History, rules: WatchRules) 
         else:
             signal = _privilege(record, when, rules)
         if signal is not None:
-            run.found.append(signal)
+            run.add(signal)
     return run.found

@@ -66,10 +66,17 @@ WATCH_MIGRATION: tuple[str, tuple[str, ...]] = (
                 attempts INTEGER NOT NULL,
                 updated_at BIGINT NOT NULL,
                 PRIMARY KEY (tenant_id, signal_id, sink))""",
+        "CREATE INDEX watch_deliveries_open ON watch_deliveries (tenant_id, sink)"
+        " WHERE state <> 'sent'",
     ),
 )
 
-SENDING, SENT, FAILED = "sending", "sent", "failed"
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+
+#: Repeats the partial logon indexes' condition word for word, so that SQLite uses them;
+#: ``+logged_at`` and ``MAX(logged_at + 0)`` keep SQLite from preferring the time index
+#: (its MIN/MAX shortcut), which reads every record when the identity's logons are few.
+_LOGONS = "kind IN ('logon-ok', 'logon-failed')"
 
 _RECORD_COLUMNS = (
     "seq, key, logged_at, category, activity, result, kind, principal, account_id, raw"
@@ -159,8 +166,8 @@ class SignalStore:
             if not values:
                 continue
             row = self._all(
-                f"SELECT MAX(logged_at) FROM records WHERE tenant_id = ? AND kind = 'logon-ok'"  # noqa: S608 - fixed columns, values are parameters
-                f" AND {column} IN ({_in(values)}) AND logged_at < ?",
+                f"SELECT MAX(logged_at + 0) FROM records WHERE tenant_id = ? AND {_LOGONS}"  # noqa: S608 - fixed columns, values are parameters
+                f" AND kind = 'logon-ok' AND {column} IN ({_in(values)}) AND +logged_at < ?",
                 (tenant, *values, to_us(before)),
             )[0][0]
             if row is not None and (newest is None or row > newest):
@@ -176,23 +183,20 @@ class SignalStore:
         until: datetime,
     ) -> int:
         """Failed logons of the identity logged in ``(after, until]`` (each record once)."""
-        conditions = []
-        params: list[Any] = [tenant, to_us(after), to_us(until)]
-        if principals:
-            conditions.append(f"principal IN ({_in(principals)})")
-            params += principals
-        if ids:
-            conditions.append(f"account_id IN ({_in(ids)})")
-            params += ids
-        if not conditions:
+        selects, params = [], []
+        for column, values in (("principal", principals), ("account_id", ids)):
+            if values:
+                selects.append(
+                    f"SELECT key FROM records WHERE tenant_id = ? AND {_LOGONS}"  # noqa: S608 - fixed columns, values are parameters
+                    f" AND kind = 'logon-failed' AND {column} IN ({_in(values)})"
+                    " AND +logged_at > ? AND +logged_at <= ?"
+                )
+                params += [tenant, *values, to_us(after), to_us(until)]
+        if not selects:
             return 0
-        return int(
-            self._all(
-                "SELECT COUNT(*) FROM records WHERE tenant_id = ? AND kind = 'logon-failed'"  # noqa: S608 - fixed columns, values are parameters
-                f" AND logged_at > ? AND logged_at <= ? AND ({' OR '.join(conditions)})",
-                params,
-            )[0][0]
-        )
+        # UNION, not a sum: a record naming the account both ways counts once.
+        query = f"SELECT COUNT(*) FROM ({' UNION '.join(selects)}) AS failed"  # noqa: S608 - fixed columns, values are parameters
+        return int(self._all(query, params)[0][0])
 
     def signalled(
         self, tenant: int, kind: str, subject: str, since: datetime, until: datetime
@@ -251,6 +255,17 @@ class SignalStore:
                     ),
                     rows,
                 )
+                # Every sink known now owes each new signal a delivery.
+                self.archive.dialect.insert_many(
+                    self.archive.conn,
+                    self.archive.dialect.sql(
+                        "INSERT INTO watch_deliveries (tenant_id, signal_id, sink, state,"
+                        " attempts, updated_at) SELECT tenant_id, ?, sink, 'pending', 0, ?"
+                        " FROM watch_sinks WHERE tenant_id = ?"
+                        " ON CONFLICT (tenant_id, signal_id, sink) DO NOTHING"
+                    ),
+                    [(row[1], row[5], tenant) for row in rows],
+                )
             self._execute(
                 "INSERT INTO watch_state (tenant_id, position, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (tenant_id) DO UPDATE SET position = excluded.position,"
@@ -279,7 +294,7 @@ class SignalStore:
     # -- deliveries -----------------------------------------------------------------------
 
     def register_sink(self, tenant: int, sink: str, at: datetime) -> None:
-        """Start delivering to ``sink``: it receives the signals detected from ``at`` on."""
+        """Start delivering to ``sink``: it receives the signals stored from now on."""
         with self._transaction():
             self._execute(
                 "INSERT INTO watch_sinks (tenant_id, sink, registered_at) VALUES (?, ?, ?)"
@@ -290,14 +305,11 @@ class SignalStore:
     def pending(self, tenant: int, sink: str) -> list[Pending]:
         """Signals ``sink`` has not confirmed yet, oldest first."""
         rows = self._all(
-            "SELECT s.id, s.body, d.state FROM watch_signals s"
-            " JOIN watch_sinks k ON k.tenant_id = s.tenant_id AND k.sink = ?"
-            " LEFT JOIN watch_deliveries d ON d.tenant_id = s.tenant_id AND d.signal_id = s.id"
-            " AND d.sink = k.sink"
-            " WHERE s.tenant_id = ? AND s.detected_at >= k.registered_at"
-            " AND (d.state IS NULL OR d.state <> 'sent')"
+            "SELECT s.id, s.body, d.state FROM watch_deliveries d"
+            " JOIN watch_signals s ON s.tenant_id = d.tenant_id AND s.id = d.signal_id"
+            " WHERE d.tenant_id = ? AND d.sink = ? AND d.state <> 'sent'"
             " ORDER BY s.occurred_at, s.id",
-            (sink, tenant),
+            (tenant, sink),
         )
         return [Pending(row[0], json.loads(row[1]), row[2]) for row in rows]
 
