@@ -5,7 +5,7 @@ Prints figures, asserts nothing. Run from the repository root:
     .venv/bin/python bench/bench_watch.py --records 1000000 [--postgres]
 
 1. An archive is filled with ``--records`` synthetic Vision One records over 180 days
-   (50,000 identities, a quarter of the records logons) and a snapshot of 5,000 accounts.
+   (50,000 identities, a quarter of the records logons) and a snapshot of 5,100 accounts.
 2. A first watch reads the whole archive (time and signals found).
 3. Then, ``--rounds`` times: ``--new`` records are stored (among them a dormant account
    logging on again and a burst of failed logons on a stale account) and a watch finds
@@ -48,6 +48,9 @@ def fill(url: str, records: int) -> float:
     accounts = [
         Account(f"id-{n}", f"user{n:06d}@example.com", "Operator", "local", AccountStatus.ENABLED)
         for n in range(5000)
+    ] + [  # accounts that never log on: the bursts of failed logons aim at them
+        Account(f"stale-{n}", f"stale{n}@example.com", "Operator", "local", AccountStatus.ENABLED)
+        for n in range(100)
     ]
     archive.store_accounts(tenant, accounts, NOW - timedelta(days=1))
     items = synthetic_items(records)
@@ -79,7 +82,7 @@ def new_records(round_: int, count: int) -> list:
     stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     logon = {"category": "Logon and Logoff", "activity": "Log on", "loggedDateTime": stamp}
     items.append({**logon, "loggedUser": sleeper, "result": "Successful"})
-    target = f"user{4000 + round_:06d}@example.com"
+    target = f"stale{round_}@example.com"
     for n in range(6):
         items.append(
             {

@@ -10,18 +10,19 @@ for the next run.
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from login_audit.archive.base import Archive, TenantKey
+from login_audit.archive.base import Archive, TenantKey, from_us, to_us
 from login_audit.archive.signals import FAILED, SENDING, SENT, SignalStore
 from login_audit.archive.sql import SqlArchive
 from login_audit.delivery import Sink
 from login_audit.errors import ConfigError
-from login_audit.models import AuditRecord, SignalKind
+from login_audit.models import AuditRecord, RecordKind, SignalKind
 from login_audit.sync import LOGONS, coverage
 from login_audit.timeutil import Clock, utcnow
 from login_audit.watch import Identity, WatchRules, detect
@@ -41,6 +42,7 @@ class ArchiveHistory:
         accounts = store.accounts(tenant)
         self._by_id = {a.id: a for a in accounts}
         self._by_email = {a.email.lower(): a for a in accounts if a.email}
+        self._times: dict[str, dict[str, list[int]]] = {"principal": {}, "account_id": {}}
 
     def identity(self, record: AuditRecord) -> Identity:
         """The record's identity; an email or id of a known account joins the two."""
@@ -58,11 +60,35 @@ class ArchiveHistory:
             known=account is not None,
         )
 
+    def prepare(self, records: Iterable[AuditRecord]) -> None:
+        """Load the logon times of the identities of ``records`` in a few queries."""
+        principals: set[str] = set()
+        ids: set[str] = set()
+        for record in records:
+            if record.kind is not RecordKind.OTHER:
+                identity = self.identity(record)
+                principals.update(identity.principals)
+                ids.update(identity.account_ids)
+        self._times = {
+            "principal": self.store.logon_times(self.tenant, "principal", principals),
+            "account_id": self.store.logon_times(self.tenant, "account_id", ids),
+        }
+
     def last_logon_before(self, identity: Identity, before: datetime) -> datetime | None:
         """The newest successful logon of the identity before ``before``."""
-        return self.store.last_logon_before(
-            self.tenant, identity.principals, identity.account_ids, before
-        )
+        wanted = (("principal", identity.principals), ("account_id", identity.account_ids))
+        if not all(v in self._times[column] for column, values in wanted for v in values):
+            return self.store.last_logon_before(
+                self.tenant, identity.principals, identity.account_ids, before
+            )
+        limit, newest = to_us(before), None
+        for column, values in wanted:
+            for value in values:
+                times = self._times[column][value]
+                index = bisect.bisect_left(times, limit)
+                if index and (newest is None or times[index - 1] > newest):
+                    newest = times[index - 1]
+        return from_us(newest)
 
     def failed_logons(self, identity: Identity, after: datetime, until: datetime) -> int:
         """Failed logons of the identity in ``(after, until]``."""
@@ -131,6 +157,7 @@ def find_signals(
         rows = store.records_after(tenant, position, batch)
         if not rows:
             break
+        history.prepare(record for _, record in rows)
         signals = detect((record for _, record in rows), history, rules)
         position = rows[-1][0]
         result.signals += store.save(tenant, signals, position, clock())

@@ -174,6 +174,31 @@ class SignalStore:
                 newest = int(row)
         return from_us(newest)
 
+    def logon_times(
+        self, tenant: int, column: str, values: Iterable[str], chunk: int = 500
+    ) -> dict[str, list[int]]:
+        """Every dated successful logon (microseconds, sorted) of each ``column`` value.
+
+        ``column`` is ``principal`` or ``account_id``; one query per ``chunk`` values, so a
+        batch of records needs a few round trips instead of one per record.
+        """
+        if column not in ("principal", "account_id"):
+            raise ValueError(column)
+        wanted = sorted(set(values))
+        times: dict[str, list[int]] = {value: [] for value in wanted}
+        for i in range(0, len(wanted), chunk):
+            part = wanted[i : i + chunk]
+            for value, logged_at in self._all(
+                f"SELECT {column}, logged_at FROM records WHERE tenant_id = ? AND {_LOGONS}"  # noqa: S608 - fixed columns, values are parameters
+                f" AND kind = 'logon-ok' AND {column} IN ({_in(part)})"
+                " AND logged_at IS NOT NULL",
+                (tenant, *part),
+            ):
+                times[value].append(int(logged_at))
+        for found in times.values():
+            found.sort()
+        return times
+
     def failed_logons(
         self,
         tenant: int,
