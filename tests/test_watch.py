@@ -544,3 +544,68 @@ def test_repeat_runs_at_the_interval_without_sleeping_for_real() -> None:
     slept: list[float] = []
     assert repeat(lambda: next(codes), 900, sleep=slept.append, runs=3) == 0
     assert slept == [900, 900]
+
+
+# -- audit --notify ---------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_audit_notify_tells_the_owners_what_became_stale(
+    start_sim, receiver: Receiver, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from login_audit.simulator import build_tenant
+
+    tenant = build_tenant(seed=21, accounts=60)
+    sim = start_sim(tenant)
+    args = [
+        "audit", "--base-url", sim.base_url, "--archive", str(tmp_path / "a.sqlite3"),
+        "--output-dir", str(tmp_path / "out"), "--notify", "--webhook-format", "json", "-q",
+    ]  # fmt: skip
+    env = {"TMV1_TOKEN": sim.token, "LOGIN_AUDIT_WEBHOOK_URL": receiver.url}
+    code, out, err = cli(args, monkeypatch, capsys, **env)
+    assert code == 0, err
+    ((_, first),) = receiver.requests
+    stale = {r["UserId"] for r in tenant.truth()["remove"]}
+    assert set(first["audit"]["newlyStale"]) == stale and first["audit"]["complete"]
+    # Nothing new: nobody is told again.
+    code, _, err = cli(args, monkeypatch, capsys, **env)
+    assert code == 0 and len(receiver.requests) == 1, err
+    # An account appears that never logs on: only it is news.
+    sim.add_account(
+        {"id": "new-1", "email": "late.joiner@example.com", "role": "Operator",
+         "authType": "local", "status": "enabled"}
+    )  # fmt: skip
+    code, _, err = cli([*args, "--grace-days", "0"], monkeypatch, capsys, **env)
+    assert code == 0, err
+    assert receiver.requests[-1][1]["audit"]["newlyStale"] == ["late.joiner@example.com"]
+    # The receiver is down: the audit's reports are written, and the exit code says so.
+    receiver.answer = lambda n: (503, {})
+    sim.add_account(
+        {"id": "new-2", "email": "later.joiner@example.com", "role": "Operator",
+         "authType": "local", "status": "enabled"}
+    )  # fmt: skip
+    code, out, err = cli([*args, "--grace-days", "0", "--max-attempts", "2", "--backoff-base", "0"],
+                         monkeypatch, capsys, **env)  # fmt: skip
+    assert code == 4 and "the owners were not notified" in err
+    assert "SECRET-TOKEN-42" not in out + err
+    assert (tmp_path / "out" / "filtered_accounts_report.csv").exists()
+    # Back up: the owners hear of the account they missed.
+    receiver.answer = lambda n: (200, {})
+    code, _, err = cli([*args, "--grace-days", "0"], monkeypatch, capsys, **env)
+    assert code == 0, err
+    assert receiver.requests[-1][1]["audit"]["newlyStale"] == ["later.joiner@example.com"]
+
+
+def test_audit_notify_without_a_webhook_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    args = [
+        "audit",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--notify",
+        "--archive",
+        str(tmp_path / "a"),
+    ]
+    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN="t")
+    assert code == 2 and "--notify needs a webhook" in err

@@ -30,6 +30,7 @@ from login_audit import __version__
 from login_audit.config import Secret, is_loopback_host, read_secret_file
 from login_audit.errors import ConfigError
 from login_audit.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, parse_retry_after
+from login_audit.models import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -261,18 +262,16 @@ def _line(signal: dict[str, Any]) -> str:
     return f"{where}{title}: {signal['summary']} ({signal['occurredAt'][:19]}Z)"
 
 
-def webhook_body(signals: Sequence[dict[str, Any]], style: str) -> dict[str, Any]:
-    """The JSON body of one webhook request for ``signals`` (one, or a digest)."""
-    count = len(signals)
-    heading = f"login-audit: {count} new takeover signal{'s' if count != 1 else ''}"
+def chat_message(heading: str, lines: Sequence[str], style: str) -> dict[str, Any] | None:
+    """A Slack or Teams message of a heading and lines; None for other styles."""
     if style == "slack":
-        lines = [f"*{heading}*", *(f"• {_escape_slack(_line(s))}" for s in signals)]
-        return {"text": "\n".join(lines)}
+        text = [f"*{_escape_slack(heading)}*", *(f"• {_escape_slack(line)}" for line in lines)]
+        return {"text": "\n".join(text)}
     if style == "teams":
         blocks: list[dict[str, Any]] = [
             {"type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": True}
         ]
-        blocks += [{"type": "TextBlock", "text": _line(s), "wrap": True} for s in signals]
+        blocks += [{"type": "TextBlock", "text": line, "wrap": True} for line in lines]
         card = {
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "type": "AdaptiveCard",
@@ -285,9 +284,72 @@ def webhook_body(signals: Sequence[dict[str, Any]], style: str) -> dict[str, Any
                 {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
             ],
         }
+    return None
+
+
+def webhook_body(signals: Sequence[dict[str, Any]], style: str) -> dict[str, Any]:
+    """The JSON body of one webhook request for ``signals`` (one, or a digest)."""
+    count = len(signals)
+    heading = f"login-audit: {count} new takeover signal{'s' if count != 1 else ''}"
+    message = chat_message(heading, [_line(s) for s in signals], style)
+    if message is not None:
+        return message
     if count == 1:
         return {"source": "login-audit", "signal": signals[0]}
     return {"source": "login-audit", "signals": list(signals)}
+
+
+def audit_body(
+    summary: RunSummary, tenant: str, new_stale: Sequence[str], style: str, shown: int = 20
+) -> dict[str, Any]:
+    """The webhook body telling an audit's owners what became stale since the last audit."""
+    where = f"{tenant} ({summary.platform} {summary.region})"
+    heading = f"login-audit: {len(new_stale)} newly stale accounts on {where}"
+    lines = [f"{user}: no successful logon in {summary.policy.days} days" for user in new_stale]
+    if len(lines) > shown:
+        lines = [*lines[:shown], f"and {len(lines) - shown} more"]
+    lines.append(f"{len(summary.to_remove)} accounts to remove in all")
+    if not summary.complete:
+        lines += [f"INCOMPLETE: {problem}" for problem in summary.problems]
+    message = chat_message(heading, lines, style)
+    if message is not None:
+        return message
+    return {
+        "source": "login-audit",
+        "audit": {
+            "tenant": tenant,
+            "platform": summary.platform,
+            "region": summary.region,
+            "finishedAt": summary.finished_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "days": summary.policy.days,
+            "complete": summary.complete,
+            "counts": summary.counts(),
+            "toRemove": len(summary.to_remove),
+            "newlyStale": list(new_stale),
+            "problems": list(summary.problems),
+        },
+    }
+
+
+def notify_audit(
+    webhook: WebhookSink, summary: RunSummary, tenant: str, previous: Sequence[str] | None
+) -> str | None:
+    """Tell an audit's owners which accounts became stale since ``previous`` (the last
+    audit's removal list; None when there was none), and whether the run was incomplete.
+
+    Nothing is posted when nothing new is stale and the run is complete. Returns the
+    problem when the webhook did not accept the message.
+    """
+    before = {user.lower() for user in previous or ()}
+    new_stale = [
+        f.account.user_id for f in summary.to_remove if f.account.user_id.lower() not in before
+    ]
+    if not new_stale and summary.complete:
+        return None
+    body = audit_body(summary, tenant, new_stale, webhook.style)
+    key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+    problem = webhook.post(body, key)
+    return f"{webhook.label}: {problem}" if problem else None
 
 
 class WebhookSink:
@@ -348,13 +410,14 @@ class WebhookSink:
         for group in groups:
             ids = [str(s["id"]) for s in group]
             key = ids[0] if len(ids) == 1 else hashlib.sha256(",".join(ids).encode()).hexdigest()
-            problem = self._post(webhook_body(group, self.style), key)
+            problem = self.post(webhook_body(group, self.style), key)
             if problem is not None:
                 return f"{self.label}: {problem}; {len(signals)} signals kept for the next run"
             confirm(ids)
         return None
 
-    def _post(self, body: dict[str, Any], key: str) -> str | None:
+    def post(self, body: dict[str, Any], key: str) -> str | None:
+        """POST ``body`` with retries; None once a 2xx came back, else the problem."""
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         problem = ""
         for attempt in range(1, self.policy.max_attempts + 1):

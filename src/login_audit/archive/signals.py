@@ -68,6 +68,12 @@ WATCH_MIGRATION: tuple[str, tuple[str, ...]] = (
                 PRIMARY KEY (tenant_id, signal_id, sink))""",
         "CREATE INDEX watch_deliveries_open ON watch_deliveries (tenant_id, sink)"
         " WHERE state <> 'sent'",
+        """CREATE TABLE audit_notices (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                sink TEXT NOT NULL,
+                told_at BIGINT NOT NULL,
+                remove TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, sink))""",
     ),
 )
 
@@ -366,3 +372,22 @@ class SignalStore:
             (tenant, sink),
         )
         return {row[0]: (row[1], int(row[2])) for row in rows}
+
+    # -- audit notices --------------------------------------------------------------------
+
+    def told(self, tenant: int, sink: str) -> list[str] | None:
+        """The accounts to remove that ``sink`` was last told about (None: never told)."""
+        rows = self._all(
+            "SELECT remove FROM audit_notices WHERE tenant_id = ? AND sink = ?", (tenant, sink)
+        )
+        return list(json.loads(rows[0][0])) if rows else None
+
+    def remember_told(self, tenant: int, sink: str, users: Sequence[str], at: datetime) -> None:
+        """Record that ``sink`` now knows of ``users`` (only after it accepted the message)."""
+        with self._transaction():
+            self._execute(
+                "INSERT INTO audit_notices (tenant_id, sink, told_at, remove) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant_id, sink) DO UPDATE SET told_at = excluded.told_at,"
+                " remove = excluded.remove",
+                (tenant, sink, to_us(at), json.dumps(sorted(users))),
+            )

@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from login_audit.archive.base import Archive, TenantKey
+from login_audit.archive.signals import SignalStore
+from login_audit.archive.sql import SqlArchive
 from login_audit.cli.archive import overlap_option, sync_platform
 from login_audit.cli.common import (
     CONTEXT,
@@ -41,14 +43,17 @@ from login_audit.delivery import (
     Sink,
     WebhookSink,
     load_webhook_url,
+    notify_audit,
 )
-from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiveBusyError
+from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiveBusyError, ConfigError
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, RetryPolicy
+from login_audit.models import RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.watch import DEFAULT_ADMIN_ROLES, WatchRules
 from login_audit.watcher import WatchResult, repeat, run_watch
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
@@ -87,6 +92,96 @@ def describe(result: WatchResult, sync_problem: str | None) -> str:
     return "\n".join(lines)
 
 
+def open_webhook(
+    state: AppState, webhook_file: str | None, style: str, digest: bool, settings: HttpSettings
+) -> WebhookSink | None:
+    """The webhook of ``--webhook-file`` or ``$LOGIN_AUDIT_WEBHOOK_URL`` (None when neither)."""
+    url = load_webhook_url(webhook_file)
+    if url is None:
+        return None
+    state.redactor.add(url)
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        backoff_base=settings.backoff_base,
+        backoff_cap=settings.backoff_cap,
+        retry_after_cap=settings.retry_after_cap,
+    )
+    return WebhookSink(url, style=style, digest=digest, policy=policy, timeout=settings.timeout)
+
+
+def notify_webhook(
+    state: AppState,
+    notify: bool,
+    all_tenants: bool,
+    webhook_file: str | None,
+    style: str,
+    settings: HttpSettings,
+) -> WebhookSink | None:
+    """The webhook of ``audit --notify`` (None without ``--notify``), checked before the audit."""
+    if not notify:
+        return None
+    if all_tenants:
+        raise ConfigError("--notify works on one tenant: run 'audit --notify' for each tenant")
+    webhook = open_webhook(state, webhook_file, style, False, settings)
+    if webhook is None:
+        raise ConfigError(
+            f"--notify needs a webhook: put its URL in a file named by --webhook-file, or in "
+            f"${WEBHOOK_ENV}"
+        )
+    return webhook
+
+
+def notify_owners(
+    webhook: WebhookSink,
+    archive: Archive | None,
+    key: TenantKey,
+    summary: RunSummary,
+    code: int,
+) -> int:
+    """``audit --notify``: post what became stale since this webhook was last told.
+
+    What the webhook was told is kept in the archive only once it answered 2xx, so a
+    receiver that is down hears of the accounts on the next audit. Returns the exit code.
+    """
+    store = SignalStore(archive) if isinstance(archive, SqlArchive) else None
+    tenant = archive.tenant_id(key) if archive is not None else 0
+    previous = store.told(tenant, webhook.name) if store else None
+    try:
+        problem = notify_audit(webhook, summary, key.name, previous)
+    finally:
+        webhook.close()
+    if problem:
+        log.error("the owners were not notified: %s", problem)
+        return EXIT_INCOMPLETE
+    if store is not None:
+        users = [f.account.user_id for f in summary.to_remove]
+        store.remember_told(tenant, webhook.name, users, summary.finished_at)
+    return code
+
+
+def webhook_options(func: F) -> F:
+    """Where a webhook's URL comes from, and the body it gets."""
+    options = [
+        click.option(
+            "--webhook-file",
+            metavar="FILE",
+            envvar="LOGIN_AUDIT_WEBHOOK_FILE",
+            help=f"The webhook URL is in FILE (else ${WEBHOOK_ENV}); it is never shown.",
+        ),
+        click.option(
+            "--webhook-format",
+            type=click.Choice(WEBHOOK_STYLES),
+            default="json",
+            show_default=True,
+            envvar="LOGIN_AUDIT_WEBHOOK_FORMAT",
+            help="The body: plain JSON, or a Slack or Microsoft Teams message.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _sinks(
     jsonl: str | None,
     ocsf: str | None,
@@ -101,20 +196,9 @@ def _sinks(
         sinks.append(FileSink(jsonl, "jsonl"))
     if ocsf:
         sinks.append(FileSink(ocsf, "ocsf"))
-    url = load_webhook_url(webhook_file)
-    if url is not None:
-        state.redactor.add(url)
-        policy = RetryPolicy(
-            max_attempts=settings.max_attempts,
-            backoff_base=settings.backoff_base,
-            backoff_cap=settings.backoff_cap,
-            retry_after_cap=settings.retry_after_cap,
-        )
-        sinks.append(
-            WebhookSink(
-                url, style=webhook_format, digest=digest, policy=policy, timeout=settings.timeout
-            )
-        )
+    webhook = open_webhook(state, webhook_file, webhook_format, digest, settings)
+    if webhook is not None:
+        sinks.append(webhook)
     if not sinks:
         sinks.append(FileSink("-", "jsonl"))
     return sinks
@@ -178,20 +262,7 @@ def _sinks(
     envvar="LOGIN_AUDIT_WATCH_OCSF",
     help="Append each new signal to FILE as an OCSF 1.1 Detection Finding (class 2004), JSONL.",
 )
-@click.option(
-    "--webhook-file",
-    metavar="FILE",
-    envvar="LOGIN_AUDIT_WEBHOOK_FILE",
-    help=f"POST signals to the webhook URL held in FILE (else ${WEBHOOK_ENV}); it is never shown.",
-)
-@click.option(
-    "--webhook-format",
-    type=click.Choice(WEBHOOK_STYLES),
-    default="json",
-    show_default=True,
-    envvar="LOGIN_AUDIT_WEBHOOK_FORMAT",
-    help="The body: plain JSON, or a Slack or Microsoft Teams message.",
-)
+@webhook_options
 @click.option(
     "--digest",
     is_flag=True,
