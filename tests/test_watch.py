@@ -609,3 +609,30 @@ def test_audit_notify_without_a_webhook_is_refused_before_any_work(
     ]
     code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN="t")
     assert code == 2 and "--notify needs a webhook" in err
+
+
+@pytest.mark.e2e
+def test_the_html_report_shows_the_signals_of_the_period(
+    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    tenant, expected = takeover
+    sim = start_sim(tenant)
+    archive = str(tmp_path / "a.sqlite3")
+    audit = ["audit", "--base-url", sim.base_url, "--archive", archive, "-q"]
+    out = tmp_path / "out"
+    code, _, err = cli(
+        [*audit, "--output-dir", str(out)], monkeypatch, capsys, TMV1_TOKEN=sim.token
+    )
+    assert code == 0, err
+    assert "Takeover signals" not in (out / "audit_report.html").read_text()  # no watch yet
+    code, _, err = cli(watch_args(sim, archive, "--jsonl", str(tmp_path / "s.jsonl")),
+                       monkeypatch, capsys, TMV1_TOKEN=sim.token)  # fmt: skip
+    assert code == 0, err
+    code, _, err = cli(
+        [*audit, "--output-dir", str(out)], monkeypatch, capsys, TMV1_TOKEN=sim.token
+    )
+    page = (out / "audit_report.html").read_text()
+    assert f"Takeover signals in the last 90 days: {len(expected)}</h2>" in page
+    for item in expected:
+        assert item["subject"] in page
+    assert "Dormant account reactivated" in page

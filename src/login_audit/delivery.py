@@ -30,7 +30,7 @@ from login_audit import __version__
 from login_audit.config import Secret, is_loopback_host, read_secret_file
 from login_audit.errors import ConfigError
 from login_audit.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, parse_retry_after
-from login_audit.models import RunSummary
+from login_audit.models import RunSummary, SignalKind
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,13 @@ _SEVERITY = {
     "api-key-created": (3, "Medium"),
     "account-created": (2, "Low"),
 }
-TITLES = {
-    "dormant-reactivated": "Dormant account reactivated",
-    "failed-logon-burst": "Failed logons on a stale account",
-    "role-changed-to-admin": "Role changed to an administrator role",
-    "api-key-created": "API key created",
-    "account-created": "Account created",
-}
+
+
+def _title(kind: str) -> str:
+    try:
+        return SignalKind(kind).label
+    except ValueError:
+        return kind
 
 
 class Sink(Protocol):
@@ -100,7 +100,7 @@ def ocsf_finding(signal: dict[str, Any]) -> dict[str, Any]:
         "message": signal["summary"],
         "finding_info": {
             "uid": signal["id"],
-            "title": TITLES.get(kind, kind),
+            "title": _title(kind),
             "desc": signal["summary"],
             "types": [kind],
             "first_seen_time": when,
@@ -258,7 +258,7 @@ def _escape_slack(text: str) -> str:
 def _line(signal: dict[str, Any]) -> str:
     tenant = signal.get("tenant") or {}
     where = f"[{tenant.get('name', '')}] " if tenant else ""
-    title = TITLES.get(str(signal["kind"]), str(signal["kind"]))
+    title = _title(str(signal["kind"]))
     return f"{where}{title}: {signal['summary']} ({signal['occurredAt'][:19]}Z)"
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any
 
 
 class AccountStatus(str, enum.Enum):
@@ -189,6 +190,7 @@ class RunSummary:
     unmatched_events: int  # distinct identities in the log that match no account
     findings: tuple[Finding, ...] = field(default=())
     api_keys: tuple[ApiKeyFinding, ...] | None = None
+    signals: tuple[Signal, ...] | None = None  # watch's signals of the period, if it runs
 
     def counts(self) -> dict[str, int]:
         """Number of findings of each kind, every kind present (zero when none)."""
@@ -212,6 +214,17 @@ class SignalKind(str, enum.Enum):
     ROLE_ADMIN = "role-changed-to-admin"
     API_KEY_CREATED = "api-key-created"
 
+    @property
+    def label(self) -> str:
+        """The signal's name for people."""
+        return {
+            "dormant-reactivated": "Dormant account reactivated",
+            "failed-logon-burst": "Failed logons on a stale account",
+            "account-created": "Account created",
+            "role-changed-to-admin": "Role changed to an administrator role",
+            "api-key-created": "API key created",
+        }[self.value]
+
 
 @dataclass(frozen=True)
 class Signal:
@@ -228,6 +241,20 @@ class Signal:
     summary: str
     actor: str = ""
     evidence: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Signal:
+        """The inverse of :meth:`to_json`."""
+        when = datetime.strptime(str(data["occurredAt"]), "%Y-%m-%dT%H:%M:%S.%fZ")
+        return cls(
+            id=str(data["id"]),
+            kind=SignalKind(data["kind"]),
+            subject=str(data["subject"]),
+            occurred_at=when.replace(tzinfo=timezone.utc),
+            summary=str(data["summary"]),
+            actor=str(data.get("actor") or ""),
+            evidence=tuple((str(k), str(v)) for k, v in (data.get("evidence") or {}).items()),
+        )
 
     def to_json(self) -> dict[str, object]:
         """The signal as the JSON Lines output and the webhook carry it."""

@@ -22,7 +22,7 @@ from login_audit.archive.signals import FAILED, SENDING, SENT, SignalStore
 from login_audit.archive.sql import SqlArchive
 from login_audit.delivery import Sink
 from login_audit.errors import ConfigError
-from login_audit.models import AuditRecord, RecordKind, SignalKind
+from login_audit.models import AuditRecord, RecordKind, Signal, SignalKind
 from login_audit.sync import LOGONS, coverage
 from login_audit.timeutil import Clock, utcnow
 from login_audit.watch import Identity, WatchRules, detect
@@ -218,6 +218,19 @@ def run_watch(
                 result.problems.append(problem)
                 log.error("%s", problem)
     return result
+
+
+def period_signals(
+    archive: Archive, key: TenantKey, since: datetime, until: datetime
+) -> tuple[Signal, ...] | None:
+    """The signals that occurred in ``[since, until)``; None when no watch ever ran."""
+    if not isinstance(archive, SqlArchive):
+        return None
+    store = SignalStore(archive)
+    tenant = archive.tenant_id(key)
+    if not store.watched(tenant):
+        return None
+    return tuple(Signal.from_json(body) for body in store.signals(tenant, since, until))
 
 
 def repeat(

@@ -305,6 +305,10 @@ class SignalStore:
             )
         return inserted
 
+    def watched(self, tenant: int) -> bool:
+        """True once a watch has run on the tenant."""
+        return bool(self._all("SELECT 1 FROM watch_state WHERE tenant_id = ?", (tenant,)))
+
     def signals(
         self, tenant: int, since: datetime | None = None, until: datetime | None = None
     ) -> list[dict[str, Any]]:
