@@ -636,3 +636,12 @@ def test_the_html_report_shows_the_signals_of_the_period(
     for item in expected:
         assert item["subject"] in page
     assert "Dormant account reactivated" in page
+
+
+@pytest.mark.e2e
+def test_the_takeover_demo_finds_what_was_planted(tmp_path: Path, monkeypatch, capsys) -> None:
+    args = ["demo", "--scenario", "takeover", "--accounts", "60", "--output-dir", str(tmp_path)]
+    code, out, err = cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert "the signals match the" in err
+    assert (tmp_path / "takeover-signals.jsonl").exists()

@@ -156,8 +156,16 @@ def simulate(
     show_default=True,
     help="Share of the simulator's answers that fail, to show the retries at work.",
 )
+@click.option(
+    "--scenario",
+    type=click.Choice(["audit", "takeover"]),
+    default="audit",
+    show_default=True,
+    help="audit: the stale-account audit; takeover: sync and watch a tenant with planted "
+    "takeover signals.",
+)
 @common_options
-def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
+def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str) -> None:
     """Audit a built-in simulated tenant end to end and show where the reports are.
 
     Starts the simulator in this process, audits it exactly as 'audit' would audit a
@@ -165,12 +173,17 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     list with the simulator's ground truth.
 
     \b
-    Example:
+    Examples:
       login-audit demo --output-dir /tmp/demo --accounts 1000 --faults 0.3
+      login-audit demo --scenario takeover
     """
     from login_audit.simulator import FaultConfig, Simulator, build_tenant
 
     state = click.get_current_context().ensure_object(AppState)
+    if scenario == "takeover":
+        from login_audit.cli.watch import takeover_demo
+
+        raise SystemExit(takeover_demo(state, Path(output_dir), accounts, seed, faults))
     tenant = build_tenant(seed, accounts)
     out = ensure_dir(Path(output_dir))
     archive = open_archive(str(out / "demo-archive.sqlite3"))
