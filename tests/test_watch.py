@@ -642,6 +642,59 @@ def test_the_html_report_shows_the_signals_of_the_period(
 def test_the_takeover_demo_finds_what_was_planted(tmp_path: Path, monkeypatch, capsys) -> None:
     args = ["demo", "--scenario", "takeover", "--accounts", "60", "--output-dir", str(tmp_path)]
     code, out, err = cli(args, monkeypatch, capsys)
+    assert "takeover-signals.jsonl" in out
     assert code == 0, err
     assert "the signals match the" in err
     assert (tmp_path / "takeover-signals.jsonl").exists()
+
+
+# -- careless use -----------------------------------------------------------------------------
+
+
+def test_an_output_that_is_a_directory_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    args = ["watch", "--no-sync", "--archive", str(tmp_path / "a"), "--jsonl", str(tmp_path)]
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2 and "is not a regular file" in err and "Traceback" not in err
+    args[-1] = str(tmp_path / "missing" / "s.jsonl")
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.e2e
+def test_vendor_down_still_watches_what_is_stored(
+    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    tenant, expected = takeover
+    sim = start_sim(tenant)
+    archive, key = synced(sim, str(tmp_path / "a.sqlite3"))
+    archive.close()
+    out = tmp_path / "s.jsonl"
+    # The same tenant, but its API no longer answers.
+    args = ["watch", "--base-url", "http://" + key.region, "--archive", str(tmp_path / "a.sqlite3"),
+            "--jsonl", str(out), "--max-attempts", "1"]  # fmt: skip
+    sim.stop()
+    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    assert code == 4 and "INCOMPLETE sync" in err
+    assert reported(out) == planted(expected)
+
+
+@pytest.mark.e2e
+def test_one_failing_tenant_does_not_stop_the_others(
+    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    tenant, expected = takeover
+    sim = start_sim(tenant)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[tenant]]\nname = "broken"\nplatform = "visionone"\nbase_url = "{sim.base_url}"\n'
+        f'token_env = "MISSING_TOKEN"\n\n[[tenant]]\nname = "good"\nplatform = "visionone"\n'
+        f'base_url = "{sim.base_url}"\ntoken_env = "GOOD_TOKEN"\n'
+    )
+    out = tmp_path / "s.jsonl"
+    args = ["watch", "--all", "--config", str(config), "--archive", str(tmp_path / "a.sqlite3"),
+            "--jsonl", str(out)]  # fmt: skip
+    code, _, err = cli(args, monkeypatch, capsys, GOOD_TOKEN=sim.token)
+    assert code == 2 and "watch broken: error:" in err and "MISSING_TOKEN" in err
+    assert planted([s for s in lines(out) if s["tenant"]["name"] == "good"]) == planted(expected)

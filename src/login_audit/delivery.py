@@ -138,10 +138,19 @@ class FileSink:
         self.stdout = path == "-"
         self.path = Path(path).expanduser().resolve() if not self.stdout else Path("-")
         self.name = f"{fmt}:{self.path}"
-        if not self.stdout and not self.path.parent.is_dir():
+        if self.stdout:
+            return
+        if not self.path.parent.is_dir():
             raise ConfigError(
                 f"cannot write {self.path}: the directory {self.path.parent} does not exist"
             )
+        if self.path.exists() and not self.path.is_file():
+            raise ConfigError(f"cannot write {self.path}: it is not a regular file")
+        writable = self.path if self.path.exists() else self.path.parent
+        if not os.access(writable, os.W_OK) or (
+            self.path.exists() and not os.access(self.path, os.R_OK)
+        ):
+            raise ConfigError(f"cannot write {self.path}: permission denied")
 
     def __repr__(self) -> str:
         return f"FileSink({self.name!r})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.cli.fleet import _platform
+from login_audit.cli.fleet import _platform, worst
 from login_audit.config import (
     HttpSettings,
     TenantConfig,
@@ -46,7 +47,14 @@ from login_audit.delivery import (
     load_webhook_url,
     notify_audit,
 )
-from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ArchiveBusyError, ConfigError
+from login_audit.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    ArchiveBusyError,
+    ConfigError,
+    LoginAuditError,
+    RetryLaterError,
+)
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, RetryPolicy
 from login_audit.models import RunSummary
 from login_audit.platforms.base import Platform
@@ -75,6 +83,8 @@ def _sync(archive: Archive, platform: Platform, key: TenantKey, overlap: int) ->
     except ArchiveBusyError:
         log.warning("tenant %s: another process is syncing; watching what is stored", key.name)
         return None
+    except RetryLaterError as exc:  # the vendor is down: what is stored is still watched
+        return str(exc)
     return None if result.complete else result.problem
 
 
@@ -346,28 +356,37 @@ def watch(
     else:
         target = resolve_target(platform, region, base_url)
 
+    connect: list[tuple[TenantKey, Callable[[], contextlib.AbstractContextManager[Platform]]]]
+    if all_tenants:
+        connect = [
+            (tenant_key(t.target, t.name), functools.partial(_tenant_platform, state, t, settings))
+            for t in tenants
+        ]
+    else:
+        opener = functools.partial(open_platform, state, target, token_file, settings)
+        connect = [(tenant_key(target, tenant_name), opener)]
+
     def once() -> int:
         archive = open_archive_for(state, archive_spec)
         codes = []
         try:
-            if all_tenants:
-                for tenant in tenants:
-                    key = tenant_key(tenant.target, tenant.name)
+            for key, platform_of in connect:
+                try:
                     problem = None
                     if not no_sync:
-                        with _tenant_platform(state, tenant, settings) as client:
+                        with platform_of() as client:
                             problem = _sync(archive, client, key, overlap_minutes)
                     codes.append(_watch_one(archive, key, rules, sinks, problem, quiet))
-            else:
-                key = tenant_key(target, tenant_name)
-                problem = None
-                if not no_sync:
-                    with open_platform(state, target, token_file, settings) as client:
-                        problem = _sync(archive, client, key, overlap_minutes)
-                codes.append(_watch_one(archive, key, rules, sinks, problem, quiet))
+                except LoginAuditError as exc:
+                    if not all_tenants and interval is None:
+                        raise
+                    # One tenant's failure, or one failed round, must not stop the others.
+                    message = state.redactor.scrub(str(exc))
+                    click.echo(f"watch {key.name}: error: {message}", err=True)
+                    codes.append(exc.exit_code)
         finally:
             archive.close()
-        return max(codes, default=EXIT_OK)
+        return worst(codes)
 
     try:
         code = once() if interval is None else repeat(once, interval, sleep=time.sleep)
