@@ -698,3 +698,25 @@ def test_one_failing_tenant_does_not_stop_the_others(
     code, _, err = cli(args, monkeypatch, capsys, GOOD_TOKEN=sim.token)
     assert code == 2 and "watch broken: error:" in err and "MISSING_TOKEN" in err
     assert planted([s for s in lines(out) if s["tenant"]["name"] == "good"]) == planted(expected)
+
+
+@pytest.mark.e2e
+def test_skip_history_starts_from_now(takeover, start_sim, tmp_path: Path, monkeypatch, capsys):
+    sim = start_sim(takeover[0])
+    out = tmp_path / "s.jsonl"
+    args = watch_args(sim, str(tmp_path / "a.sqlite3"), "--jsonl", str(out), "--skip-history")
+    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    assert code == 0 and " 0 new signals" in err
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_chat_digests_stay_small() -> None:
+    from login_audit.delivery import webhook_body
+
+    many = [{**ONE_SIGNAL, "id": f"s{n}", "summary": f"signal {n}"} for n in range(500)]
+    text = webhook_body(many, "slack")["text"]
+    assert "500 new takeover signals" in text and "and 450 more" in text
+    assert len(text) < 10_000
+    card = webhook_body(many, "teams")["attachments"][0]["content"]
+    assert len(card["body"]) == 1 + 51
+    assert len(webhook_body(many, "json")["signals"]) == 500

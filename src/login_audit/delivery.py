@@ -271,8 +271,15 @@ def _line(signal: dict[str, Any]) -> str:
     return f"{where}{title}: {signal['summary']} ({signal['occurredAt'][:19]}Z)"
 
 
-def chat_message(heading: str, lines: Sequence[str], style: str) -> dict[str, Any] | None:
-    """A Slack or Teams message of a heading and lines; None for other styles."""
+def chat_message(
+    heading: str, lines: Sequence[str], style: str, shown: int = 50
+) -> dict[str, Any] | None:
+    """A Slack or Teams message of a heading and lines; None for other styles.
+
+    Chat messages have size limits: past ``shown`` lines the rest is counted, not listed.
+    """
+    if len(lines) > shown:
+        lines = [*lines[:shown], f"and {len(lines) - shown} more"]
     if style == "slack":
         text = [f"*{_escape_slack(heading)}*", *(f"• {_escape_slack(line)}" for line in lines)]
         return {"text": "\n".join(text)}
@@ -309,17 +316,15 @@ def webhook_body(signals: Sequence[dict[str, Any]], style: str) -> dict[str, Any
 
 
 def audit_body(
-    summary: RunSummary, tenant: str, new_stale: Sequence[str], style: str, shown: int = 20
+    summary: RunSummary, tenant: str, new_stale: Sequence[str], style: str
 ) -> dict[str, Any]:
     """The webhook body telling an audit's owners what became stale since the last audit."""
     where = f"{tenant} ({summary.platform} {summary.region})"
     heading = f"login-audit: {len(new_stale)} newly stale accounts on {where}"
-    lines = [f"{user}: no successful logon in {summary.policy.days} days" for user in new_stale]
-    if len(lines) > shown:
-        lines = [*lines[:shown], f"and {len(lines) - shown} more"]
-    lines.append(f"{len(summary.to_remove)} accounts to remove in all")
+    lines = [f"{len(summary.to_remove)} accounts to remove in all"]
     if not summary.complete:
         lines += [f"INCOMPLETE: {problem}" for problem in summary.problems]
+    lines += [f"{user}: no successful logon in {summary.policy.days} days" for user in new_stale]
     message = chat_message(heading, lines, style)
     if message is not None:
         return message

@@ -138,11 +138,13 @@ def find_signals(
     clock: Clock = utcnow,
     batch: int = BATCH,
     after_batch: Callable[[int], None] = lambda position: None,
+    skip_history: bool = False,
 ) -> WatchResult:
     """Find and store the signals of the records new since the last watch of ``key``.
 
     The caller holds the tenant's watch lock. ``sinks`` are registered first, so they
-    receive every signal this run finds.
+    receive every signal this run finds. With ``skip_history``, the first watch of a
+    tenant starts after the records already stored instead of reporting their signals.
     """
     store = _store(archive)
     tenant = archive.tenant_id(key)
@@ -153,6 +155,9 @@ def find_signals(
     state = coverage(archive, tenant, LOGONS)
     history = ArchiveHistory(store, tenant, state.covered_from if state else None)
     position = store.position(tenant)
+    if skip_history and not store.watched(tenant):
+        position = store.last_seq(tenant)
+        store.save(tenant, (), position, clock())
     while True:
         rows = store.records_after(tenant, position, batch)
         if not rows:
@@ -206,11 +211,14 @@ def run_watch(
     *,
     clock: Clock = utcnow,
     batch: int = BATCH,
+    skip_history: bool = False,
 ) -> WatchResult:
     """Find the new signals of one tenant and deliver every pending one, under its lock."""
     tenant = archive.tenant_id(key)
     with archive.lock(tenant, "watch"):
-        result = find_signals(archive, key, rules, sinks=sinks, clock=clock, batch=batch)
+        result = find_signals(
+            archive, key, rules, sinks=sinks, clock=clock, batch=batch, skip_history=skip_history
+        )
         for sink in sinks:
             sent, problem = deliver_pending(archive, key, sink, clock=clock)
             result.delivered[sink.name] = sent

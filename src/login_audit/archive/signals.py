@@ -134,6 +134,11 @@ class SignalStore:
         rows = self._all("SELECT position FROM watch_state WHERE tenant_id = ?", (tenant,))
         return int(rows[0][0]) if rows else 0
 
+    def last_seq(self, tenant: int) -> int:
+        """The sequence number of the newest record stored for the tenant (0 if none)."""
+        rows = self._all("SELECT record_seq FROM tenants WHERE id = ?", (tenant,))
+        return int(rows[0][0]) if rows else 0
+
     def records_after(
         self, tenant: int, position: int, limit: int
     ) -> list[tuple[int, AuditRecord]]:

@@ -288,6 +288,13 @@ def _sinks(
     help="Run again every SECONDS until interrupted, instead of once.",
 )
 @click.option(
+    "--skip-history",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_SKIP_HISTORY",
+    help="On the first watch of a tenant, start after the records already archived instead "
+    "of reporting the signals of its whole history.",
+)
+@click.option(
     "--all", "all_tenants", is_flag=True, help="Watch every tenant of the configuration file."
 )
 @click.option(
@@ -319,6 +326,7 @@ def watch(
     webhook_format: str,
     digest: bool,
     interval: float | None,
+    skip_history: bool,
     all_tenants: bool,
     config_path: str | None,
     quiet: bool,
@@ -376,7 +384,11 @@ def watch(
                     if not no_sync:
                         with platform_of() as client:
                             problem = _sync(archive, client, key, overlap_minutes)
-                    codes.append(_watch_one(archive, key, rules, sinks, problem, quiet))
+                    result = run_watch(archive, key, rules, sinks, skip_history=skip_history)
+                    if not quiet:
+                        click.echo(describe(result, problem), err=True)
+                    ok = result.complete and not problem
+                    codes.append(EXIT_OK if ok else EXIT_INCOMPLETE)
                 except LoginAuditError as exc:
                     if not all_tenants and interval is None:
                         raise
@@ -395,20 +407,6 @@ def watch(
             if isinstance(sink, WebhookSink):
                 sink.close()
     raise SystemExit(code)
-
-
-def _watch_one(
-    archive: Archive,
-    key: TenantKey,
-    rules: WatchRules,
-    sinks: list[Sink],
-    sync_problem: str | None,
-    quiet: bool,
-) -> int:
-    result = run_watch(archive, key, rules, sinks)
-    if not quiet:
-        click.echo(describe(result, sync_problem), err=True)
-    return EXIT_OK if result.complete and not sync_problem else EXIT_INCOMPLETE
 
 
 def takeover_demo(
