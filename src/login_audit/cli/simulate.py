@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +25,19 @@ from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports.atomic import ensure_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scenario_option(help_text: str) -> Callable[[F], F]:
+    """``--scenario``: which synthetic tenant, ``audit`` (the default) or ``takeover``."""
+    return click.option(
+        "--scenario",
+        type=click.Choice(["audit", "takeover"]),
+        default="audit",
+        show_default=True,
+        help=help_text,
+    )
 
 
 @click.command(context_settings=CONTEXT)
@@ -64,13 +79,9 @@ from login_audit.reports.atomic import ensure_dir
     type=click.Path(dir_okay=False),
     help="Write the tenant's ground truth (what the default policy must flag) here.",
 )
-@click.option(
-    "--scenario",
-    type=click.Choice(["audit", "takeover"]),
-    default="audit",
-    show_default=True,
-    help="audit: accounts of every class; takeover: normal traffic with planted takeover "
-    "signals for 'watch' (the truth lists them).",
+@scenario_option(
+    "audit: accounts of every class; takeover: normal traffic with planted takeover signals "
+    "for 'watch' (the truth lists them)."
 )
 @common_options
 def simulate(
@@ -156,13 +167,9 @@ def simulate(
     show_default=True,
     help="Share of the simulator's answers that fail, to show the retries at work.",
 )
-@click.option(
-    "--scenario",
-    type=click.Choice(["audit", "takeover"]),
-    default="audit",
-    show_default=True,
-    help="audit: the stale-account audit; takeover: sync and watch a tenant with planted "
-    "takeover signals.",
+@scenario_option(
+    "audit: the stale-account audit; takeover: sync and watch a tenant with planted takeover "
+    "signals."
 )
 @common_options
 def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str) -> None:
