@@ -263,11 +263,11 @@ class Crash(BaseException):
 
 
 def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(
-    takeover, start_sim, tmp_path: Path
+    takeover, start_sim, archive_url: str, tmp_path: Path
 ) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
-    archive, key = synced(sim, str(tmp_path / "a.sqlite3"))
+    archive, key = synced(sim, archive_url)
     rules = WatchRules()
     out = tmp_path / "s.jsonl"
     sink = FileSink(str(out))
@@ -496,14 +496,14 @@ def test_a_missing_webhook_file_is_one_line(tmp_path: Path, monkeypatch, capsys)
 
 
 def test_a_second_watcher_of_the_tenant_refuses(
-    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
+    takeover, start_sim, archive_url: str, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     sim = start_sim(takeover[0])
-    archive, key = synced(sim, str(tmp_path / "a.sqlite3"))
+    archive, key = synced(sim, archive_url)
     out = tmp_path / "s.jsonl"
     with archive.lock(archive.tenant_id(key), "watch"):
         code, _, err = cli(
-            watch_args(sim, str(tmp_path / "a.sqlite3"), "--no-sync", "--jsonl", str(out)),
+            watch_args(sim, archive_url, "--no-sync", "--jsonl", str(out)),
             monkeypatch,
             capsys,
         )
@@ -720,3 +720,18 @@ def test_chat_digests_stay_small() -> None:
     card = webhook_body(many, "teams")["attachments"][0]["content"]
     assert len(card["body"]) == 1 + 51
     assert len(webhook_body(many, "json")["signals"]) == 500
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--failed-window", "99999999999"],
+        ["--dormant-days", "0"],
+        ["--failed-threshold", "0"],
+        ["--webhook-format", "discord"],
+    ],
+)
+def test_bad_thresholds_are_one_line(option: list[str], tmp_path: Path, monkeypatch, capsys):
+    args = ["watch", "--no-sync", "--archive", str(tmp_path / "a"), *option]
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2 and option[0] in err and len(err.strip().splitlines()) == 1

@@ -227,7 +227,7 @@ def _sinks(
 @overlap_option
 @click.option(
     "--dormant-days",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=3650),
     default=90,
     show_default=True,
     envvar=["LOGIN_AUDIT_DORMANT_DAYS", "LOGIN_AUDIT_DAYS"],
@@ -244,7 +244,7 @@ def _sinks(
 )
 @click.option(
     "--failed-window",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=10080),
     default=60,
     show_default=True,
     metavar="MINUTES",
