@@ -386,7 +386,7 @@ def watch(
                             problem = _sync(archive, client, key, overlap_minutes)
                     result = run_watch(archive, key, rules, sinks, skip_history=skip_history)
                     if not quiet:
-                        click.echo(describe(result, problem), err=True)
+                        click.echo(state.redactor.scrub(describe(result, problem)), err=True)
                     ok = result.complete and not problem
                     codes.append(EXIT_OK if ok else EXIT_INCOMPLETE)
                 except LoginAuditError as exc:
