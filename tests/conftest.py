@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +97,14 @@ class CliResult:
     stderr: str
 
 
+@functools.cache
+def _homes() -> str:
+    """One folder for every run's fake home, removed when the test session ends."""
+    folder = tempfile.mkdtemp(prefix="login-audit-test-homes-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI run: no inherited login-audit or vendor settings.
 
@@ -105,7 +116,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")) and k != "COLUMNS"
     }
-    home = tempfile.mkdtemp(prefix="login-audit-test-home-")
+    home = tempfile.mkdtemp(prefix="home-", dir=_homes())
     env["XDG_DATA_HOME"] = os.path.join(home, "data")
     env["XDG_CONFIG_HOME"] = os.path.join(home, "config")
     env.update(extra)
@@ -137,3 +148,39 @@ def run_cli(
 def truth_rows(tenant: Tenant) -> set[tuple[str, str, str]]:
     """The cleanup CSV rows the default policy must produce for ``tenant``."""
     return {(r["UserId"], r["RoleName"], "Remove") for r in tenant.truth()["remove"]}
+
+
+_CLEARED = ("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> Callable[..., CliResult]:
+    """Run ``login-audit ARGS`` in this process through ``main``, as the console script does.
+
+    The environment is cleared of login-audit and vendor settings (as :func:`clean_env`)
+    for the duration of each call, with ``env`` added; user directories point into
+    ``tmp_path``.
+    """
+    from login_audit.cli import main
+
+    def run(args: list[str], env: dict[str, str] | None = None) -> CliResult:
+        with monkeypatch.context() as m:
+            for name in list(os.environ):
+                if name.startswith(_CLEARED) or name == "COLUMNS":
+                    m.delenv(name)
+            m.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+            m.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+            for name, value in (env or {}).items():
+                m.setenv(name, value)
+            capsys.readouterr()
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

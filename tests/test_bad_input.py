@@ -28,6 +28,7 @@ def prepare(tmp_path: Path, case: str) -> tuple[list[str], dict[str, str]]:
     if case == "corrupt archive":
         bad = tmp_path / "bad.sqlite3"
         bad.write_bytes(b"\x00garbage" * 512)
+        bad.chmod(0o600)  # private, so the only line is about the damage
         return [*base, "--output-dir", str(tmp_path), "--archive", str(bad)], env
     if case == "unknown platform":
         return ["audit", "--platform", "azure", "--output-dir", str(tmp_path)], env

@@ -151,7 +151,7 @@ def test_export_equals_the_audit_log(c1, v1_small, start_sim, tmp_path: Path, fa
     assert all(e == by_id[e["id"]] for e in exported)  # as the API returned it
     # A second export reads only the newest page of the log, plus the user lists.
     before = sim.stats.by_path["/api/logs"]
-    result = run_cli(args, env=clean_env(C1_API_KEY=sim.token))
+    result = run_cli([*args, "--force"], env=clean_env(C1_API_KEY=sim.token))
     assert result.code == 0, result.stderr
     if not faults:
         assert sim.stats.by_path["/api/logs"] - before == 1
@@ -197,3 +197,27 @@ def test_wrong_key_exit_2_and_unknown_region(c1, v1_small, start_sim, tmp_path: 
         env=clean_env(C1_API_KEY="k"),
     )
     assert result.code == 2 and "unknown Cloud One region 'mars'" in result.stderr
+
+
+def test_a_sign_in_whose_time_cannot_be_read_makes_its_user_unknown(
+    c1, v1_small, start_sim
+) -> None:
+    """Cloud One's time key is a guess: if it is not there, the user is not judged."""
+    from dataclasses import replace
+
+    from login_audit.audit import run_audit
+    from login_audit.models import FindingKind, Policy
+
+    dormant = next(u for u in c1.users if u.klass == "inactive" and not u.saml)
+    logs = [
+        {**entry, "time": "sometime last spring"}
+        if entry.get("principalURN") == dormant.urn
+        else entry
+        for entry in c1.logs
+    ]
+    sim = start_sim(v1_small, cloudone=replace(c1, logs=logs))
+    summary = run_audit(client_for(sim), Policy())
+    verdict = next(f for f in summary.findings if f.account.urn == dormant.urn)
+    assert verdict.kind is FindingKind.UNKNOWN, verdict.reason
+    assert dormant.email not in {f.account.email for f in summary.to_remove}
+    assert not summary.complete  # and the run says so (exit 4)

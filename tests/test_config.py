@@ -133,3 +133,21 @@ def test_http_settings_validate() -> None:
         HttpSettings(rate_limit=0)
     with pytest.raises(ConfigError):
         HttpSettings(max_attempts=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [
+        ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", True),
+        ("tmc12Ab3Cd4Ef5Gh6Ij7Kl8Mn9Op0QrStUvWxYz", True),
+        ("/etc/login-audit/tmv1.token", False),
+        ("reports", False),
+        ("Firstname.Lastname1234@Example-Corp2.com", False),
+        ("TMV1_TOKEN_PROD_EU", False),
+        ("archive.sqlite3", False),
+    ],
+)
+def test_what_looks_like_a_token(value: str, token: bool) -> None:
+    from login_audit.config import looks_like_token
+
+    assert looks_like_token(value) is token

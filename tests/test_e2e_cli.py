@@ -86,9 +86,9 @@ def test_persistent_audit_log_outage_flags_nobody(
     sim = start_sim(tenant, faults=FaultConfig(outages=("/v3.0/audit/logs",)))
     result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
     assert result.code == 4, result.stderr
-    assert cleanup_rows(tmp_path) == set()
+    assert cleanup_rows(tmp_path / "incomplete") == set()
     assert "INCOMPLETE" in result.stderr and "logon records incomplete" in result.stderr
-    report = json.loads((tmp_path / "audit_report.json").read_text())
+    report = json.loads((tmp_path / "incomplete" / "audit_report.json").read_text())
     assert report["run"]["complete"] is False
     findings = {a["finding"] for a in report["accounts"]}
     assert findings <= {"unknown", "excluded"}
@@ -98,7 +98,7 @@ def test_accounts_outage_exits_incomplete(tenant: Tenant, start_sim, tmp_path: P
     sim = start_sim(tenant, faults=FaultConfig(outages=("/v3.0/iam/accounts",)))
     result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
     assert result.code == 4
-    assert cleanup_rows(tmp_path) == set()
+    assert cleanup_rows(tmp_path / "incomplete") == set()
     assert "account list incomplete" in result.stderr
 
 
@@ -269,3 +269,10 @@ def test_demo_command_matches_truth(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert "matches the simulator's ground truth" in result.stderr
     assert (tmp_path / "filtered_accounts_report.csv").exists()
+    # Only the reports: the demo's throw-away archive and its lock files live elsewhere.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "accounts_report.csv",
+        "audit_report.html",
+        "audit_report.json",
+        "filtered_accounts_report.csv",
+    ]

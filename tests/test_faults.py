@@ -16,11 +16,18 @@ from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
-from login_audit.simulator import ALL_FAULTS, FaultConfig, build_cloudone_tenant, build_tenant
+from login_audit.simulator import (
+    ALL_FAULTS,
+    CHANGE_FAULTS,
+    FaultConfig,
+    build_cloudone_tenant,
+    build_tenant,
+)
 
 V1_PATHS = ("/v3.0/iam/accounts", "/v3.0/audit/logs")
-#: Faults of the vendor's answers; "shift-accounts" changes the tenant itself (tested below).
-ANSWER_FAULTS = tuple(k for k in ALL_FAULTS if k != "shift-accounts")
+#: Faults of the vendor's answers; "shift-accounts" changes the tenant itself (tested below),
+#: and the refusals of a change are tested with apply (tests/test_apply_adversarial.py).
+ANSWER_FAULTS = tuple(k for k in ALL_FAULTS if k not in ("shift-accounts", *CHANGE_FAULTS))
 C1_PATHS = ("/api/users", "/api/saml-users", "/api/roles", "/api/logs")
 SETTINGS = HttpSettings(backoff_base=0.001, retry_after_cap=0.01, max_attempts=8, timeout=0.5)
 
@@ -77,7 +84,8 @@ def test_connection_refused_is_incomplete() -> None:
     with HttpClient(BearerAuth(Secret("a-realistic-token-0123456789")), settings) as http:
         summary = run_audit(VisionOne(http, f"http://127.0.0.1:{port}", "t"), Policy())
     assert not summary.complete and summary.to_remove == ()
-    assert "ConnectError" in " ".join(summary.problems)
+    assert f"connection refused by 127.0.0.1:{port}" in " ".join(summary.problems)
+    assert http.stats.retries == 0  # an address that never answered is not retried
 
 
 def test_an_outage_on_every_endpoint_flags_nobody(tenants, start_sim) -> None:

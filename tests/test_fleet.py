@@ -148,7 +148,7 @@ token_env = "TOKEN_B"
         for r in rows(out / "c1-healthy" / "filtered_accounts_report.csv")
     }
     assert c1_rows == {(r["UserId"], r["RoleName"]) for r in c1.truth()["remove"]}
-    assert rows(out / "v1-down" / "filtered_accounts_report.csv") == []
+    assert rows(out / "v1-down" / "incomplete" / "filtered_accounts_report.csv") == []
     combined = rows(out / "filtered_accounts_report.csv")
     assert list(combined[0]) == ["Tenant", "UserId", "RoleName", "RequestType"]
     assert {(r["Tenant"], r["UserId"]) for r in combined} == (

@@ -13,7 +13,7 @@ import pytest
 
 from login_audit.models import Finding, FindingKind
 from login_audit.reports import write_reports
-from login_audit.reports.htmlreport import render
+from login_audit.reports.htmlreport import COLOURS, render
 from tests.test_reports import SAMPLE, acc, make_summary
 
 CHROMIUM_FLAGS = [
@@ -90,7 +90,11 @@ def test_rendered_in_chromium(tmp_path: Path) -> None:
     dom = result.stdout
     assert 'data-ready="1"' in dom, result.stderr[-2000:]  # the script ran to its end
     histogram = dom[dom.index('id="histogram"') : dom.index("</svg>", dom.index('id="histogram"'))]
-    assert histogram.count("<rect") == 9
+    # One segment per finding present in a band, each in its finding's colour.
+    segments = re.findall(r'<rect [^>]*fill="(#[0-9a-f]+)" data-kind="([a-z-]+)"', histogram)
+    assert segments and all(COLOURS[FindingKind(kind)] == fill for fill, kind in segments)
+    shown = sum(1 for f in summary.findings if f.kind is not FindingKind.EXCLUDED)
+    assert sum(int(n) for n in re.findall(r"days: (\d+) ", histogram)) == shown
     roles = dom[dom.index('id="roles"') : dom.index("</svg>", dom.index('id="roles"'))]
     assert roles.count("<rect") >= 3
     assert dom.count('<tr data-kind="') == len(summary.findings)
@@ -145,3 +149,35 @@ def test_last_failed_within_threshold_only() -> None:
     )
     row = next(r for r in render(make_summary(old)).split("<tr") if "x@example.com" in r)
     assert 'class="alert"' not in row
+
+
+def test_the_histogram_is_coloured_by_finding_not_by_band() -> None:
+    """An unknown account is grey and an inactive one red, wherever their bands fall."""
+    inactive = Finding(acc("late@example.com"), FindingKind.INACTIVE, "r", days_since_login=90)
+    unknown = Finding(acc("unread@example.com"), FindingKind.UNKNOWN, "r")
+    active = Finding(acc("busy@example.com"), FindingKind.ACTIVE, "r", days_since_login=200)
+    page = render(make_summary(inactive, unknown, active))
+    bars = dict(
+        (title.split(" days: ")[0], fill)
+        for fill, title in re.findall(
+            r'fill="(#[0-9a-f]+)" data-kind="[a-z-]+"><title>([^<]+)', page
+        )
+    )
+    assert bars["61-90"] == COLOURS[FindingKind.INACTIVE]
+    assert bars["none"] == COLOURS[FindingKind.UNKNOWN]
+    assert bars["181-365"] == COLOURS[FindingKind.ACTIVE]
+
+
+def test_the_page_names_the_tenant_and_shows_the_policy() -> None:
+    from dataclasses import replace
+
+    from login_audit.models import Policy
+
+    policy = Policy(days=60, grace_days=14, exclude_patterns=("svc-*",), exclude_roles=("Auditor",))
+    summary = replace(make_summary(*SAMPLE.findings), tenant_name="prod-eu", policy=policy)
+    page = render(summary)
+    assert "<title>Login audit: prod-eu (visionone eu)</title>" in page
+    policy_text = re.sub(r"<[^>]+>", "", page[page.index('id="policy"') :].split("</p>")[0])
+    assert f"{len(summary.to_remove)} to remove" in policy_text
+    for needle in ("threshold 60 days", "grace for new accounts 14 days", "svc-*", "Auditor"):
+        assert needle in policy_text, policy_text

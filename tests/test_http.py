@@ -6,6 +6,8 @@ Time is fake here: the clock and the sleep are injected, so nothing waits for re
 from __future__ import annotations
 
 import random
+import socket
+import ssl
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -28,6 +30,7 @@ from login_audit.http import (
     RetryPolicy,
     parse_retry_after,
     redact_url,
+    same_origin,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
@@ -145,13 +148,51 @@ def test_retries_then_succeeds_and_honours_retry_after() -> None:
 
 
 def test_transport_errors_are_retried_then_reported() -> None:
+    answers = iter([httpx.Response(200, json={"ok": 1})])
+
     def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+        answer = next(answers, None)
+        if answer is None:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return answer
 
     client = make_client(handler, attempts=3)
-    with pytest.raises(RetryLaterError, match="failed after 3 attempts: ConnectError"):
+    client.get_json("https://api.example/v3.0/x")
+    # Once the host has answered, a refused connection is a passing outage: retried.
+    with pytest.raises(
+        RetryLaterError,
+        match=r"failed after 3 attempts: connection refused by api\.example",
+    ):
         client.get_json("https://api.example/v3.0/x")
-    assert client.stats.requests == 3
+    assert client.stats.requests == 4
+
+
+@pytest.mark.parametrize(
+    ("cause", "words"),
+    [
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "connection refused by api.example:8443",
+        ),
+        (socket.gaierror(-2, "Name or service not known"), "api.example could not be resolved"),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), "TLS with api.example:8443"),
+    ],
+)
+def test_an_unreachable_host_on_the_first_request_fails_at_once_in_words(
+    cause: OSError, words: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            raise cause
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    fake = FakeTime()
+    client = make_client(handler, attempts=6, fake=fake)
+    with pytest.raises(RetryLaterError, match="check --region/--base-url") as info:
+        client.get_json("https://api.example:8443/v3.0/x")
+    assert words in str(info.value) and "ConnectError" not in str(info.value)
+    assert client.stats.requests == 1 and fake.sleeps == []
 
 
 def test_body_check_failure_is_retried() -> None:
@@ -176,7 +217,7 @@ def test_body_check_failure_is_retried() -> None:
         (403, PermissionDeniedError, "lacks the permission 'Audit Logs: View'"),
         (404, ConfigError, "check --region or --base-url"),
         (413, ProtocolError, "HTTP 413"),
-        (429, RetryLaterError, "failed after 2 attempts: HTTP 429"),
+        (429, RetryLaterError, "throttled for 180s: HTTP 429"),
         (500, RetryLaterError, "HTTP 500"),
         (502, RetryLaterError, "HTTP 502"),
         (503, RetryLaterError, "HTTP 503"),
@@ -194,8 +235,10 @@ def test_status_to_error_table(status: int, error: type[Exception], needle: str)
     assert needle in str(info.value)
     assert TOKEN not in str(info.value)
     assert TOKEN not in repr(info.value)
-    expected_attempts = 2 if status in (429, 500, 502, 503, 504) else 1
-    assert client.stats.requests == expected_attempts
+    if status == 429:  # retried for a time, not a count of attempts
+        assert 2 < client.stats.requests < 20
+    else:
+        assert client.stats.requests == (2 if status in (500, 502, 503, 504) else 1)
 
 
 def test_no_redirects_are_followed() -> None:
@@ -239,3 +282,127 @@ def test_tls_is_always_verified_and_no_option_turns_it_off() -> None:
         for opt in param.opts
     }
     assert not {n for n in names if "insecure" in n or "verify" in n or "no-tls" in n}
+
+
+# -- the vendor's limits: what the real API may do that the simulator does by default not --
+
+
+def test_429_without_retry_after_is_retried_past_the_vendors_window() -> None:
+    """Vision One promises no Retry-After: 6 quick attempts (~31 s) would give up inside
+    one 60 s window; a throttled request keeps trying for longer than the window."""
+    fake = FakeTime()
+    started = fake.now
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if fake.now - started < 95:  # the vendor's window resets after 95 s
+            return json_response(429, {"code": "TooManyRequests"})
+        return json_response(200, {"items": [1]})
+
+    client = make_client(handler, attempts=6, fake=fake)
+    assert client.get_json("https://api.example/v3.0/x") == {"items": [1]}
+    assert client.stats.throttled >= 6  # more 429s than --max-attempts allows for 5xx
+    assert fake.now - started >= 95
+
+
+def test_a_throttled_request_gives_up_after_its_time_budget() -> None:
+    fake = FakeTime()
+    client = make_client(lambda r: json_response(429, {"code": "TooManyRequests"}), fake=fake)
+    with pytest.raises(RetryLaterError, match="throttled for 180s"):
+        client.get_json("https://api.example/v3.0/x")
+    assert 180 <= fake.now - 1000.0 < 180 + 61  # the budget, plus at most one capped backoff
+
+
+def test_the_pacer_learns_a_lower_limit_from_a_429() -> None:
+    fake = FakeTime()
+    pacer = Pacer(500, 60.0, monotonic=fake.monotonic, sleep=fake.sleep)
+    for _ in range(100):
+        pacer.acquire()
+    assert pacer.throttled() == 80  # four fifths of what the vendor let through
+    assert pacer.throttled() == 80  # the same window again: no further fall
+    starts = []
+    for _ in range(200):
+        pacer.acquire()
+        starts.append(fake.now)
+    for i in range(len(starts) - 80):
+        assert starts[i + 80] - starts[i] >= 60.0
+
+
+def test_one_stray_429_does_not_slow_a_run_to_a_crawl() -> None:
+    fake = FakeTime()
+    pacer = Pacer(500, 60.0, monotonic=fake.monotonic, sleep=fake.sleep)
+    pacer.acquire()
+    assert pacer.throttled() == 50  # a tenth of the configured limit at the least
+
+
+def test_a_response_larger_than_the_cap_is_a_failed_request() -> None:
+    client = HttpClient(
+        BearerAuth(Secret(TOKEN)),
+        HttpSettings(max_attempts=2, max_response_bytes=1000),
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"[" * 5000)),
+        sleep=FakeTime().sleep,
+    )
+    with pytest.raises(RetryLaterError, match="larger than"):
+        client.get_json("https://api.example/v3.0/x")
+
+
+class _Drip(httpx.SyncByteStream):
+    """A body that arrives one byte at a time, each after two (fake) seconds."""
+
+    def __init__(self, fake: FakeTime) -> None:
+        self.fake = fake
+
+    def __iter__(self):
+        for byte in b'{"items": [' + b"1, " * 200 + b"1]}":
+            self.fake.now += 2.0
+            yield bytes([byte])
+
+
+def test_a_response_that_trickles_in_is_cut_at_the_deadline() -> None:
+    fake = FakeTime()
+    client = HttpClient(
+        BearerAuth(Secret(TOKEN)),
+        HttpSettings(max_attempts=2, backoff_base=0.0),
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, stream=_Drip(fake))),
+        sleep=fake.sleep,
+        monotonic=fake.monotonic,
+    )
+    with pytest.raises(RetryLaterError, match="not complete within 90s"):
+        client.get_json("https://api.example/v3.0/x")
+    assert fake.now - 1000.0 < 2 * 95  # two attempts, each cut at its deadline
+
+
+def test_one_request_with_all_its_retries_has_a_deadline() -> None:
+    """Six attempts that each trickle for 90 s would keep a run alive 9 minutes."""
+    fake = FakeTime()
+    client = HttpClient(
+        BearerAuth(Secret(TOKEN)),
+        HttpSettings(max_attempts=20, backoff_base=0.0, request_deadline=200.0),
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, stream=_Drip(fake))),
+        sleep=fake.sleep,
+        monotonic=fake.monotonic,
+    )
+    with pytest.raises(RetryLaterError, match="still failing after 200s"):
+        client.get_json("https://api.example/v3.0/x")
+    assert fake.now - 1000.0 < 200 + 95
+
+
+def test_json_nested_too_deep_is_a_bad_page_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    client = make_client(lambda r: httpx.Response(200, content=deep), attempts=2)
+    with pytest.raises(RetryLaterError, match="nested too deep"):
+        client.get_json("https://api.example/v3.0/x")
+
+
+@pytest.mark.parametrize(
+    ("link", "same"),
+    [
+        ("https://api.xdr.trendmicro.com:443/v3.0/audit/logs?skipToken=x", True),
+        ("https://API.xdr.trendmicro.com/v3.0/audit/logs", True),
+        ("https://api.xdr.trendmicro.com:8443/v3.0/audit/logs", False),
+        ("http://api.xdr.trendmicro.com:443/v3.0/audit/logs", False),
+        ("https://api.xdr.trendmicro.com.evil.example/v3.0", False),
+        ("https://api.xdr.trendmicro.com:99999/v3.0", False),
+    ],
+)
+def test_an_explicit_default_port_is_the_same_origin(link: str, same: bool) -> None:
+    assert same_origin(link, "https://api.xdr.trendmicro.com") is same

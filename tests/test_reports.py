@@ -23,10 +23,11 @@ from login_audit.models import (
     Policy,
     RunSummary,
     TimeWindow,
+    UnmatchedIdentity,
 )
 from login_audit.reports import WriteNotes, write_reports
 from login_audit.reports.atomic import write_atomic
-from login_audit.reports.csvreport import neutralise, write_rows
+from login_audit.reports.csvreport import neutralise, read_cell, write_rows
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -48,6 +49,10 @@ def make_summary(*findings: Finding, complete: bool = True) -> RunSummary:
         events_read=1234,
         unmatched_events=2,
         findings=findings,
+        unmatched=(
+            UnmatchedIdentity("root account", "ignored", NOW - timedelta(days=3), None),
+            UnmatchedIdentity("deleted@example.com", "email", None, NOW - timedelta(days=9)),
+        ),
     )
 
 
@@ -108,8 +113,10 @@ def test_cleanup_csv_is_header_only_when_nothing_to_remove(tmp_path: Path) -> No
 
 
 def test_json_report_counts_and_metadata(tmp_path: Path) -> None:
-    write_reports(make_summary(*SAMPLE.findings, complete=False), tmp_path)
-    data = json.loads((tmp_path / "audit_report.json").read_text())
+    notes = write_reports(make_summary(*SAMPLE.findings, complete=False), tmp_path)
+    # An incomplete run never replaces the last complete reports: it writes beside them.
+    assert all(p.parent == tmp_path / "incomplete" for p in notes.paths)
+    data = json.loads((tmp_path / "incomplete" / "audit_report.json").read_text())
     assert data["counts"] == {
         "active": 1,
         "inactive": 1,
@@ -121,9 +128,33 @@ def test_json_report_counts_and_metadata(tmp_path: Path) -> None:
     assert data["run"]["windowStart"] == "2026-05-26T12:00:00Z"
 
 
-@pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+@pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'x"])
 def test_formula_starts_are_neutralised(value: str) -> None:
     assert neutralise(value) == ("'" + value, True)
+
+
+_CELL = st.one_of(
+    st.text(),
+    st.tuples(st.sampled_from(["'", "''", "=", "+", "-", "@", "\t", "\r", "\r\n"]), st.text()).map(
+        "".join
+    ),
+).map(lambda value: value.replace("\x00", ""))
+
+
+@given(st.lists(st.tuples(_CELL.filter(bool), _CELL), max_size=8))
+def test_the_cleanup_csv_reader_gets_back_every_user_and_role(rows) -> None:
+    """Whatever an account is called, apply reads back the very user id the audit wrote."""
+    import tempfile
+
+    from login_audit.actions import read_cleanup_csv
+    from login_audit.reports.csvreport import CLEANUP_HEADER
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "filtered_accounts_report.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            write_rows(handle, CLEANUP_HEADER, [[u, r, "Remove"] for u, r in rows], WriteNotes())
+        read = read_cleanup_csv(path)
+    assert [(e.user_id, e.role) for e in read] == rows
 
 
 @given(st.lists(st.lists(st.text(max_size=30), min_size=3, max_size=3), max_size=10))
@@ -137,7 +168,7 @@ def test_csv_round_trip_keeps_values_and_no_formula_survives(rows: list[list[str
         for before, after in zip(original, written, strict=True):
             assert not after.startswith(("=", "+", "-", "@", "\t", "\r"))
             clean = before.replace("\x00", "")
-            assert after in (clean, "'" + clean)
+            assert read_cell(after) == clean
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:

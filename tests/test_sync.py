@@ -270,20 +270,24 @@ def test_sigkill_at_random_points_then_rerun_gives_exactly_the_records(
 
 @pytest.mark.e2e
 def test_two_syncs_at_once_one_refuses_clearly(start_sim, tmp_path: Path) -> None:
-    sim = start_sim(build_tenant(seed=39, accounts=1200), latency_ms=20)
+    """The first sync is played by this process holding the tenant's lock, so the outcome
+    does not depend on how fast two processes run."""
+    sim = start_sim(build_tenant(seed=39, accounts=120))
     path = tmp_path / "archive.sqlite3"
     env = clean_env(TMV1_TOKEN=sim.token)
-    first = subprocess.Popen(
-        _sync_cmd(sim, path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(1.0)
-    second = subprocess.run(
-        _sync_cmd(sim, path), env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    first.wait(timeout=300)
-    assert first.returncode == 0
+    first = open_archive(str(path))
+    try:
+        tenant = first.tenant_id(TenantKey("visionone", sim.base_url.split("//")[1], "default"))
+        with first.lock(tenant):
+            second = subprocess.run(
+                _sync_cmd(sim, path), env=env, capture_output=True, text=True, timeout=120
+            )
+    finally:
+        first.close()
     assert second.returncode == 4
     assert "another login-audit process is syncing this tenant" in second.stderr
+    after = subprocess.run(_sync_cmd(sim, path), env=env, capture_output=True, timeout=120)
+    assert after.returncode == 0  # the lock is gone with its holder
 
 
 @pytest.mark.e2e

@@ -33,7 +33,8 @@ def frozen_run(moment: datetime) -> tuple[set[str], set[str]]:
         Simulator(tenant, clock=sim_clock) as sim,
         HttpClient(BearerAuth(Secret(sim.token)), HttpSettings(backoff_base=0.001)) as http,
     ):
-        summary = run_audit(VisionOne(http, sim.base_url, "t"), Policy(), clock=lambda: moment)
+        platform = VisionOne(http, sim.base_url, "t", clock=lambda: moment)
+        summary = run_audit(platform, Policy(), clock=lambda: moment)
     return {f.account.user_id for f in summary.to_remove}, {
         r["UserId"] for r in tenant.truth()["remove"]
     }

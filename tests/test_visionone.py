@@ -85,11 +85,12 @@ def test_same_result_under_faults(big_tenant, start_sim) -> None:
 
 
 def test_query_is_explicit_and_clamped_to_retention() -> None:
-    platform = VisionOne(HttpClient(BearerAuth(Secret("t"))), "https://h", "us")
     end = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    http = HttpClient(BearerAuth(Secret("t")))
+    platform = VisionOne(http, "https://h", "us", clock=lambda: end)
     query = platform.logon_query(platform.clamp(TimeWindow(end - timedelta(days=400), end)))
     assert query == {
-        "startDateTime": "2026-05-26T10:00:00Z",
+        "startDateTime": "2026-05-26T10:01:00Z",  # a minute inside the retention
         "endDateTime": "2026-11-22T10:00:00Z",
         "dateTimeTarget": "loggedDateTime",
         "orderBy": "loggedDateTime desc",
@@ -188,3 +189,14 @@ def test_parse_logon_tolerates_other_casing_and_missing_keys() -> None:
         }
     )
     assert undated is not None and undated.when is None
+
+
+def test_a_window_read_later_is_clamped_to_the_retention_of_the_moment_it_is_sent() -> None:
+    """A slice resumed a week later must not ask for records the vendor no longer keeps."""
+    now = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
+    http = HttpClient(BearerAuth(Secret("t")))
+    platform = VisionOne(http, "https://h", "us", clock=lambda: now)
+    old_end = now - timedelta(days=7)
+    clamped = platform.clamp(TimeWindow(old_end - timedelta(days=180), old_end))
+    assert clamped.start == now - timedelta(days=180) + timedelta(minutes=1)
+    assert clamped.end == old_end

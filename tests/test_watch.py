@@ -662,6 +662,16 @@ def test_an_output_that_is_a_directory_is_refused_before_any_work(
     assert code == 2 and "does not exist" in err
 
 
+def test_no_sync_on_a_mistyped_archive_is_refused_not_created(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    missing = tmp_path / "archvie.sqlite3"
+    args = ["watch", "--no-sync", "--archive", str(missing), "--jsonl", str(tmp_path / "s")]
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2 and f"no archive at {missing}" in err and "Traceback" not in err
+    assert not missing.exists()
+
+
 @pytest.mark.e2e
 def test_vendor_down_still_watches_what_is_stored(
     takeover, start_sim, tmp_path: Path, monkeypatch, capsys

@@ -6,9 +6,10 @@ Nothing here does I/O or reads the clock, so every rule is testable with plain v
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from login_audit.models import (
     Account,
@@ -19,6 +20,7 @@ from login_audit.models import (
     FindingKind,
     LoginEvent,
     Policy,
+    UnmatchedIdentity,
 )
 from login_audit.timeutil import days_between
 
@@ -42,17 +44,41 @@ class Activity:
             self.last_failed = event.when
 
 
+#: How far ahead of the audit's own clock a logon may be dated and still be believed
+#: (clock skew between the vendor's servers and ours).
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+
+
+def identity_kind(principal: str, account_id: str | None) -> str:
+    """What an identity that matches no account looks like: ``email``, ``id`` or
+    ``display-name``.
+
+    An email address, an id (``loggedUserId``, a UUID, a URN) names one principal that
+    is not in the account list: a deleted account or an API key. A display name could
+    stand for any account.
+    """
+    if account_id or principal.startswith("urn:") or _UUID.match(principal):
+        return "id"
+    if "@" in principal:
+        return "email"
+    return "display-name"
+
+
 @dataclass
 class ActivityIndex:
     """Joins events to accounts and keeps one :class:`Activity` per account id.
 
-    An event belongs to the account whose email (or URN) equals its principal,
-    case-insensitively, or whose id equals the event's account id.
+    An event belongs to the account its identity is mapped to by the policy's
+    ``identity_map``; else to the account whose email (or URN) equals its principal,
+    case-insensitively; else to the account whose id equals the event's account id.
+    Events of no account are kept per identity (see :class:`UnmatchedIdentity`).
     """
 
     accounts: Iterable[Account]
+    policy: Policy = field(default_factory=Policy)
     by_id: dict[str, Activity] = field(default_factory=dict, init=False)
-    unmatched: int = field(default=0, init=False)
     events: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -63,17 +89,43 @@ class ActivityIndex:
             for key in (account.email, account.urn):
                 if key:
                     self._by_key.setdefault(key.lower(), account.id)
+        self._mapped: dict[str, str] = {}
+        self.unmapped_targets: list[str] = []
+        for identity, target in self.policy.identity_map:
+            account_id = self._by_key.get(target.lower())
+            if account_id is None and target in self._ids:
+                account_id = target
+            if account_id is None:
+                self.unmapped_targets.append(target)
+            else:
+                self._mapped[identity.lower()] = account_id
+        self._ignored = {name.lower() for name in self.policy.ignore_identities}
+        self._unmatched: dict[str, Activity] = {}
+        self._unmatched_kind: dict[str, str] = {}
 
     def add(self, event: LoginEvent) -> None:
         """Fold one event into the activity of the account it belongs to."""
         self.events += 1
-        account_id = self._by_key.get(event.principal.lower()) if event.principal else None
+        principal = event.principal.lower() if event.principal else ""
+        account_id = self._mapped.get(principal) if principal else None
+        if account_id is None and principal:
+            account_id = self._by_key.get(principal)
         if account_id is None and event.account_id in self._ids:
             account_id = event.account_id
-        if account_id is None:
-            self.unmatched += 1
+        if account_id is None and event.account_id:
+            account_id = self._mapped.get(event.account_id.lower())
+        if account_id is not None:
+            self.by_id.setdefault(account_id, Activity()).add(event)
             return
-        self.by_id.setdefault(account_id, Activity()).add(event)
+        name = event.principal or event.account_id or ""
+        key = name.lower()
+        if key not in self._unmatched_kind:
+            ignored = key in self._ignored or (event.account_id or "").lower() in self._ignored
+            self._unmatched_kind[key] = (
+                "ignored" if ignored else identity_kind(principal, event.account_id)
+            )
+            self._unmatched[key] = Activity()
+        self._unmatched[key].add(event)
 
     def add_all(self, events: Iterable[LoginEvent]) -> None:
         """Fold many events in."""
@@ -83,6 +135,96 @@ class ActivityIndex:
     def get(self, account_id: str) -> Activity:
         """The activity of one account (empty when the log never names it)."""
         return self.by_id.get(account_id, Activity())
+
+    @property
+    def unmatched(self) -> int:
+        """How many distinct identities of the log match no account."""
+        return len(self._unmatched)
+
+    def unmatched_identities(self) -> tuple[UnmatchedIdentity, ...]:
+        """Every identity of the log that matches no account, newest logon first."""
+        found = [
+            UnmatchedIdentity(
+                identity=key,
+                kind=self._unmatched_kind[key],
+                last_success=activity.last_success,
+                last_failed=activity.last_failed,
+                undated_success=activity.undated_success,
+            )
+            for key, activity in self._unmatched.items()
+        ]
+        oldest = datetime.min.replace(tzinfo=timezone.utc)
+        found.sort(key=lambda u: (u.last_success or oldest, u.identity), reverse=True)
+        return tuple(found)
+
+
+def ambiguous_identities(
+    unmatched: Iterable[UnmatchedIdentity], policy: Policy, now: datetime
+) -> list[UnmatchedIdentity]:
+    """Display names that logged on within the threshold: any account could be theirs."""
+    threshold = now - timedelta(days=policy.days)
+    return [
+        u
+        for u in unmatched
+        if u.kind == "display-name"
+        and (u.undated_success or (u.last_success is not None and u.last_success >= threshold))
+    ]
+
+
+def evidence_doubts(
+    accounts: Iterable[Account],
+    index: ActivityIndex,
+    policy: Policy,
+    now: datetime,
+    window_start: datetime,
+) -> tuple[str | None, dict[str, str]]:
+    """Why the absence of logons cannot be trusted: for every account, and per account type.
+
+    The first is set when identities of the log that look like display names logged on
+    within the threshold (see :func:`ambiguous_identities`). The second names each type
+    of account (``saml``, ``local``) of which not one enabled account has a successful
+    logon in the whole window while accounts of another type do: the vendor may record
+    that type's sign-ins elsewhere. ``policy.trust_empty_evidence`` lifts the second.
+    """
+    ambiguous = ambiguous_identities(index.unmatched_identities(), policy, now)
+    everyone = None
+    if ambiguous:
+        names = ", ".join(repr(u.identity) for u in ambiguous[:3])
+        more = f" and {len(ambiguous) - 3} more" if len(ambiguous) > 3 else ""
+        everyone = (
+            f"{len(ambiguous)} identit{'y' if len(ambiguous) == 1 else 'ies'} of the log "
+            f"({names}{more}) logged on within {policy.days} days and match no account, so any "
+            "account could be theirs; map them with --identity-map or accept them with "
+            "--ignore-identity"
+        )
+    seen: dict[str, bool] = {}
+    for account in accounts:
+        kind = account.auth_type.lower()
+        if account.status is not AccountStatus.ENABLED or not kind or kind == "samlgroup":
+            continue
+        activity = index.get(account.id)
+        logged_on = activity.last_success is not None or activity.undated_success
+        seen[kind] = seen.get(kind, False) or logged_on
+    trusted = {t.lower() for t in policy.trust_empty_evidence}
+    by_type: dict[str, str] = {}
+    if seen and not any(seen.values()) and "all" not in trusted and not set(seen) <= trusted:
+        # Not one account of the tenant signed in: more likely the vendor records sign-ins
+        # in a way this tool does not read than a tenant nobody uses.
+        everyone = everyone or (
+            f"not one enabled account has a successful logon since {_day(window_start)}: the "
+            "audit log may record sign-ins in another form; pass --trust-empty-evidence all if "
+            "nobody really signed in"
+        )
+    elif any(seen.values()):
+        for kind, logged_on in seen.items():
+            if not logged_on and kind not in trusted:
+                by_type[kind] = (
+                    f"not one enabled {kind} account has a successful logon since "
+                    f"{_day(window_start)} while other accounts do: the vendor may record "
+                    f"{kind} sign-ins elsewhere; pass --trust-empty-evidence {kind} if none of "
+                    "them really signed in"
+                )
+    return everyone, by_type
 
 
 def exclusion_reason(account: Account, policy: Policy) -> str | None:
@@ -121,11 +263,16 @@ def decide(
     logins_complete: bool,
     incomplete_reason: str = "",
     first_seen: datetime | None = None,
+    doubt: str | None = None,
 ) -> Finding:
     """The finding for one account under ``policy`` at ``now``.
 
-    A successful logon inside the threshold is proof of activity whatever else failed;
-    the absence of one is only trusted when every logon record of the window was read.
+    In this order: excluded; unknown when its newest successful logon is dated in the
+    future (the record cannot be trusted); active with a successful logon inside the
+    threshold, which is proof whatever else failed; unknown when the records were not
+    all read, a successful logon has no readable time, or ``doubt`` says why the
+    absence of logons cannot be trusted; excluded inside the grace period; inactive;
+    no-login.
     """
     last, failed = activity.last_success, activity.last_failed
     days = days_between(last, now) if last else None
@@ -136,9 +283,15 @@ def decide(
     excluded = exclusion_reason(account, policy)
     if excluded:
         return finding(FindingKind.EXCLUDED, excluded)
+    if last is not None and last > now + FUTURE_TOLERANCE:
+        return finding(
+            FindingKind.UNKNOWN,
+            f"its newest successful logon is dated {_day(last)}, in the future: the record "
+            "cannot be trusted; not judged",
+        )
     threshold = now - timedelta(days=policy.days)
     if last is not None and last >= threshold:
-        return finding(FindingKind.ACTIVE, f"last successful logon {_days(days)} ago")
+        return finding(FindingKind.ACTIVE, f"last successful logon {_days(max(0, days or 0))} ago")
     if not logins_complete:
         return finding(
             FindingKind.UNKNOWN,
@@ -155,6 +308,8 @@ def decide(
             f"new account: first seen {_day(first_seen)}, inside the {policy.grace_days}-day "
             f"grace period{failed_note}",
         )
+    if doubt:
+        return finding(FindingKind.UNKNOWN, f"not proven stale: {doubt}")
     if last is not None:
         return finding(
             FindingKind.INACTIVE,
@@ -189,10 +344,14 @@ def analyse(
 ) -> tuple[Finding, ...]:
     """One finding per account: accounts to remove first, then by user id.
 
-    ``first_seen`` maps account ids to when the archive first saw them, for the accounts
+    Accounts that would be removed become ``unknown`` when :func:`evidence_doubts` finds
+    a reason not to trust the absence of their logons. ``first_seen`` maps account ids
+    to when the archive first saw them, for the accounts
     whose appearance the archive witnessed; they get ``policy.grace_days`` of grace.
     """
     seen = first_seen or {}
+    accounts = list(accounts)
+    everyone, by_type = evidence_doubts(accounts, index, policy, now, window_start)
     findings = [
         decide(
             account,
@@ -203,6 +362,7 @@ def analyse(
             logins_complete=logins_complete,
             incomplete_reason=incomplete_reason,
             first_seen=seen.get(account.id),
+            doubt=everyone or by_type.get(account.auth_type.lower()),
         )
         for account in accounts
     ]

@@ -12,16 +12,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from login_audit import __version__
-from login_audit.analysis import ActivityIndex, analyse, judge_api_key
+from login_audit.analysis import ActivityIndex, analyse, evidence_doubts, judge_api_key
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.errors import ConfigError, RetryLaterError
 from login_audit.models import (
     Account,
     ApiKeyFinding,
     Finding,
+    FindingKind,
     LoginEvent,
     Policy,
     RecordPage,
+    ReportedAccount,
     RunSummary,
     TimeWindow,
 )
@@ -110,8 +112,8 @@ class _LogonFold:
             event = record.login_event()
             if event is None:
                 continue
-            if event.when is not None and not (self.window.start <= event.when < self.window.end):
-                continue
+            if event.when is not None and event.when < self.window.start:
+                continue  # later than the window is kept: a time in the future is suspect
             self.events += 1
             key = (event.principal, event.account_id, event.successful)
             if event.when is None:
@@ -126,6 +128,52 @@ class _LogonFold:
             LoginEvent(None, ok, principal, account) for principal, account, ok in self.undated
         ]
         return [*self.newest.values(), *undated]
+
+
+def judge(
+    accounts: list[Account],
+    index: ActivityIndex,
+    policy: Policy,
+    now: datetime,
+    window_start: datetime,
+    problems: list[str],
+    *,
+    logins_complete: bool,
+    first_seen: dict[str, datetime] | None = None,
+) -> tuple[Finding, ...]:
+    """The findings of one audit; doubts that made accounts ``unknown`` become problems."""
+    findings = analyse(
+        accounts,
+        index,
+        policy,
+        now,
+        window_start,
+        logins_complete=logins_complete,
+        incomplete_reason="the audit log could not be read completely",
+        first_seen=first_seen,
+    )
+    for target in index.unmapped_targets:
+        log.warning("the identity map names %r, which is no account of the tenant", target)
+    everyone, by_type = evidence_doubts(accounts, index, policy, now, window_start)
+    doubted = {f.account.auth_type.lower() for f in findings if f.reason.startswith("not proven")}
+    lines = [f"accounts not judged: {everyone}"] if everyone and doubted else []
+    if not everyone:
+        lines += [f"{k} accounts not judged: {why}" for k, why in by_type.items() if k in doubted]
+    odd = [
+        f
+        for f in findings
+        if f.kind is FindingKind.UNKNOWN
+        and not f.reason.startswith(("not proven", "logon records incomplete"))
+    ]
+    if odd:
+        lines.append(
+            f"{len(odd)} account{'s' if len(odd) > 1 else ''} not judged on records that cannot "
+            f"be trusted, e.g. {odd[0].account.user_id}: {odd[0].reason}"
+        )
+    for line in lines:
+        log.warning("%s", line)
+    problems.extend(lines)
+    return findings
 
 
 def _summary(
@@ -156,6 +204,7 @@ def _summary(
         unmatched_events=index.unmatched,
         findings=findings,
         api_keys=keys,
+        unmatched=index.unmatched_identities(),
     )
 
 
@@ -211,17 +260,11 @@ def run_audit(
         problems.append(f"logon records incomplete after {fold.events} events: {sweep_problems[0]}")
         log.error("%s", problems[-1])
     keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
-    index = ActivityIndex(accounts)
+    index = ActivityIndex(accounts, policy)
     index.add_all(platform.account_activity())
     index.add_all(fold.events_for_index())
-    findings = analyse(
-        accounts,
-        index,
-        policy,
-        started,
-        window.start,
-        logins_complete=logins_complete,
-        incomplete_reason="the audit log could not be read completely",
+    findings = judge(
+        accounts, index, policy, started, window.start, problems, logins_complete=logins_complete
     )
     return _summary(
         platform, policy, started, clock(), window, problems, fold.events, index, findings, keys
@@ -304,7 +347,7 @@ def run_archived_audit(
     keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
     state = coverage(archive, tenant, LOGONS)
     window_start = state.covered_from if state and state.covered_from else result.window.start
-    index = ActivityIndex(accounts)
+    index = ActivityIndex(accounts, policy)
     index.add_all(platform.account_activity())
     for aggregate in archive.logon_aggregates(tenant):
         if aggregate.last is not None:
@@ -323,14 +366,14 @@ def run_archived_audit(
         for account_id, seen in first_seen.items()
         if first_snapshot is not None and seen > first_snapshot
     }
-    findings = analyse(
+    findings = judge(
         accounts,
         index,
         policy,
         started,
         window_start,
+        problems,
         logins_complete=result.complete,
-        incomplete_reason="the audit log could not be read completely",
         first_seen=witnessed,
     )
     summary = _summary(
@@ -351,6 +394,6 @@ def run_archived_audit(
         started,
         summary.complete,
         policy.days,
-        [f.account.user_id for f in summary.to_remove],
+        [ReportedAccount.of(f) for f in summary.to_remove],
     )
     return summary

@@ -67,6 +67,22 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
+def looks_like_token(value: str) -> bool:
+    """True for a value that is probably a credential rather than a path or a name.
+
+    Vision One tokens are JWTs (``eyJ...``); Cloud One keys and most others are long runs
+    of mixed letters and digits. Paths (a ``/``) and short names are not. Used to keep a
+    token typed in the wrong place out of every message.
+    """
+    text = value.strip()
+    if len(text) < 24 or any(c in "/\\@" or c.isspace() for c in text):
+        return False
+    if text.startswith("eyJ"):
+        return True
+    kinds = sum(any(test(c) for c in text) for test in (str.isupper, str.islower, str.isdigit))
+    return len(text) >= 32 and kinds == 3 and sum(c.isdigit() for c in text) >= 4
+
+
 def is_loopback_host(host: str) -> bool:
     """True when ``host`` names this machine: ``localhost`` or a loopback address."""
     name = host.strip("[]").lower()
@@ -116,6 +132,37 @@ def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, 
             f"unknown Vision One region {region!r}: use one of {known}, or --base-url URL"
         )
     return name, f"https://{VISION_ONE_REGIONS[name]}"
+
+
+def read_identity_map(path: str) -> tuple[tuple[str, str], ...]:
+    """Read an identity map: a CSV with the header ``Identity,UserId``.
+
+    Each row pairs an identity as the audit log writes it (a display name such as
+    ``Alice Smith``) with the email or id of the account it stands for.
+    """
+    import csv
+    import io
+
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read identity map {path}: {reason}") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if header[:2] != ["identity", "userid"]:
+        raise ConfigError(
+            f"identity map {path} must start with the header 'Identity,UserId' "
+            "(the identity as the log writes it, then the account's email or id)"
+        )
+    pairs: list[tuple[str, str]] = []
+    for number, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ConfigError(f"identity map {path}, line {number}: needs an Identity and a UserId")
+        pairs.append((row[0].strip(), row[1].strip()))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -205,6 +252,11 @@ def load_token(
             value = stream.readline()
             source = "standard input"
         else:
+            if looks_like_token(token_file) and not Path(token_file).exists():
+                raise CredentialsError(
+                    "--token-file got a value that looks like the token itself (not shown): "
+                    f"it takes the path of a file holding the token; or set {env_var}"
+                )
             path = Path(token_file).expanduser()
             value = read_secret_file(path, "token file", CredentialsError)
             source = f"token file {path}"
@@ -255,15 +307,27 @@ def read_exclude_file(path: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """How the HTTP layer behaves: timeouts, pacing and retries."""
+    """How the HTTP layer behaves: timeouts, pacing and retries.
 
-    timeout: float = 30.0
+    ``timeout`` is the wait for each read and covers Vision One's gateway, which answers
+    504 after 60 s; ``deadline`` bounds one whole response, however slowly it trickles in,
+    and ``max_response_bytes`` its size; ``request_deadline`` bounds one request with all
+    its retries. ``throttle_budget`` is how long a request answered 429 keeps being
+    retried: longer than the vendor's rate window, so a limit lower than our pace slows
+    the run down instead of ending it incomplete.
+    """
+
+    timeout: float = 75.0
     rate_limit: int = 500
     rate_window: float = 60.0
     max_attempts: int = 6
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     retry_after_cap: float = 300.0
+    deadline: float = 90.0
+    max_response_bytes: int = 32 * 1024 * 1024
+    throttle_budget: float = 180.0
+    request_deadline: float = 600.0
 
     def __post_init__(self) -> None:
         if self.rate_limit < 1:
@@ -290,8 +354,12 @@ _TENANT_KEYS = {
     "include_disabled",
     "exclude",
     "exclude_roles",
+    "identity_map",
+    "ignore_identities",
+    "trust_empty_evidence",
 }
 _DEFAULT_KEYS = _TENANT_KEYS - {"name", "token_env", "token_file", "base_url", "region"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _SECRET_KEYS = {"token", "api_key", "apikey", "key", "secret", "password"}
 
 
@@ -308,6 +376,9 @@ class TenantConfig:
     include_disabled: bool | None = None
     exclude: tuple[str, ...] = ()
     exclude_roles: tuple[str, ...] = ()
+    identity_map: tuple[tuple[str, str], ...] = ()
+    ignore_identities: tuple[str, ...] = ()
+    trust_empty_evidence: tuple[str, ...] = ()
 
     def load_token(self) -> Secret:
         """The tenant's secret, from its file or its environment variable."""
@@ -358,7 +429,20 @@ _TYPES: dict[str, type] = {
     "include_disabled": bool,
     "exclude": list,
     "exclude_roles": list,
+    "identity_map": str,
+    "ignore_identities": list,
+    "trust_empty_evidence": list,
 }
+
+
+def _tenant_identity_map(value: str | None, path: Path, where: str) -> tuple[tuple[str, str], ...]:
+    """The identity map a tenant names, relative to the tenants file's folder."""
+    if not value:
+        return ()
+    try:
+        return read_identity_map(str(path.parent / Path(value).expanduser()))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {where}: {exc}") from None
 
 
 def load_tenants(path: Path) -> list[TenantConfig]:
@@ -407,6 +491,15 @@ def load_tenants(path: Path) -> list[TenantConfig]:
             raise ConfigError(f"{path}: two tenants are named {name!r}; names must be unique")
         if "token_env" in merged and "token_file" in merged:
             raise ConfigError(f"{path}: {where} has both token_env and token_file; keep one")
+        token_env = merged.get("token_env")
+        if token_env is not None and (
+            not _ENV_NAME.match(token_env) or looks_like_token(token_env)
+        ):
+            raise ConfigError(
+                f"{path}: {where}: token_env must be the NAME of an environment variable, "
+                "such as TMV1_TOKEN_PROD; it holds something else (not shown: it may be the "
+                "token itself, which must never be in this file)"
+            )
         platform = str(merged.get("platform", "visionone"))
         try:
             target = resolve_target(
@@ -428,6 +521,9 @@ def load_tenants(path: Path) -> list[TenantConfig]:
                 include_disabled=merged.get("include_disabled"),
                 exclude=tuple(merged.get("exclude", ())),
                 exclude_roles=tuple(merged.get("exclude_roles", ())),
+                identity_map=_tenant_identity_map(merged.get("identity_map"), path, where),
+                ignore_identities=tuple(merged.get("ignore_identities", ())),
+                trust_empty_evidence=tuple(merged.get("trust_empty_evidence", ())),
             )
         )
     return tenants

@@ -4,7 +4,9 @@
 
     LoginAuditError                 anything we raise on purpose (exit 1 if not caught lower)
     ├── ConfigError                 fix the configuration or the command line   (exit 2)
-    │   └── UnsupportedActionError  the platform cannot make this change        (exit 2)
+    │   ├── UnsupportedActionError  the platform cannot make this change        (exit 2)
+    │   ├── NotFoundError           the vendor answered 404                      (exit 2)
+    │   └── ArchiveError            the archive is damaged, full or unreachable (exit 2)
     ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
     │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
     ├── RetryLaterError             the vendor failed after every retry          (exit 4)
@@ -23,6 +25,10 @@ EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
 EXIT_FINDINGS = 3
 EXIT_INCOMPLETE = 4
+#: 128 + SIGINT, as shells report a process that Ctrl-C ended (SIGTERM ends it with 143).
+EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE: the reader of stdout went away (``export | head``); nothing is printed.
+EXIT_BROKEN_PIPE = 141
 
 
 class LoginAuditError(Exception):
@@ -39,6 +45,14 @@ class ConfigError(LoginAuditError):
 
 class UnsupportedActionError(ConfigError):
     """The platform offers no (documented) way to make this change to this account."""
+
+
+class NotFoundError(ConfigError):
+    """The vendor answered 404: a wrong origin, or an object that no longer exists."""
+
+
+class ArchiveError(ConfigError):
+    """The archive cannot be used: damaged, out of space, read-only or its server gone."""
 
 
 class CredentialsError(LoginAuditError):

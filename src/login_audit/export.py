@@ -29,11 +29,22 @@ CSV_HEADER = ("Time", "Category", "Activity", "Result", "User", "UserId", "Raw")
 
 
 def guess_format(output: str, requested: str | None) -> str:
-    """The format asked for, else the one the output's suffix names, else JSON."""
+    """The format asked for, else the one the output's suffix names, else JSON (no suffix).
+
+    A suffix that names no format (``-o audit.xlsx``) is refused rather than filled with
+    JSON the file's name says it is not.
+    """
     if requested:
         return requested
     suffix = Path(output).suffix.lower().lstrip(".")
-    return suffix if suffix in FORMATS else "json"
+    if suffix in FORMATS:
+        return suffix
+    if suffix and output != "-":
+        raise ConfigError(
+            f"cannot tell the format of {output} from its suffix .{suffix}: name the file "
+            f".json, .jsonl, .csv or .ocsf, or give --format ({', '.join(FORMATS)})"
+        )
+    return "json"
 
 
 def _time(record: AuditRecord) -> str:
@@ -125,6 +136,13 @@ def write_records(
     else:
         raise ConfigError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     return count
+
+
+def check_output(output: str, *, force: bool) -> None:
+    """Refuse to overwrite an existing file without ``force``, before any work is done."""
+    path = Path(output).expanduser()
+    if output != "-" and path.exists() and not force:
+        raise ConfigError(f"{path} already exists; add --force to overwrite it")
 
 
 def export_records(records: Iterable[AuditRecord], output: str, fmt: str, notes: WriteNotes) -> int:

@@ -14,6 +14,8 @@ import json
 import logging
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -28,12 +30,13 @@ import httpx
 from login_audit import __version__
 from login_audit.config import HttpSettings, Secret
 from login_audit.errors import (
-    ConfigError,
     CredentialsError,
+    NotFoundError,
     PermissionDeniedError,
     ProtocolError,
     RetryLaterError,
 )
+from login_audit.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,7 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.limit = limit
+        self.floor = max(1, limit // 10)
         self.window = window
         self._monotonic = monotonic
         self._sleep = sleep
@@ -162,6 +166,31 @@ class Pacer:
         with self._lock:
             self._paused_until = max(self._paused_until, self._monotonic() + seconds)
 
+    def throttled(self) -> int:
+        """Learn from a 429: the vendor's limit is below what was sent in the last window.
+
+        The limit drops to four fifths of the requests started in the current window and
+        stays there for the rest of the run, so a vendor whose real limit is lower than
+        ours is met near its own pace instead of being hit again and again. It never
+        drops below a tenth of the configured limit: a 429 caused by someone else's
+        traffic on the same key must not slow a run to a crawl (retries still wait for
+        it). Returns the limit in force.
+        """
+        with self._lock:
+            now = self._monotonic()
+            while self._starts and self._starts[0] <= now - self.window:
+                self._starts.popleft()
+            lowered = max(self.floor, len(self._starts) * 4 // 5)
+            if lowered < self.limit:
+                log.info(
+                    "the vendor throttled at %d requests in %gs; pacing at %d from now on",
+                    len(self._starts),
+                    self.window,
+                    lowered,
+                )
+                self.limit = lowered
+            return self.limit
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -190,20 +219,77 @@ class HttpStats:
     throttled: int = 0
 
 
-def _vendor_error(response: httpx.Response) -> tuple[str, str]:
+def _vendor_error_of(content: bytes) -> tuple[str, str]:
     """Pull ``(code, message)`` from a Vision One or Cloud One error body, if any."""
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
+        body = _decode_json(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""
     inner = body.get("error", body)
     if not isinstance(inner, dict):
-        return "", str(inner)[:_MAX_MESSAGE]
+        return "", printable(str(inner)[:_MAX_MESSAGE])
     code = inner.get("code", "")
     message = inner.get("message", "")
-    return str(code)[:64], str(message)[:_MAX_MESSAGE]
+    return printable(str(code)[:64]), printable(str(message)[:_MAX_MESSAGE])
+
+
+class _BodyTooLarge(Exception):
+    """The response grew past ``max_response_bytes``."""
+
+
+class _DeadlinePassed(Exception):
+    """The response did not arrive whole within ``deadline`` seconds."""
+
+
+def _decode_json(content: bytes) -> Any:
+    """Decode a body (``RecursionError`` when it is nested too deep to read)."""
+    return json.loads(content)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def describe_transport_error(exc: httpx.TransportError, url: str | httpx.URL) -> tuple[str, bool]:
+    """Say in words what went wrong on the way to ``url``, and whether it is "unreachable".
+
+    Unreachable (refused, unresolvable, TLS refused) means the host or the set-up is wrong
+    rather than busy: retrying it for half a minute on the first request helps nobody.
+    """
+    parts = urlsplit(str(url))
+    where = parts.hostname or "the host"
+    if parts.port:
+        where += f":{parts.port}"
+    chain = _causes(exc)
+    text = " ".join(str(e) for e in chain).lower()
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection to {where} within the timeout (a firewall or proxy?)", False
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{where} sent no answer within the timeout", False
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "[ssl" in text or "certificate" in text:
+        reason = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+        detail = getattr(reason, "reason", None) or "handshake failed"
+        return f"TLS with {where} failed ({str(detail).lower().replace('_', ' ')})", True
+    if (
+        any(isinstance(e, socket.gaierror) for e in chain)
+        or "name or service" in text
+        or ("name resolution" in text or "nodename nor servname" in text)
+    ):
+        return f"the host name {parts.hostname} could not be resolved (DNS)", True
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return f"connection refused by {where} (nothing listens there)", True
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"{where} closed the connection without a complete answer", False
+    if isinstance(exc, httpx.NetworkError):
+        return f"the connection to {where} failed ({type(exc).__name__})", False
+    return f"request to {where} failed ({type(exc).__name__})", False
 
 
 class HttpClient:
@@ -225,6 +311,7 @@ class HttpClient:
         self._auth = auth
         self._secrets = tuple(s for s in auth.secrets() if s)
         self._sleep = sleep
+        self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self.pacer = pacer or Pacer(
@@ -239,6 +326,8 @@ class HttpClient:
         self.stats = HttpStats()
         #: The server's ``Date`` of the last response, for clock-skew checks.
         self.last_server_date: datetime | None = None
+        #: Whether any response at all came back yet (see :func:`describe_transport_error`).
+        self._answered = False
         self._stats_lock = threading.Lock()
         timeout = httpx.Timeout(self.settings.timeout, connect=min(10.0, self.settings.timeout))
         self._client = httpx.Client(
@@ -293,57 +382,132 @@ class HttpClient:
         """
         where = self.scrub(f"{method} {redact_url(url)}")
         last_problem = ""
-        for attempt in range(1, self.policy.max_attempts + 1):
+        attempt = throttles = sent = 0
+        throttled_since: float | None = None
+        first_sent = self._monotonic()
+        while True:
+            attempt += 1
+            sent += 1
             self.pacer.acquire()
             retry_after: float | None = None
+            throttled = False
             try:
-                response = self._client.request(
-                    method, url, params=params, headers=headers, json=json_body
+                status, response_headers, content = self._send(
+                    method, url, params=params, headers=headers, json_body=json_body
                 )
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise ProtocolError(
+                    f"{where}: the URL cannot be requested ({type(exc).__name__}); the vendor "
+                    "sent a link that is too long or malformed"
+                ) from None
             except httpx.TransportError as exc:
-                self._count(retry=attempt > 1)
-                last_problem = f"{type(exc).__name__}"
-                log.debug("%s: transport error %s (attempt %d)", where, last_problem, attempt)
+                self._count(retry=sent > 1)
+                last_problem, unreachable = describe_transport_error(exc, url)
+                log.debug("%s: transport error: %s (attempt %d)", where, last_problem, sent)
+                if unreachable and not self._answered:
+                    # Nothing has ever answered: a wrong address, not a passing outage.
+                    raise RetryLaterError(
+                        self.scrub(f"{where} failed: {last_problem}; check --region/--base-url")
+                    ) from None
+            except _BodyTooLarge:
+                self._count(retry=sent > 1)
+                limit = self.settings.max_response_bytes
+                last_problem = f"a response larger than {limit // (1024 * 1024)} MiB"
+            except _DeadlinePassed:
+                self._count(retry=sent > 1)
+                last_problem = f"a response not complete within {self.settings.deadline:g}s"
             else:
-                self._count(retry=attempt > 1, throttled=response.status_code == 429)
-                self._note_date(response.headers.get("Date"))
-                log.debug("%s -> HTTP %d (attempt %d)", where, response.status_code, attempt)
-                status = response.status_code
+                self._answered = True
+                throttled = status == 429
+                self._count(retry=sent > 1, throttled=throttled)
+                self._note_date(response_headers.get("Date"))
+                log.debug("%s -> HTTP %d (attempt %d)", where, status, sent)
                 if 200 <= status < 300:
-                    if status == 204 or not response.content:
+                    if status == 204 or not content:
                         return {}
                     try:
-                        body = json.loads(response.content)
+                        body = _decode_json(content)
                     except (ValueError, UnicodeDecodeError):
                         last_problem = f"HTTP {status} with a body that is not valid JSON"
+                    except RecursionError:
+                        last_problem = f"HTTP {status} with JSON nested too deep to read"
                     else:
                         problem = expect(body) if expect else None
                         if problem is None:
                             return body
                         last_problem = f"HTTP {status} with {problem}"
                 elif status in RETRY_STATUSES:
-                    code, _ = _vendor_error(response)
+                    code, _ = _vendor_error_of(content)
                     last_problem = f"HTTP {status}" + (f" {code}" if code else "")
                     retry_after = parse_retry_after(
-                        response.headers.get("Retry-After"), self._wall_clock()
+                        response_headers.get("Retry-After"), self._wall_clock()
                     )
                 else:
-                    self._raise_for_status(response, where, permission)
-            if attempt == self.policy.max_attempts:
+                    self._raise_for_status(status, content, where, permission)
+            if throttled:
+                # A 429 is the vendor asking us to slow down, not a failure of the request:
+                # it is retried for a time longer than the vendor's window, not a count.
+                attempt -= 1
+                throttles += 1
+                now = self._monotonic()
+                throttled_since = now if throttled_since is None else throttled_since
+                if now - throttled_since >= self.settings.throttle_budget:
+                    break
+                if retry_after is None:
+                    # With no Retry-After, only a slower pace keeps the next 429 away.
+                    self.pacer.throttled()
+            elif attempt >= self.policy.max_attempts:
                 break
-            delay = self.policy.delay(attempt, retry_after, self._rng)
-            if retry_after is not None or last_problem.startswith("HTTP 429"):
+            if self._monotonic() - first_sent >= self.settings.request_deadline:
+                last_problem += f" (still failing after {self.settings.request_deadline:g}s)"
+                break
+            delay = self.policy.delay(throttles if throttled else attempt, retry_after, self._rng)
+            if throttled or retry_after is not None:
                 # The limit is shared: every worker holds back, not only this one.
                 self.pacer.pause(delay)
             else:
                 self._sleep(delay)
             log.info("%s: %s; retrying in %.1fs", where, last_problem, delay)
+        spent = (
+            f"throttled for {self.settings.throttle_budget:g}s"
+            if throttled
+            else f"failed after {self.policy.max_attempts} attempts"
+        )
         raise RetryLaterError(
-            self.scrub(f"{where} failed after {self.policy.max_attempts} attempts: {last_problem}"),
+            self.scrub(f"{where} {spent}: {last_problem}"),
             status=int(last_problem.split()[1])
             if last_problem.startswith("HTTP ") and last_problem.split()[1].isdigit()
             else None,
         )
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        headers: Mapping[str, str] | None,
+        json_body: Any,
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """One exchange: ``(status, headers, body)``, the body capped in size and time."""
+        started = self._monotonic()
+        limit = self.settings.max_response_bytes
+        with self._client.stream(
+            method, url, params=params, headers=headers, json=json_body
+        ) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _BodyTooLarge
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLarge
+                if self._monotonic() - started > self.settings.deadline:
+                    raise _DeadlinePassed
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
 
     def _note_date(self, value: str | None) -> None:
         if not value:
@@ -354,9 +518,8 @@ class HttpClient:
             return
         self.last_server_date = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
-    def _raise_for_status(self, response: httpx.Response, where: str, permission: str) -> None:
-        status = response.status_code
-        code, message = _vendor_error(response)
+    def _raise_for_status(self, status: int, content: bytes, where: str, permission: str) -> None:
+        code, message = _vendor_error_of(content)
         detail = self.scrub(f"HTTP {status}" + (f" {code}" if code else ""))
         if message:
             detail += f" ({self.scrub(message)})"
@@ -371,7 +534,7 @@ class HttpClient:
                 f"{where}: access denied: {detail}; the token's role lacks {need}"
             )
         if status == 404:
-            raise ConfigError(f"{where}: not found: {detail}; check --region or --base-url")
+            raise NotFoundError(f"{where}: not found: {detail}; check --region or --base-url")
         raise ProtocolError(f"{where}: request rejected: {detail}", status=status, code=code)
 
     def get_json(
@@ -389,7 +552,24 @@ class HttpClient:
         )
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def same_origin(url: str, base_url: str) -> bool:
-    """True when ``url`` has the scheme, host and port of ``base_url``."""
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    """True when ``url`` has the scheme, host and port of ``base_url``.
+
+    A port written out that is the scheme's default (``https://host:443``) is the same
+    origin as none at all.
+    """
+
+    def origin(text: str) -> tuple[str, str | None, int | None]:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:
+            return (scheme, parts.hostname, -1)
+        return (scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme))
+
+    a, b = origin(url), origin(base_url)
+    return a == b and a[2] != -1

@@ -123,15 +123,45 @@ class TimeWindow:
     end: datetime
 
 
+#: Identities the vendor logs that are no account of the tenant's list (Vision One's
+#: built-in administrator), accepted unless the policy says otherwise.
+DEFAULT_IGNORED_IDENTITIES = ("Root Account",)
+
+
 @dataclass(frozen=True)
 class Policy:
-    """The rules an audit applies; every field has a command-line flag."""
+    """The rules an audit applies; every field has a command-line flag.
+
+    ``identity_map`` pairs an identity as the log writes it with the email or id of the
+    account it stands for; ``ignore_identities`` are identities accepted as nobody's
+    account; ``trust_empty_evidence`` names the account types (``saml``, ``local``) whose
+    lack of any logon is to be believed.
+    """
 
     days: int = 90
     include_disabled: bool = False
     grace_days: int = 0
     exclude_patterns: tuple[str, ...] = ()
     exclude_roles: tuple[str, ...] = ()
+    identity_map: tuple[tuple[str, str], ...] = ()
+    ignore_identities: tuple[str, ...] = DEFAULT_IGNORED_IDENTITIES
+    trust_empty_evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnmatchedIdentity:
+    """An identity of the log that is no account of the list, and what it did.
+
+    ``kind`` says what it looks like: ``email`` or ``id`` (a deleted account, an API key:
+    it cannot be one of the listed accounts), ``display-name`` (it could be any of them),
+    or ``ignored`` (accepted by the policy).
+    """
+
+    identity: str
+    kind: str
+    last_success: datetime | None
+    last_failed: datetime | None
+    undated_success: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +174,36 @@ class Finding:
     last_login: datetime | None = None
     last_failed_login: datetime | None = None
     days_since_login: int | None = None
+
+
+@dataclass(frozen=True)
+class ReportedAccount:
+    """An account as an audit put it on the removal list, for ``apply`` to check again.
+
+    A cleanup CSV gives only ``user_id`` and ``role``; ``audit_report.json`` and the
+    archive also give the account's id, status, finding and reason. Empty (None for the
+    role, which may be empty) means the source did not say.
+    """
+
+    user_id: str
+    role: str | None = None
+    account_id: str = ""
+    status: str = ""
+    finding: str = ""
+    reason: str = ""
+
+    @classmethod
+    def of(cls, finding: Finding) -> ReportedAccount:
+        """The entry of one finding of an audit."""
+        account = finding.account
+        return cls(
+            account.user_id,
+            account.role,
+            account.id,
+            account.status.value,
+            finding.kind.value,
+            finding.reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -190,6 +250,12 @@ class RunSummary:
     unmatched_events: int  # distinct identities in the log that match no account
     findings: tuple[Finding, ...] = field(default=())
     api_keys: tuple[ApiKeyFinding, ...] | None = None
+    unmatched: tuple[UnmatchedIdentity, ...] = field(default=())
+    #: Things the user should check that do not make the run incomplete (an exclusion
+    #: that matched nothing).
+    warnings: tuple[str, ...] = ()
+    #: The tenant's name (``--tenant``, or its name in the tenants file), for people.
+    tenant_name: str = ""
     signals: tuple[Signal, ...] | None = None  # watch's signals of the period, if it runs
 
     def counts(self) -> dict[str, int]:

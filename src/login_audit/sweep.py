@@ -1,11 +1,16 @@
-"""Reading a window of audit records as fast as the rate limit allows, never a page twice.
+"""Reading a window of audit records as fast as the rate limit allows, without a gap.
 
 A sweep first reads one page of the whole window, oldest first. That page tells how
 dense the records are, hence how many pages the window holds. A window of many pages is
 then split into time slices read in parallel, each following its own page links; the
-shared pacer of the HTTP client keeps them all inside the vendor's limit. Each extra
-slice costs at most one partly filled page, so the number of slices is chosen to keep
-that cost under 2% of the pages (one slice per ``PAGES_PER_SLICE`` pages).
+shared pacer of the HTTP client keeps them all inside the vendor's limit.
+
+No page is trusted to be sorted: a record indexed late can sit on the first page with a
+time far ahead of its neighbours. Slice boundaries, "done" and watermarks therefore come
+only from the time windows the requests asked for, never from the times of the records
+returned. The probe page is an estimate; when the window is split, the first slice reads
+it again from the window's start (one request more), so whatever the order of the
+records, every slice asks the vendor for every record of its own window.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
 from typing import Protocol
 
 from login_audit.archive.base import SliceState
@@ -62,20 +66,50 @@ def plan_slices(window: TimeWindow, count: int) -> list[TimeWindow]:
     return [TimeWindow(a, b) for a, b in itertools.pairwise(bounds) if a < b]
 
 
+def _estimate_pages(window: TimeWindow, first: RecordPage) -> float:
+    """How many pages ``window`` holds, judged from the first page's own span.
+
+    The page's records are assumed to be spread like the rest of the window from their
+    earliest time on (tenants often have no records in the oldest days). The latest tenth
+    of the page is ignored, so one record out of order cannot shrink the estimate to
+    nothing; an estimate only changes the number of slices, never what is read.
+    """
+    times = sorted(r.when for r in first.records if r.when is not None and r.when < window.end)
+    if len(times) < 2:
+        return 1.0
+    earliest = max(times[0], window.start)
+    gaps = max(1, (len(times) - 1) * 9 // 10)
+    span = (times[gaps] - earliest).total_seconds()
+    if span <= 0:
+        return float("inf")
+    records_per_second = gaps / span
+    return (window.end - earliest).total_seconds() * records_per_second / len(first.records)
+
+
 def slices_for(
     window: TimeWindow, first: RecordPage, max_slices: int, pages_per_slice: int = PAGES_PER_SLICE
 ) -> int:
-    """How many slices the rest of ``window`` deserves, judged from its first page."""
+    """How many slices ``window`` deserves, judged from its first page."""
     if first.next_link is None or max_slices <= 1:
         return 1
-    times = [r.when for r in first.records if r.when is not None]
-    if not times:
-        return 1
-    covered = max(times) - window.start
-    if covered <= timedelta(0):
+    estimated = _estimate_pages(window, first)
+    if estimated == float("inf"):
         return max_slices
-    estimated_pages = (window.end - window.start) / covered
-    return max(1, min(max_slices, 1 + int(estimated_pages // pages_per_slice)))
+    return max(1, min(max_slices, 1 + int(estimated // pages_per_slice)))
+
+
+def slice_windows(window: TimeWindow, first: RecordPage, count: int) -> list[TimeWindow]:
+    """``count`` adjacent slices that cover ``window`` exactly, from its start to its end.
+
+    Inner boundaries are spread over the part of the window that holds records (from the
+    first page's earliest record on), so the slices carry similar loads; the first slice
+    always begins at the window's start, whatever the records say.
+    """
+    times = [r.when for r in first.records if r.when is not None]
+    anchor = min((t for t in times if window.start <= t < window.end), default=window.start)
+    anchor = max(window.start, anchor.replace(microsecond=0))
+    slices = plan_slices(TimeWindow(anchor, window.end), count)
+    return [TimeWindow(window.start, slices[0].end), *slices[1:]]
 
 
 class Sweep:
@@ -145,16 +179,11 @@ class Sweep:
             return
         close = getattr(pages, "close", None)
         if close is not None:
-            close()  # the rest of the window goes to the slices
-        times = [r.when for r in first.records if r.when is not None]
-        boundary = max(times).replace(microsecond=0)
-        rest = plan_slices(TimeWindow(boundary, self.window.end), count)
-        log.debug("sweep: %d slices after the first page", len(rest))
+            close()  # the whole window goes to the slices
+        planned = slice_windows(self.window, first, count)
+        log.debug("sweep: %d slices after the first page", len(planned))
         with self.lock:
-            self.states = [
-                SliceState(self.window.start, boundary, None, 1, True),
-                *(SliceState(w.start, w.end) for w in rest),
-            ]
+            self.states = [SliceState(w.start, w.end) for w in planned]
             commit(RecordPage((), None), tuple(self.states))
 
     def _slice(self, index: int, commit: Commit) -> None:

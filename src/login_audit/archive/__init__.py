@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.config import Secret
+from login_audit.errors import ArchiveError, ConfigError
 
-__all__ = ["Archive", "TenantKey", "default_archive_path", "open_archive"]
+__all__ = [
+    "Archive",
+    "TenantKey",
+    "archive_failure",
+    "archive_secrets",
+    "default_archive_path",
+    "hide_password",
+    "is_postgres",
+    "open_archive",
+]
 
 
 def default_archive_path() -> Path:
@@ -17,12 +31,108 @@ def default_archive_path() -> Path:
     return Path(platformdirs.user_data_dir("login-audit", appauthor=False)) / "archive.sqlite3"
 
 
-def open_archive(spec: str | None) -> Archive:
-    """Open the archive named by ``spec``: a file path, ``postgresql://…``, or the default."""
-    if spec and spec.startswith(("postgresql://", "postgres://")):
+#: The keywords a libpq connection string (``host=db dbname=audit user=la``) starts with.
+_LIBPQ_START = re.compile(
+    r"^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|sslrootcert|"
+    r"connect_timeout|application_name|options|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
+_LIBPQ_PASSWORD = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'|\S+)", re.IGNORECASE)
+
+
+def is_postgres(spec: str) -> bool:
+    """True for a PostgreSQL URL or a libpq keyword string, as PostgreSQL users write them."""
+    return spec.startswith(("postgresql://", "postgres://")) or bool(_LIBPQ_START.match(spec))
+
+
+def archive_secrets(spec: str | None) -> list[str]:
+    """What of an archive spec must never be shown: the whole connection string and its
+    password, in URL or keyword form."""
+    if not spec or not (is_postgres(spec) or "://" in spec):
+        return []
+    found = [spec]
+    if "://" in spec:
+        password = urlsplit(spec).password
+        if password:
+            found += [password, unquote(password)]
+    for match in _LIBPQ_PASSWORD.finditer(spec):
+        value = match.group(2)
+        found.append(value)
+        if value.startswith("'"):
+            found.append(re.sub(r"\\(.)", r"\1", value[1:-1]))
+    return [secret for secret in found if secret]
+
+
+def hide_password(spec: str) -> str:
+    """``spec`` with the value of its ``password=`` keyword masked."""
+    return _LIBPQ_PASSWORD.sub(lambda m: m.group(1) + "********", spec)
+
+
+def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = False) -> Archive:
+    """Open the archive named by ``spec``: a file path, ``postgresql://…``, or the default.
+
+    ``existing`` refuses a SQLite file that does not exist instead of creating an empty
+    one (a mistyped path must not look like an empty archive); ``read_only`` (which
+    implies it) opens it without needing write access to the file or its folder.
+    """
+    if spec and is_postgres(spec):
         from login_audit.archive.postgres import open_postgres
 
         return open_postgres(Secret(spec))
+    if spec and "://" in spec:
+        from login_audit.archive.postgres import redact_dsn
+
+        raise ConfigError(
+            f"the archive {redact_dsn(spec)} is neither a file path nor a PostgreSQL "
+            "connection (postgresql://... or host=... dbname=...)"
+        )
     from login_audit.archive.sqlite import open_sqlite
 
-    return open_sqlite(Path(spec) if spec else default_archive_path())
+    path = Path(spec) if spec else default_archive_path()
+    return open_sqlite(path, existing=existing or read_only, read_only=read_only)
+
+
+def archive_failure(exc: BaseException, location: str) -> ArchiveError | None:
+    """The expected failure behind a database driver's exception, in words; None if it is not one.
+
+    Drivers raise from wherever a query happens to read a damaged page or lose its server,
+    so the CLI translates at its boundary, naming the archive and what to do.
+    """
+    location = location or "(unnamed)"
+    if isinstance(exc, sqlite3.DatabaseError):
+        text = str(exc)
+        lowered = text.lower()
+        if "full" in lowered or "i/o error" in lowered or "too large" in lowered:
+            return ArchiveError(
+                f"cannot write the archive {location} ({text}): the disk is full or the "
+                "file-size limit (ulimit -f) was reached; free space or raise the limit, then "
+                "run again (every committed page is kept)"
+            )
+        if "readonly" in lowered or "read-only" in lowered:
+            return ArchiveError(
+                f"cannot write the archive {location} ({text}): it or its folder is read-only"
+            )
+        if "not a database" in lowered:
+            return ArchiveError(
+                f"the archive {location} is not a usable SQLite database ({text}); move it "
+                "aside or choose another with --archive"
+            )
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in lowered:
+            return ArchiveError(
+                f"the archive {location} is locked by another program ({text}); run again later"
+            )
+        return ArchiveError(
+            f"the archive {location} is damaged ({text}): check it with "
+            f"sqlite3 {location} 'PRAGMA integrity_check'; restore it from a backup, or move "
+            "it aside and run 'sync' to start a new one from the vendor's retention"
+        )
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, psycopg.OperationalError):
+            return ArchiveError(
+                f"lost the connection to the archive {location} ({first}); check that the "
+                "server is up and reachable, then run again (every committed page is kept)"
+            )
+        return ArchiveError(f"the archive {location} refused a query ({first})")
+    return None

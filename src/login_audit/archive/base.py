@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from login_audit.models import Account, AuditRecord
+from login_audit.models import Account, AuditRecord, ReportedAccount
 
 
 def to_us(moment: datetime) -> int:
@@ -23,6 +23,15 @@ def from_us(value: int | None) -> datetime | None:
         return None
     seconds, micros = divmod(int(value), 1_000_000)
     return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
+
+
+def busy_message(location: str, purpose: str = "sync") -> str:
+    """What a process is told when another holds the ``purpose`` lock of its tenant."""
+    if purpose == "sync":
+        doing = f"syncing this tenant into {location} or applying changes to it"
+    else:
+        doing = f"{purpose}ing this tenant in {location}"
+    return f"another login-audit process is {doing}; wait for it to finish, then run again"
 
 
 @dataclass(frozen=True)
@@ -118,8 +127,14 @@ class Archive(Protocol):
         """The id of ``key``, created on first use."""
         ...
 
+    def find_tenant(self, key: TenantKey) -> int | None:
+        """The id of ``key``, or None when the archive has never seen it."""
+        ...
+
     def lock(self, tenant: int, purpose: str = "sync") -> AbstractContextManager[None]:
-        """Hold the tenant's sync (or watch) lock; raise ``ArchiveBusyError`` if taken."""
+        """Hold the tenant's ``purpose`` lock: "sync" (sync, archived audit, apply) or
+        "watch", which is separate so a watcher never delays a sync; raise
+        ``ArchiveBusyError`` with :func:`busy_message` if another process holds it."""
         ...
 
     def state(self, tenant: int, stream: str) -> SyncState | None:
@@ -179,13 +194,13 @@ class Archive(Protocol):
         window_end: datetime,
         complete: bool,
         days: int,
-        remove: list[str],
+        remove: list[ReportedAccount],
     ) -> None:
         """Keep the outcome of an audit, so ``apply`` can act on the last one."""
         ...
 
-    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[str]] | None:
-        """``(window end, complete, days, users to remove)`` of the tenant's last audit."""
+    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[ReportedAccount]] | None:
+        """``(window end, complete, days, accounts to remove)`` of the tenant's last audit."""
         ...
 
     def journal(

@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from login_audit.archive.sql import SqlArchive, busy_message
+from login_audit.archive.base import busy_message
+from login_audit.archive.sql import SqlArchive
 from login_audit.config import Secret
 from login_audit.errors import ArchiveBusyError, ConfigError
 
@@ -38,7 +39,7 @@ class PostgresDialect:
         space = _LOCK_SPACE if purpose == "sync" else _WATCH_LOCK_SPACE
         got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, tenant)).fetchone()
         if not got[0]:
-            raise ArchiveBusyError(busy_message(purpose, location))
+            raise ArchiveBusyError(busy_message(location, purpose))
         try:
             yield
         finally:
@@ -56,18 +57,24 @@ class PostgresDialect:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password removed, for messages."""
+    """The DSN (URL or libpq keywords) with any password removed, for messages."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
-        return parts._replace(netloc=netloc).geturl()
-    return dsn
+    from login_audit.archive import hide_password
+
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
+            return parts._replace(netloc=netloc).geturl()
+        return dsn
+    return hide_password(dsn)
 
 
 def open_postgres(dsn: Secret) -> SqlArchive:
     """Connect to the PostgreSQL archive at ``dsn`` and apply pending migrations."""
+    from login_audit.archive import archive_secrets
+
     try:
         import psycopg
     except ImportError:
@@ -79,5 +86,7 @@ def open_postgres(dsn: Secret) -> SqlArchive:
         conn = psycopg.connect(dsn.reveal(), autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         message = str(exc).replace(dsn.reveal(), shown).splitlines()[0]
+        for secret in archive_secrets(dsn.reveal())[1:]:
+            message = message.replace(secret, "********")
         raise ConfigError(f"cannot connect to the archive {shown}: {message}") from None
     return SqlArchive(conn, PostgresDialect(), shown)

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from login_audit.archive.base import (
     to_us,
 )
 from login_audit.archive.signals import WATCH_MIGRATION
-from login_audit.models import Account, AuditRecord, RecordKind
+from login_audit.models import Account, AuditRecord, RecordKind, ReportedAccount
 
 #: Named migrations, applied in order and recorded in ``schema_migrations``.
 #: ``{id}`` is the dialect's auto-increment primary key, ``{blob}`` its text type.
@@ -207,22 +208,23 @@ def _account_version(account: Account) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def busy_message(purpose: str, location: str) -> str:
-    """The error text when another process holds a tenant's ``purpose`` lock."""
-    doing = "syncing this tenant into" if purpose == "sync" else f"{purpose}ing this tenant in"
-    return (
-        f"another login-audit process is {doing} {location}; wait for it to finish, then run again"
-    )
-
-
 class SqlArchive:
     """The :class:`~login_audit.archive.base.Archive` over a DB-API connection."""
 
-    def __init__(self, conn: Any, dialect: Dialect, location: str) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, location: str, *, migrate: bool = True):
         self.conn = conn
         self.dialect = dialect
         self.location = location
-        self.migrate()
+        if migrate:
+            self.migrate()
+
+    def pending_migrations(self) -> list[str]:
+        """Names of the migrations this archive still lacks (all of them when it is empty)."""
+        try:
+            done = set(self.migrations())
+        except Exception:
+            done = set()
+        return [name for name, _ in MIGRATIONS if name not in done]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={self.location!r})"
@@ -264,6 +266,12 @@ class SqlArchive:
         return [row[0] for row in self._all("SELECT name FROM schema_migrations ORDER BY name")]
 
     # -- tenants and locks ----------------------------------------------------------------
+
+    def find_tenant(self, key: TenantKey) -> int | None:
+        """The id of ``key``, or None when the archive has never seen it."""
+        find = "SELECT id FROM tenants WHERE platform = ? AND region = ? AND name = ?"
+        row = self._one(find, (key.platform, key.region, key.name))
+        return None if row is None else int(row[0])
 
     def tenant_id(self, key: TenantKey) -> int:
         """The id of ``key``, created on first use."""
@@ -330,6 +338,9 @@ class SqlArchive:
         ]
         inserted = 0
         with self.dialect.transaction(self.conn):
+            # Records already stored get no number: a sweep reads some pages twice (its
+            # probe page, an overlap), and the numbers stay dense, one per stored record.
+            rows = self._new_rows(tenant, rows)
             if rows:
                 # Numbers in insertion order, from a per-tenant counter whose row stays locked
                 # until the commit: a watcher reading "after N" never skips a late commit.
@@ -356,6 +367,27 @@ class SqlArchive:
                 (_checkpoint_json(checkpoint), tenant, stream),
             )
         return inserted
+
+    def _new_rows(self, tenant: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``rows`` without those whose key the tenant already holds or that repeat one."""
+        keys = list(dict.fromkeys(row[1] for row in rows))
+        known: set[str] = set()
+        for at in range(0, len(keys), 500):
+            chunk = keys[at : at + 500]
+            marks = ", ".join("?" * len(chunk))
+            known.update(
+                str(found[0])
+                for found in self._all(
+                    f"SELECT key FROM records WHERE tenant_id = ? AND key IN ({marks})",  # noqa: S608 - placeholders only
+                    (tenant, *chunk),
+                )
+            )
+        fresh: list[tuple[Any, ...]] = []
+        for row in rows:
+            if row[1] not in known:
+                known.add(row[1])
+                fresh.append(row)
+        return fresh
 
     def finish_window(
         self, tenant: int, stream: str, start: datetime, end: datetime, at: datetime
@@ -582,7 +614,7 @@ class SqlArchive:
         window_end: datetime,
         complete: bool,
         days: int,
-        remove: list[str],
+        remove: list[ReportedAccount],
     ) -> None:
         """Keep the outcome of an audit, so ``apply`` can act on the last one."""
         with self.dialect.transaction(self.conn):
@@ -596,12 +628,15 @@ class SqlArchive:
                     to_us(window_end),
                     int(complete),
                     days,
-                    json.dumps(remove),
+                    json.dumps([asdict(entry) for entry in remove]),
                 ),
             )
 
-    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[str]] | None:
-        """``(window end, complete, days, users to remove)`` of the tenant's last audit."""
+    def last_audit(self, tenant: int) -> tuple[datetime, bool, int, list[ReportedAccount]] | None:
+        """``(window end, complete, days, accounts to remove)`` of the tenant's last audit.
+
+        Audits recorded before the accounts were kept whole give user ids only.
+        """
         row = self._one(
             "SELECT window_end, complete, days, remove FROM audit_runs WHERE tenant_id = ?"
             " ORDER BY finished_at DESC LIMIT 1",
@@ -611,7 +646,11 @@ class SqlArchive:
             return None
         end = from_us(row[0])
         assert end is not None
-        return end, bool(row[1]), int(row[2]), list(json.loads(row[3]))
+        remove = [
+            ReportedAccount(entry) if isinstance(entry, str) else ReportedAccount(**entry)
+            for entry in json.loads(row[3])
+        ]
+        return end, bool(row[1]), int(row[2]), remove
 
     def journal(
         self,

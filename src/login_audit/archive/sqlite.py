@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from login_audit.archive.sql import SqlArchive, busy_message
-from login_audit.errors import ArchiveBusyError, ConfigError
+from login_audit.archive.base import busy_message
+from login_audit.archive.sql import SqlArchive
+from login_audit.errors import ConfigError
+from login_audit.locks import file_lock
+
+log = logging.getLogger(__name__)
+
+#: Words of SQLite's errors when it cannot write (see :func:`login_audit.archive.archive_failure`).
+_WRITE_FAILURES = ("full", "i/o error", "too large", "readonly", "read-only")
 
 
 class SqliteDialect:
@@ -36,22 +46,14 @@ class SqliteDialect:
             raise
         conn.execute("COMMIT")
 
-    @contextlib.contextmanager
     def tenant_lock(
         self, conn: Any, location: str, tenant: int, purpose: str = "sync"
-    ) -> Iterator[None]:
-        """An ``flock`` on ``<archive>.tenant-<id>.lock``, released by the OS if we die."""
+    ) -> AbstractContextManager[None]:
+        """An ``flock`` on ``<archive>.tenant-<id>[.<purpose>].lock``, released by the OS if
+        we die; the sync lock keeps the name it always had, so older versions still meet it."""
         suffix = "" if purpose == "sync" else f".{purpose}"
         path = f"{location}.tenant-{tenant}{suffix}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ArchiveBusyError(busy_message(purpose, location)) from None
-            yield
-        finally:
-            os.close(fd)
+        return file_lock(path, busy_message(location, purpose))
 
     def size_bytes(self, conn: sqlite3.Connection) -> int:
         """Pages times page size (the WAL file is not counted)."""
@@ -66,21 +68,42 @@ class SqliteDialect:
         return conn.total_changes - before
 
 
-def open_sqlite(path: Path) -> SqlArchive:
-    """Open (creating, mode 0600) the SQLite archive at ``path``."""
-    path = path.expanduser()
+def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) -> SqlArchive:
+    """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``.
+
+    The path is resolved first: the per-tenant lock files sit beside the real file, so a
+    symlink to the same archive meets the same locks.
+    """
+    path = Path(os.path.realpath(path.expanduser()))
+    if existing and not path.is_file():
+        raise ConfigError(
+            f"no archive at {path}: check the path (--archive or LOGIN_AUDIT_ARCHIVE); "
+            "'sync' or 'audit' creates one"
+        )
+    if read_only:
+        return _connect_read_only(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
+        for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            tighten(private)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the archive {path}: {exc.strerror}; choose another with --archive"
         ) from None
+    from login_audit.archive import archive_failure
+
     for attempt in range(50):
         try:
             return _connect(path)
         except sqlite3.OperationalError as exc:
+            # Migrations write at opening too: a full disk, the file-size limit or a
+            # read-only file is said as such, not as a file held by another program.
+            if any(word in str(exc).lower() for word in _WRITE_FAILURES):
+                failure = archive_failure(exc, str(path))
+                assert failure is not None
+                raise failure from None
             # Another process is creating or migrating the same file: wait for it.
             if "locked" not in str(exc) or attempt == 49:
                 raise ConfigError(
@@ -91,10 +114,94 @@ def open_sqlite(path: Path) -> SqlArchive:
     raise AssertionError("unreachable")
 
 
+def tighten(path: Path) -> None:
+    """Make an existing file readable by its owner only, and say so when it was not.
+
+    Files we create are 0600 from the start; one made earlier by hand (or by a version
+    that did not) may be 0644 and hold every account's logon history.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        try:
+            os.chmod(path, 0o600)
+        except OSError:  # not ours to change (another user's file in a shared folder)
+            log.warning("%s can be read by other users (mode %04o); restrict it", path, mode)
+            return
+        log.warning("%s could be read by other users (mode %04o); it is now 0600", path, mode)
+
+
+def _connect_read_only(path: Path) -> SqlArchive:
+    """Open for reading only: no write access to the file or its folder is needed.
+
+    SQLite's read-only mode still wants the WAL index beside the file; in a folder we
+    cannot write, a file without a pending WAL is opened as immutable instead.
+    """
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
+    uri = f"file:{quote(str(path))}?mode=ro"
+    wal = Path(f"{path}-wal")
+    attempts = [uri]
+    if not wal.exists() or wal.stat().st_size == 0:
+        attempts.append(f"{uri}&immutable=1")
+    problem: Exception | None = None
+    for target in attempts:
+        try:
+            conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = 1")
+            archive = SqlArchive(conn, SqliteDialect(), str(path), migrate=False)
+            archive.size_bytes()
+        except sqlite3.OperationalError as exc:
+            problem = exc
+            continue
+        check_integrity(conn, path)
+        if archive.pending_migrations():
+            archive.close()
+            raise ConfigError(
+                f"the archive {path} is not a login-audit archive or needs upgrading; run "
+                "'sync' once with write access to it"
+            )
+        return archive
+    raise ConfigError(
+        f"the archive {path} cannot be read ({problem}); check its permissions, or that its "
+        "folder is writable when it has a -wal file beside it"
+    )
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged file before anything is read from it or written into it.
+
+    A damaged page may sit where a given command never reads (so it would succeed, and a
+    sync would write on top of the damage); ``quick_check`` reads every page, about a
+    second per gigabyte.
+    """
+    from login_audit.archive import archive_failure
+
+    try:
+        rows = conn.execute("PRAGMA quick_check(3)").fetchall()
+        lines = [ln for r in rows for ln in str(r[0]).splitlines() if not ln.startswith("***")]
+        problem = None if rows == [("ok",)] else "integrity check: " + "; ".join(lines[:3])
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            conn.close()
+            raise  # another process is creating the file: the caller waits and retries
+        problem = str(exc)
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    if problem is not None:
+        conn.close()
+        failure = archive_failure(sqlite3.DatabaseError(problem), str(path))
+        assert failure is not None
+        raise failure
+
+
 def _connect(path: Path) -> SqlArchive:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
+        check_integrity(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +14,33 @@ import click
 
 from login_audit.actions import (
     ACTIONS,
+    CANNOT,
+    DONE,
+    FAILED,
     JOURNAL_FILENAME,
+    PLANNED,
     Change,
     Journal,
+    Recheck,
+    Requests,
+    apply_json,
+    describe,
     execute,
     plan,
-    read_cleanup_csv,
-    recent_logons,
-    recheck_since,
+    recheck,
+    requests_from_archive,
+    requests_from_csv,
 )
+from login_audit.archive.base import Archive
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
     archive_options,
     build_policy,
+    chosen_target,
     common_options,
+    evidence_options,
+    evidence_settings,
     exclusion_options,
     http_options,
     http_settings,
@@ -34,14 +49,11 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.config import resolve_target
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from login_audit.locks import file_lock
+from login_audit.printable import printable
 from login_audit.reports.atomic import ensure_dir
 from login_audit.timeutil import utcnow
-
-
-def _line(change: Change) -> str:
-    return f"  {change.outcome:8} {change.action:7} {change.user_id}: {change.reason}"
 
 
 @click.command(context_settings=CONTEXT)
@@ -79,9 +91,11 @@ def _line(change: Change) -> str:
     default=90,
     show_default=True,
     envvar="LOGIN_AUDIT_DAYS",
-    help="Without audit_report.json beside the CSV, re-check this many days of logons.",
+    help="Act only on accounts with no successful logon in this many days, read again "
+    "from the audit log just before acting.",
 )
 @exclusion_options
+@evidence_options
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False),
@@ -101,6 +115,13 @@ def _line(change: Change) -> str:
     "--no-archive",
     is_flag=True,
     help="Neither read the last audit from the archive nor journal there (needs --from).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Also print the plan (with --yes, its results) as JSON on stdout: each account, "
+    "the action, the outcome and the evidence checked.",
 )
 @http_options
 @common_options
@@ -124,118 +145,170 @@ def apply(
     archive_spec: str | None,
     tenant_name: str,
     no_archive: bool,
+    as_json: bool,
     **kwargs: Any,
 ) -> None:
-    """Disable (or delete) the accounts of a cleanup CSV, after checking each one again.
+    """Disable (or delete) the accounts of a cleanup CSV, each proven stale again first.
 
     Acts on --from CSV, or on the last complete audit of the tenant in the archive.
-    Without --yes it only prints the plan. Before acting it reads the accounts and
-    every logon since the audit again, and skips, with the reason, any account that
-    signed in since, changed status, no longer exists, is excluded, or is the last
-    enabled Master Administrator. It refuses to change more than --max-changes accounts,
-    stops at the first failure, and journals every action in apply_journal.csv. A
-    re-run is safe: accounts already disabled are skipped.
+    Without --yes it only prints the plan. With --yes it holds the tenant's lock, lists
+    the accounts and reads every logon of the last --days again, and skips, with the
+    reason, any account that signed in within --days, is not the account the audit
+    reported, changed status, no longer exists, is excluded, cannot be changed on this
+    platform, or is the last enabled administrator. It refuses to change more than
+    --max-changes accounts, stops at the first failure, and journals every action in
+    apply_journal.csv. A re-run is safe: accounts already disabled are skipped.
 
     \b
     Examples:
       login-audit apply --from reports/filtered_accounts_report.csv          # the plan
       login-audit apply --from reports/filtered_accounts_report.csv --yes    # disable
       login-audit apply --from f.csv --action delete --yes --confirm-delete
+      login-audit apply --from f.csv --json > plan.json                      # for approval
     """
     state = click.get_current_context().ensure_object(AppState)
     settings = http_settings(kwargs)
-    target = resolve_target(platform, region, base_url)
+    evidence = evidence_settings(kwargs)
+    target = chosen_target(platform, region, base_url)
     if target.platform == "cloudone" and not unverified_cloudone_actions:
         raise ConfigError(
             "Cloud One documents no API to disable or delete users; apply refuses unless "
             "--unverified-cloudone-actions is given (see the README)"
         )
-    policy = build_policy(days, include_disabled, exclude, exclude_role, exclude_file, 3650)
+    policy = build_policy(
+        days, include_disabled, exclude, exclude_role, exclude_file, 3650, evidence=evidence
+    )
     if no_archive and not from_csv:
         raise ConfigError("--no-archive needs --from CSV: there is no last audit to act on")
-    archive = None if no_archive else open_archive_for(state, archive_spec)
-    tenant = archive.tenant_id(tenant_key(target, tenant_name)) if archive else None
-    now = utcnow()
-    if from_csv:
-        source = from_csv
-        requested = read_cleanup_csv(Path(from_csv))
-        since = recheck_since(Path(from_csv), policy, now)
-    else:
-        assert archive is not None and tenant is not None
-        last = archive.last_audit(tenant)
-        if last is None:
-            raise ConfigError(
-                "the archive holds no audit of this tenant: run 'login-audit audit' first, "
-                "or pass --from CSV"
-            )
-        window_end, complete, _, requested = last
-        if not complete:
-            raise ConfigError(
-                "the last audit of this tenant was incomplete: run a complete audit first"
-            )
-        source = f"the last audit ({window_end:%Y-%m-%d %H:%M} UTC)"
-        since = window_end - timedelta(minutes=5)
-    out = ensure_dir(Path(output_dir))
+    key = tenant_key(target, tenant_name)
+    label = f"{key.platform}/{key.region}/{key.name}"
+    with contextlib.ExitStack() as stack:
+        archive = None if no_archive else open_archive_for(state, archive_spec)
+        if archive is not None:
+            stack.callback(archive.close)
+        tenant = archive.tenant_id(key) if archive else None
+        if from_csv:
+            requests = requests_from_csv(Path(from_csv))
+        else:
+            assert archive is not None and tenant is not None
+            requests = requests_from_archive(archive, tenant)
+        out = ensure_dir(Path(output_dir))
+        if yes:
+            # Listing, deciding and acting all happen under the tenant's lock, so that two
+            # runs can never both count the same administrator as the one that remains.
+            lock_path = out / f"{JOURNAL_FILENAME}.lock"
+            busy = f"another login-audit apply keeps its journal in {out}; wait for it to finish"
+            stack.enter_context(file_lock(lock_path, busy))
+            if archive is not None and tenant is not None:
+                stack.enter_context(archive.lock(tenant))
+        client = stack.enter_context(open_platform(state, target, token_file, settings))
+        found = recheck(client, policy, utcnow())
+        changes = plan(requests, found, policy, action, client)
+        _show_plan(requests, found, changes, action)
 
-    def mirror(change: Change, at: datetime) -> None:
-        if archive is not None and tenant is not None:
-            archive.journal(
-                tenant,
-                at,
-                change.action,
-                change.user_id,
-                change.account_id,
-                change.outcome,
-                change.reason,
-            )
-
-    with open_platform(state, target, token_file, settings) as client:
-        accounts = list(client.list_accounts())
-        index = recent_logons(client, accounts, since, now)
-        changes = plan(requested, accounts, index, policy, action, since)
-        planned = [c for c in changes if c.outcome == "planned"]
-        click.echo(
-            f"apply: {len(requested)} accounts in {source}; {len(planned)} to {action}, "
-            f"{len(changes) - len(planned)} skipped (logons re-checked since "
-            f"{since:%Y-%m-%d %H:%M} UTC)",
-            err=True,
-        )
-        for change in changes:
-            click.echo(_line(change), err=True)
-        if len(planned) > max_changes:
-            raise ConfigError(
-                f"{len(planned)} changes planned, more than --max-changes {max_changes}; "
-                "review the list and raise --max-changes to go ahead"
-            )
-        if not yes:
-            click.echo("dry run: nothing changed; add --yes to carry out the plan", err=True)
-            raise SystemExit(EXIT_OK)
-        if action == "delete" and planned and not confirm_delete:
-            if not sys.stdin.isatty():
-                raise ConfigError(
-                    "deleting accounts needs --confirm-delete when not run interactively"
+        def emit(shown: list[Change], carried_out: bool, refused: str | None) -> None:
+            if as_json:
+                doc = apply_json(
+                    label,
+                    requests,
+                    found,
+                    shown,
+                    carried_out=carried_out,
+                    refused=refused,
+                    max_changes=max_changes,
                 )
-            word = click.prompt(
-                f"Type 'delete {len(planned)}' to delete these accounts",
-                default="",
-                show_default=False,
-                err=True,
-            )
-            if word.strip() != f"delete {len(planned)}":
-                click.echo("apply: not confirmed; nothing changed", err=True)
-                raise SystemExit(EXIT_CONFIG)
-        journal = Journal(out / JOURNAL_FILENAME, mirror=mirror)
+                # ASCII only: a control character of a vendor value is escaped, never sent.
+                click.echo(json.dumps(doc, indent=2, ensure_ascii=True))
+                state.json_mode = False  # this was the run's one JSON document
+
+        planned = _count(changes)
+        impossible = _impossible(changes)
+        too_many = (
+            f"{planned} changes planned, more than --max-changes {max_changes}; review the "
+            f"plan, then --max-changes {planned} would allow it"
+            if planned > max_changes
+            else None
+        )
+        if impossible or too_many or not yes:
+            refused = impossible or (too_many if yes else None)
+            emit(changes, False, refused)
+            if refused:
+                raise ConfigError(refused)
+            hint = too_many or "add --yes to carry out the plan"
+            click.echo(f"dry run: nothing changed; {hint}", err=True)
+            raise SystemExit(EXIT_OK)
+        _confirm_delete(action, planned, confirm_delete)
+
+        mirror = _mirror(archive, tenant) if archive is not None and tenant is not None else None
+        journal = Journal(out / JOURNAL_FILENAME, label, mirror=mirror)
         try:
             results = execute(client, changes, journal)
         finally:
             journal.close()
-            if archive is not None:
-                archive.close()
-    done = sum(1 for r in results if r.outcome == "done")
-    failed = [r for r in results if r.outcome == "failed"]
+    emit(results, True, None)
+    done = sum(1 for r in results if r.outcome == DONE)
+    failed = [r for r in results if r.outcome == FAILED]
     click.echo(
         f"apply: {done} {action}d, {len(failed)} failed; journal {out / JOURNAL_FILENAME}", err=True
     )
     for result in failed:
-        click.echo(_line(result), err=True)
+        click.echo(describe(result), err=True)
     raise SystemExit(EXIT_INCOMPLETE if failed else EXIT_OK)
+
+
+def _mirror(archive: Archive, tenant: int) -> Callable[[Change, datetime], None]:
+    """Journal each change in the archive too."""
+
+    def mirror(change: Change, at: datetime) -> None:
+        archive.journal(
+            tenant,
+            at,
+            change.action,
+            change.user_id,
+            change.account_id,
+            change.outcome,
+            change.reason,
+        )
+
+    return mirror
+
+
+def _count(changes: list[Change]) -> int:
+    return sum(1 for c in changes if c.outcome == PLANNED)
+
+
+def _show_plan(requests: Requests, found: Recheck, changes: list[Change], action: str) -> None:
+    planned = _count(changes)
+    click.echo(
+        f"apply: {len(requests.rows)} accounts in {printable(requests.source)}; {planned} to "
+        f"{action}, {len(changes) - planned} not (no successful logon may follow "
+        f"{found.since:%Y-%m-%d %H:%M} UTC; {found.events} logon events read again)",
+        err=True,
+    )
+    for change in changes:
+        click.echo(describe(change), err=True)
+
+
+def _impossible(changes: list[Change]) -> str | None:
+    """Why nothing of the plan can be carried out on this platform, or None."""
+    cannot = [c for c in changes if c.outcome == CANNOT]
+    if cannot and not _count(changes):
+        return f"nothing in this plan can be carried out: {printable(cannot[0].reason)}"
+    return None
+
+
+def _confirm_delete(action: str, planned: int, confirmed: bool) -> None:
+    """Ask for the typed confirmation of a deletion (or refuse when none can be asked)."""
+    if action != "delete" or not planned or confirmed:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError("deleting accounts needs --confirm-delete when not run interactively")
+    word = click.prompt(
+        f"Type 'delete {planned}' to delete these accounts",
+        default="",
+        show_default=False,
+        err=True,
+    )
+    if word.strip() != f"delete {planned}":
+        click.echo("apply: not confirmed; nothing changed", err=True)
+        raise SystemExit(EXIT_CONFIG)

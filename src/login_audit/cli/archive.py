@@ -13,19 +13,22 @@ from login_audit.cli.common import (
     CONTEXT,
     AppState,
     archive_options,
+    chosen_target,
     common_options,
     http_options,
     http_settings,
     open_archive_for,
     open_platform,
     progress_reporter,
+    quiet_broken_pipe,
     tenant_key,
     tenant_options,
 )
-from login_audit.config import Target, resolve_target
+from login_audit.config import Target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
-from login_audit.export import FORMATS, export_records, guess_format
+from login_audit.export import FORMATS, check_output, export_records, guess_format
 from login_audit.platforms.base import Platform
+from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import format_z, parse_timestamp, utcnow
@@ -89,7 +92,10 @@ def describe_sync(result: SyncResult) -> str:
         f"{_day(result.window.end)}"
     )
     if not result.complete:
-        text += f"\nINCOMPLETE: {result.problem}; the next run resumes from the last saved page"
+        text += (
+            f"\nINCOMPLETE: {printable(result.problem)}; the next run resumes from the last "
+            "saved page"
+        )
     return text
 
 
@@ -132,7 +138,7 @@ def sync(
       login-audit sync --region eu --archive /var/lib/login-audit/archive.sqlite3
     """
     state = click.get_current_context().ensure_object(AppState)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     archive = open_archive_for(state, archive_spec)
     try:
         result = run_sync(
@@ -169,6 +175,7 @@ def sync(
 @click.option(
     "--no-sync", is_flag=True, help="Export what the archive holds without asking the vendor."
 )
+@click.option("--force", is_flag=True, help="Overwrite --output when it already exists.")
 @overlap_option
 @http_options
 @common_options
@@ -185,6 +192,7 @@ def export(
     until: str | None,
     category: str | None,
     no_sync: bool,
+    force: bool,
     overlap_minutes: int,
     **kwargs: Any,
 ) -> None:
@@ -203,8 +211,14 @@ def export(
     """
     state = click.get_current_context().ensure_object(AppState)
     start, end = _date(since, "--since"), _date(until, "--until")
-    target = resolve_target(platform, region, base_url)
-    archive = open_archive_for(state, archive_spec)
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(
+            f"--since {since} is not before --until {until}: no record could match; swap them"
+        )
+    fmt = guess_format(output, fmt)
+    check_output(output, force=force)
+    target = chosen_target(platform, region, base_url)
+    archive = open_archive_for(state, archive_spec, read_only=no_sync)
     code = EXIT_OK
     try:
         if not no_sync:
@@ -220,12 +234,18 @@ def export(
             click.echo(describe_sync(result), err=True)
             if not result.complete:
                 code = EXIT_INCOMPLETE
-        tenant = archive.tenant_id(tenant_key(target, tenant_name))
+        key = tenant_key(target, tenant_name)
+        tenant = archive.find_tenant(key)
+        if tenant is None:
+            raise ConfigError(
+                f"the archive {archive.location} holds no tenant {key.name!r} of "
+                f"{key.platform} {key.region}; 'archive info' lists the tenants it holds"
+            )
         notes = WriteNotes()
-        fmt = guess_format(output, fmt)
-        count = export_records(
-            archive.iter_records(tenant, start, end, category), output, fmt, notes
-        )
+        with quiet_broken_pipe():
+            count = export_records(
+                archive.iter_records(tenant, start, end, category), output, fmt, notes
+            )
     finally:
         archive.close()
     where = "stdout" if output == "-" else output
@@ -278,7 +298,7 @@ def archive_info(archive_spec: str | None, as_json: bool) -> None:
       login-audit archive info --archive postgresql://audit@db.example/login_audit --json
     """
     state = click.get_current_context().ensure_object(AppState)
-    archive = open_archive_for(state, archive_spec)
+    archive = open_archive_for(state, archive_spec, read_only=True)
     try:
         items, size = archive.info(), archive.size_bytes()
     finally:
@@ -337,7 +357,7 @@ def archive_prune(
             f"this deletes every archived record before {cutoff:%Y-%m-%d}; add --yes to go ahead"
         )
     state = click.get_current_context().ensure_object(AppState)
-    archive = open_archive_for(state, archive_spec)
+    archive = open_archive_for(state, archive_spec, existing=True)
     try:
         if only_tenant is None:
             deleted = archive.prune(cutoff)

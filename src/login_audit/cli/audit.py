@@ -15,7 +15,10 @@ from login_audit.cli.common import (
     archive_options,
     audit_and_report,
     build_policy,
+    chosen_target,
     common_options,
+    evidence_options,
+    evidence_settings,
     exclusion_options,
     exit_code_for,
     http_options,
@@ -28,7 +31,7 @@ from login_audit.cli.common import (
 )
 from login_audit.cli.fleet import FleetOptions, audit_all
 from login_audit.cli.watch import notify_owners, notify_webhook, webhook_options
-from login_audit.config import default_config_path, resolve_target
+from login_audit.config import default_config_path
 from login_audit.models import RunSummary
 from login_audit.reports import WriteNotes
 
@@ -83,6 +86,7 @@ MAX_ARCHIVE_DAYS = 3650
     "directory, ~/.config/login-audit/ on Linux]",
 )
 @exclusion_options
+@evidence_options
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False),
@@ -174,7 +178,9 @@ def audit(
     """
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
+    state.json_mode = json_summary
     settings = http_settings(kwargs)
+    evidence = evidence_settings(kwargs)
     webhook = notify_webhook(state, notify, all_tenants, webhook_file, webhook_format, settings)
     if all_tenants:
         explicit = frozenset(
@@ -191,6 +197,7 @@ def audit(
             exclude_file,
             MAX_ARCHIVE_DAYS,
             grace_days,
+            evidence,
         )
         options = FleetOptions(
             policy=base,
@@ -204,13 +211,15 @@ def audit(
             max_archive_days=MAX_ARCHIVE_DAYS,
             api_keys=audit_keys,
         )
-        code, text = audit_all(
+        code, text, document = audit_all(
             state, Path(config_path) if config_path else default_config_path(), options
         )
+        if json_summary:
+            click.echo(json.dumps(document, indent=2))
         if not quiet:
             click.echo(text, err=True)
         raise SystemExit(code)
-    target = resolve_target(platform, region, base_url)
+    target = chosen_target(platform, region, base_url)
     retention = 180 if target.platform == "visionone" else 365
     policy = build_policy(
         days,
@@ -220,6 +229,7 @@ def audit(
         exclude_file,
         retention if no_archive else MAX_ARCHIVE_DAYS,
         grace_days,
+        evidence,
     )
     archive = None if no_archive else open_archive_for(state, archive_spec)
     key = tenant_key(target, tenant_name)

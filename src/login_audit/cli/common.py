@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from login_audit.archive import Archive, TenantKey, open_archive
+from login_audit.archive import Archive, TenantKey, archive_secrets, open_archive
 from login_audit.audit import run_archived_audit, run_audit
 from login_audit.config import (
     C1_KEY_ENV,
@@ -26,20 +27,26 @@ from login_audit.config import (
     Secret,
     Target,
     load_token,
+    looks_like_token,
     read_exclude_file,
+    read_identity_map,
+    resolve_target,
     validate_days,
 )
 from login_audit.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_FINDINGS,
     EXIT_INCOMPLETE,
     EXIT_OK,
     ConfigError,
 )
+from login_audit.exclusions import unmatched_exclusions
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
-from login_audit.models import Policy, RunSummary
+from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
+from login_audit.printable import printable
 from login_audit.reports import WriteNotes, write_reports
 
 log = logging.getLogger("login_audit")
@@ -49,7 +56,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class Redactor(logging.Filter):
-    """Replaces every registered secret in log records before any handler sees them."""
+    """Replaces every registered secret in log records before any handler sees them, and
+    every control character (vendor values are logged: see :mod:`login_audit.printable`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,12 +76,13 @@ class Redactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with secrets removed."""
+        """Rewrite the record's message with secrets and control characters removed."""
         message = record.getMessage()
-        record.msg, record.args = self.scrub(message), None
+        record.msg, record.args = printable(self.scrub(message)), None
         if record.exc_info:
             formatted = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, self.scrub(formatted)
+            record.exc_info = None
+            record.exc_text = printable(self.scrub(formatted), keep_newlines=True)
         return True
 
 
@@ -83,6 +92,10 @@ class AppState:
     def __init__(self) -> None:
         self.redactor = Redactor()
         self.quiet = False
+        #: Set by commands given ``--json``: every way out then prints one JSON document.
+        self.json_mode = False
+        #: The archive this run opened, named in messages about its failures.
+        self.archive_location = ""
 
     def configure_logging(self, level: str, log_file: str | None) -> None:
         """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
@@ -180,10 +193,11 @@ def http_options(func: F) -> F:
         click.option(
             "--timeout",
             type=click.FloatRange(min=0.1),
-            default=30.0,
+            default=HttpSettings.timeout,
             show_default=True,
             envvar="LOGIN_AUDIT_TIMEOUT",
-            help="Seconds to wait for each response.",
+            help="Seconds to wait for each read of a response (Vision One's gateway gives up "
+            "after 60 s).",
         ),
     ]
     for option in reversed(options):
@@ -221,6 +235,22 @@ def progress_reporter(enabled: bool) -> Iterator[Callable[[str, int], None]]:
         yield update
 
 
+@contextlib.contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """End the run quietly with 141 (128 + SIGPIPE) when the reader of stdout goes away.
+
+    ``login-audit export | head`` is a normal thing to do: the pipe closing is not an error
+    to print, and later writes must not print one either.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(EXIT_BROKEN_PIPE) from None
+
+
 def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
     """The one-screen summary printed on stderr after an audit."""
     counts = summary.counts()
@@ -239,16 +269,22 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
             f"  warning: {notes.neutralised} CSV values began like a spreadsheet formula and "
             "were prefixed with ' to keep them inert"
         )
+    lines += [f"  warning: {warning}" for warning in summary.warnings]
     if not summary.complete:
         lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
         lines.append("  are not on the removal list:")
-        lines += [f"    - {problem}" for problem in summary.problems]
+        lines += [f"    - {printable(problem)}" for problem in summary.problems]
+        if notes.paths:
+            lines.append(
+                f"  This run's reports are in {notes.paths[0].parent}; the last complete "
+                "reports beside that folder were left as they were."
+            )
     return "\n".join(lines)
 
 
 def exit_code_for(summary: RunSummary, fail_on_findings: bool) -> int:
-    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete."""
-    if not summary.complete:
+    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete or unjudged."""
+    if not summary.complete or summary.counts()["unknown"]:
         return EXIT_INCOMPLETE
     if fail_on_findings and summary.to_remove:
         return EXIT_FINDINGS
@@ -263,6 +299,7 @@ def build_policy(
     exclude_file: str | None,
     max_days: int,
     grace_days: int | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> Policy:
     """The audit policy from the command line, validated."""
     patterns = tuple(exclude) + (read_exclude_file(exclude_file) if exclude_file else ())
@@ -275,6 +312,7 @@ def build_policy(
         exclude_patterns=patterns,
         exclude_roles=tuple(exclude_role),
         grace_days=days if grace_days is None else grace_days,
+        **(evidence or {}),
     )
 
 
@@ -310,6 +348,12 @@ def audit_and_report(
             )
         else:
             summary = run_audit(platform, policy, progress=progress, api_keys=api_keys)
+    accounts = (finding.account for finding in summary.findings)
+    summary = replace(
+        summary,
+        warnings=summary.warnings + unmatched_exclusions(accounts, policy),
+        tenant_name=tenant.name if tenant else "",
+    )
     if archive is not None and tenant is not None:
         from login_audit.watcher import period_signals
 
@@ -339,6 +383,47 @@ def open_platform(
             yield VisionOne(http, target.base_url, target.region)
         else:
             yield CloudOne(http, target.region, target.base_url)
+
+
+def _rank(ctx: click.Context, name: str, value: str | None) -> int:
+    """2 for a command-line flag, 1 for the environment, 0 when the option is not set."""
+    if not value:
+        return 0
+    return 2 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else 1
+
+
+def chosen_target(platform: str, region: str | None, base_url: str | None) -> Target:
+    """Resolve where the tenant is from the current command's options, flags first.
+
+    A flag beats the environment whichever option it is, so ``--region eu`` is never
+    overridden by ``TMV1_URL`` or ``LOGIN_AUDIT_BASE_URL`` left in the shell. When a
+    region and a base URL both apply, the tool says which one it uses.
+    """
+    ctx = click.get_current_context()
+    url_env = os.environ.get(URL_ENV, "").strip() if platform == "visionone" else ""
+    region_rank = _rank(ctx, "region", region)
+    url_rank = _rank(ctx, "base_url", base_url)
+    url_from = "--base-url" if url_rank == 2 else "LOGIN_AUDIT_BASE_URL"
+    if not url_rank and url_env:
+        base_url, url_rank, url_from = url_env, 1, URL_ENV
+    region_from = "--region" if region_rank == 2 else "LOGIN_AUDIT_REGION"
+    if url_rank and region_rank:
+        if region_rank > url_rank:
+            log.warning(
+                "using --region %s; ignoring the base URL in %s (a flag beats the environment)",
+                region,
+                url_from,
+            )
+            return resolve_target(platform, region, None, env={})
+        why = (
+            "a flag beats the environment"
+            if url_rank > region_rank
+            else "a base URL wins over a region"
+        )
+        log.warning(
+            "using the base URL of %s; ignoring %s %s (%s)", url_from, region_from, region, why
+        )
+    return resolve_target(platform, region, base_url, env={})
 
 
 def tenant_key(target: Target, name: str) -> TenantKey:
@@ -379,6 +464,49 @@ def exclusion_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def evidence_options(func: F) -> F:
+    """How much to trust the audit log's evidence: identities and empty account types."""
+    options = [
+        click.option(
+            "--identity-map",
+            envvar="LOGIN_AUDIT_IDENTITY_MAP",
+            metavar="FILE",
+            help="CSV 'Identity,UserId': an identity as the audit log writes it (a display "
+            "name) and the email or id of its account.",
+        ),
+        click.option(
+            "--ignore-identity",
+            multiple=True,
+            metavar="NAME",
+            envvar="LOGIN_AUDIT_IGNORE_IDENTITY",
+            help="An identity of the log that is nobody's account (repeatable; 'Root Account' "
+            "is always ignored).",
+        ),
+        click.option(
+            "--trust-empty-evidence",
+            multiple=True,
+            metavar="TYPE",
+            envvar="LOGIN_AUDIT_TRUST_EMPTY_EVIDENCE",
+            help="Believe that no account of this type (saml, local, or 'all') signed in, "
+            "instead of reporting them unknown (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def evidence_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`Policy` fields of :func:`evidence_options`, read and validated."""
+    path = kwargs.pop("identity_map")
+    ignored = tuple(kwargs.pop("ignore_identity"))
+    return {
+        "identity_map": read_identity_map(path) if path else (),
+        "ignore_identities": DEFAULT_IGNORED_IDENTITIES + ignored,
+        "trust_empty_evidence": tuple(kwargs.pop("trust_empty_evidence")),
+    }
 
 
 def tenant_options(func: F) -> F:
@@ -424,7 +552,8 @@ def archive_options(func: F) -> F:
             "archive_spec",
             envvar="LOGIN_AUDIT_ARCHIVE",
             metavar="PATH|postgresql://...",
-            help="The event archive: a SQLite file or a PostgreSQL URL. [default: archive.sqlite3 "
+            help="The event archive: a SQLite file, a PostgreSQL URL or libpq keywords. "
+            "[default: archive.sqlite3 "
             "in the user data directory, ~/.local/share/login-audit/ on Linux]",
         ),
         click.option(
@@ -441,16 +570,21 @@ def archive_options(func: F) -> F:
     return func
 
 
-def open_archive_for(state: AppState, spec: str | None) -> Archive:
-    """Open the archive; a PostgreSQL URL's password is registered as a secret."""
-    if spec and "://" in spec:
-        state.redactor.add(Secret(spec))
-        from urllib.parse import urlsplit
-
-        password = urlsplit(spec).password
-        if password:
-            state.redactor.add(Secret(password))
-    return open_archive(spec)
+def open_archive_for(
+    state: AppState, spec: str | None, *, existing: bool = False, read_only: bool = False
+) -> Archive:
+    """Open the archive; a PostgreSQL connection string and its password are secrets."""
+    if spec and looks_like_token(spec) and not Path(spec).exists():
+        raise ConfigError(
+            "--archive got a value that looks like a token (not shown), not a path or a "
+            "PostgreSQL connection; the token belongs in TMV1_TOKEN or --token-file"
+        )
+    for secret in archive_secrets(spec):
+        state.redactor.add(Secret(secret))
+    state.archive_location = "" if archive_secrets(spec) else spec or ""
+    archive = open_archive(spec, existing=existing, read_only=read_only)
+    state.archive_location = archive.location
+    return archive
 
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

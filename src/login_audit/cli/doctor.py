@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from login_audit.archive import open_archive
+from login_audit.archive import (
+    archive_failure,
+    archive_secrets,
+    default_archive_path,
+    open_archive,
+)
 from login_audit.cli.common import (
     CONTEXT,
     AppState,
+    chosen_target,
     common_options,
     http_options,
     http_settings,
@@ -21,10 +28,10 @@ from login_audit.cli.common import (
 )
 from login_audit.config import (
     HttpSettings,
+    Secret,
     Target,
     default_config_path,
     load_tenants,
-    resolve_target,
 )
 from login_audit.errors import (
     EXIT_CONFIG,
@@ -35,6 +42,7 @@ from login_audit.errors import (
     RetryLaterError,
 )
 from login_audit.models import TimeWindow
+from login_audit.printable import printable
 from login_audit.timeutil import utcnow
 
 MAX_SKEW = timedelta(seconds=60)
@@ -63,7 +71,11 @@ def _probe(name: str, action: Any) -> Check:
     except CredentialsError as exc:
         return Check(name, False, str(exc))
     except RetryLaterError as exc:
-        return Check(name, False, f"{exc}; check --region/--base-url, the network and proxies")
+        if exc.status is not None:
+            # The host answered: the address is right, the service failed for now.
+            return Check(name, False, f"{exc}; the service is failing for now: try again later")
+        hint = "" if "--region" in str(exc) else "; check --region/--base-url"
+        return Check(name, False, f"{exc}{hint}; check the network and proxies")
     except LoginAuditError as exc:
         return Check(name, False, str(exc))
     return Check(name, True)
@@ -115,15 +127,24 @@ def check_tenant(
 
 
 def check_archive(spec: str | None) -> Check:
-    """The archive opens, its migrations apply and it can be read."""
+    """The archive opens and can be read (a SQLite file not created yet is fine)."""
+    if not (spec and "://" in spec):
+        path = Path(spec).expanduser() if spec else default_archive_path()
+        if not path.exists():
+            return Check(f"archive {path}", True, "not created yet; the first audit or sync will")
     try:
-        archive = open_archive(spec)
+        archive = open_archive(spec, read_only=True)
         try:
             archive.info()
         finally:
             archive.close()
     except LoginAuditError as exc:
         return Check("archive readable", False, str(exc))
+    except Exception as exc:
+        failure = archive_failure(exc, spec or str(default_archive_path()))
+        if failure is None:
+            raise
+        return Check("archive readable", False, str(failure))
     return Check(f"archive readable ({archive.location})", True)
 
 
@@ -154,18 +175,20 @@ def doctor(
 
     For each tenant: the token is found, the host answers and accepts it, the API
     key can read accounts and the audit log, and this machine's clock agrees with the
-    server's; then that the archive can be opened. Exits 0 when every check passes,
-    2 otherwise.
+    server's; then that the archive opens and passes SQLite's quick_check. --max-attempts
+    defaults to 2 here. Exits 0 when every check passes, 2 otherwise.
 
     \b
     Examples:
       login-audit doctor --region eu
       login-audit doctor --all --config ~/.config/login-audit/config.toml
     """
-    state = click.get_current_context().ensure_object(AppState)
+    ctx = click.get_current_context()
+    state = ctx.ensure_object(AppState)
     settings = http_settings(kwargs)
-    # A check should answer quickly: two attempts ride out one passing fault.
-    settings = replace(settings, max_attempts=min(2, settings.max_attempts))
+    if ctx.get_parameter_source("max_attempts") is ParameterSource.DEFAULT:
+        # A check should answer quickly: two attempts ride out one passing fault.
+        settings = replace(settings, max_attempts=2)
     checks: list[Check] = []
     if all_tenants:
         for tenant in load_tenants(Path(config_path) if config_path else default_config_path()):
@@ -173,13 +196,15 @@ def doctor(
                 state, tenant.name, tenant.target, tenant.token_file, tenant.token_env, settings
             )
     else:
-        target = resolve_target(platform, region, base_url)
+        target = chosen_target(platform, region, base_url)
         checks += check_tenant(
             state, f"{target.platform} {target.key_region}", target, token_file, None, settings
         )
+    for secret in archive_secrets(archive_spec):
+        state.redactor.add(Secret(secret))
     checks.append(check_archive(archive_spec))
     for check in checks:
-        click.echo(state.redactor.scrub(check.line()))
+        click.echo(printable(state.redactor.scrub(check.line())))
     failed = sum(1 for c in checks if not c.ok)
     click.echo(f"doctor: {len(checks) - failed} of {len(checks)} checks passed", err=True)
     raise SystemExit(EXIT_CONFIG if failed else EXIT_OK)

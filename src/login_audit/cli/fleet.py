@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from login_audit import __version__
-from login_audit.archive import open_archive
+from login_audit.archive import archive_failure, archive_secrets, open_archive
 from login_audit.cli.common import AppState, audit_and_report, exit_code_for, tenant_key
-from login_audit.config import HttpSettings, TenantConfig, load_tenants, validate_days
+from login_audit.config import HttpSettings, Secret, TenantConfig, load_tenants, validate_days
 from login_audit.errors import (
     EXIT_CONFIG,
     EXIT_FINDINGS,
@@ -31,10 +31,13 @@ from login_audit.models import Policy, RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
+from login_audit.printable import printable
 from login_audit.reports import WriteNotes
-from login_audit.reports.atomic import ensure_dir, write_atomic
+from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
+from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
+from login_audit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,9 @@ def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
         exclude_patterns=base.exclude_patterns + tenant.exclude,
         exclude_roles=base.exclude_roles + tenant.exclude_roles,
         grace_days=days if grace is None else int(grace),
+        identity_map=base.identity_map + tenant.identity_map,
+        ignore_identities=base.ignore_identities + tenant.ignore_identities,
+        trust_empty_evidence=base.trust_empty_evidence + tenant.trust_empty_evidence,
     )
 
 
@@ -138,9 +144,14 @@ def run_tenant(
         outcome.error, outcome.code = state.redactor.scrub(str(exc)), exc.exit_code
         log.error("tenant %s: %s", tenant.name, outcome.error)
     except Exception as exc:  # one tenant's bug must not lose the others' reports
-        outcome.error = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
-        outcome.code = EXIT_UNEXPECTED
-        log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
+        failure = archive_failure(exc, archive.location if archive else "the archive")
+        if failure is not None:
+            outcome.error, outcome.code = state.redactor.scrub(str(failure)), failure.exit_code
+            log.error("tenant %s: %s", tenant.name, outcome.error)
+        else:
+            outcome.error = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
+            outcome.code = EXIT_UNEXPECTED
+            log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
     finally:
         if archive is not None:
             archive.close()
@@ -156,13 +167,6 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
             rows += [
                 [outcome.tenant.name, *row] for row in CleanupCsv().rows(outcome.summary.findings)
             ]
-    path = output_dir / "filtered_accounts_report.csv"
-    write_atomic(
-        path,
-        lambda h: write_rows(h, ("Tenant", "UserId", "RoleName", "RequestType"), rows, notes),
-        newline="",
-    )
-    notes.paths.append(path)
     data = {
         "schemaVersion": 1,
         "tool": {"name": "login-audit", "version": __version__},
@@ -182,19 +186,68 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
     import json
 
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    path = output_dir / "audit_report.json"
-    write_atomic(path, lambda h: h.write(text))
-    notes.paths.append(path)
+
+    def write(staging: Path) -> list[Path]:
+        header = ("Tenant", "UserId", "RoleName", "RequestType")
+        csv_path = write_atomic(
+            staging / "filtered_accounts_report.csv",
+            lambda h: write_rows(h, header, rows, notes),
+            newline="",
+        )
+        pages = {
+            o.tenant.name: str(path.relative_to(output_dir))
+            for o in outcomes
+            for path in (o.notes.paths if o.notes else [])
+            if path.name == HTML_FILENAME
+        }
+        entries = [
+            FleetEntry(o.tenant.name, o.summary, pages.get(o.tenant.name), o.code, o.error)
+            for o in outcomes
+        ]
+        page = render_fleet(entries, utcnow())
+        html_path = write_atomic(staging / "audit_report.html", lambda h: h.write(page))
+        json_path = write_atomic(staging / "audit_report.json", lambda h: h.write(text))
+        return [csv_path, html_path, json_path]
+
+    notes.paths += replace_set(output_dir, write)
     return notes
 
 
-def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tuple[int, str]:
-    """Audit every configured tenant; return the worst exit code and a summary text."""
+def fleet_json(outcomes: list[TenantOutcome], notes: WriteNotes) -> dict[str, Any]:
+    """The ``--json`` summary of a fleet run: one entry per tenant, and the worst exit code."""
+    return {
+        "complete": all(o.summary is not None and o.summary.complete for o in outcomes),
+        "exitCode": worst([o.code for o in outcomes]),
+        "tenants": [
+            {
+                "tenant": o.tenant.name,
+                "exitCode": o.code,
+                "complete": bool(o.summary and o.summary.complete),
+                "counts": o.summary.counts() if o.summary else None,
+                "toRemove": len(o.summary.to_remove) if o.summary else None,
+                "problems": list(o.summary.problems) if o.summary else [],
+                "warnings": list(o.summary.warnings) if o.summary else [],
+                "error": o.error or None,
+                "reports": [str(p) for p in o.notes.paths] if o.notes else [],
+            }
+            for o in outcomes
+        ],
+        "reports": [str(path) for path in notes.paths],
+    }
+
+
+def audit_all(
+    state: AppState, config_path: Path, options: FleetOptions
+) -> tuple[int, str, dict[str, Any]]:
+    """Audit every configured tenant; return the worst exit code, a summary text and the
+    ``--json`` document."""
     tenants = load_tenants(config_path)
     ensure_dir(options.output_dir)
     for tenant in tenants:
         if "/" in tenant.name or tenant.name in (".", ".."):
             raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
+    for secret in archive_secrets(options.archive_spec):
+        state.redactor.add(Secret(secret))
     if not options.no_archive:
         # Create and migrate the shared archive once, before the tenants open it together.
         open_archive(options.archive_spec).close()
@@ -213,7 +266,8 @@ def audit_all(state: AppState, config_path: Path, options: FleetOptions) -> tupl
                 f"  {o.tenant.name}: {state_text}, {len(o.summary.findings)} accounts, "
                 f"{len(o.summary.to_remove)} to remove, exit {o.code}"
             )
+            lines += [f"    warning: {warning}" for warning in o.summary.warnings]
         else:
-            lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {o.error}")
+            lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {printable(o.error)}")
     lines += [f"  wrote {p}" for p in notes.paths]
-    return worst([o.code for o in outcomes]), "\n".join(lines)
+    return worst([o.code for o in outcomes]), "\n".join(lines), fleet_json(outcomes, notes)

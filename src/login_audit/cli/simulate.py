@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,11 +21,12 @@ from login_audit.cli.common import (
     render_summary,
 )
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
-from login_audit.errors import EXIT_UNEXPECTED
+from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports.atomic import ensure_dir
+from login_audit.simulator.behaviours import BEHAVIOURS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +85,20 @@ def scenario_option(help_text: str) -> Callable[[F], F]:
     "audit: accounts of every class; takeover: normal traffic with planted takeover signals "
     "for 'watch' (the truth lists them)."
 )
+@click.option(
+    "--behave",
+    "behaviours",
+    multiple=True,
+    type=click.Choice(sorted(BEHAVIOURS)),
+    help="Behave as the real vendor might, unlike the default (repeatable): "
+    + "; ".join(f"{name}: {what}" for name, what in sorted(BEHAVIOURS.items()))
+    + ".",
+)
+@click.option(
+    "--identity-map-out",
+    type=click.Path(dir_okay=False),
+    help="Write the identity map (Identity,UserId) that --behave display-names calls for.",
+)
 @common_options
 def simulate(
     port: int,
@@ -96,6 +112,8 @@ def simulate(
     time_scale: float,
     truth: str | None,
     scenario: str,
+    behaviours: tuple[str, ...],
+    identity_map_out: str | None,
 ) -> None:
     """Serve a synthetic Vision One and Cloud One tenant on 127.0.0.1 until interrupted.
 
@@ -124,20 +142,33 @@ def simulate(
             "cloudone": {**c1.truth(), "signals": c1_signals},
         }
         Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    sim = Simulator(
-        tenant,
-        cloudone=c1,
-        token=token,
-        faults=FaultConfig(rate=faults, seed=seed),
-        rate_limit=rate_limit,
-        rate_window=rate_window,
-        time_scale=time_scale,
-        latency_ms=latency_ms,
-        port=port,
-    )
+    if identity_map_out:
+        from login_audit.simulator.behaviours import identity_map
+
+        lines = ["Identity,UserId", *(f"{name},{email}" for name, email in identity_map(tenant))]
+        Path(identity_map_out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        sim = Simulator(
+            tenant,
+            cloudone=c1,
+            token=token,
+            faults=FaultConfig(rate=faults, seed=seed),
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+            time_scale=time_scale,
+            latency_ms=latency_ms,
+            port=port,
+            behaviours=behaviours,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1 port {port}: {exc.strerror}; choose another with "
+            "--port (0 picks a free one)"
+        ) from None
+    shown = f", behaving: {', '.join(behaviours)}" if behaviours else ""
     click.echo(
         f"Simulating a Vision One tenant (seed {seed}, {len(tenant.accounts)} accounts, "
-        f"{len(tenant.records)} audit records) at {sim.base_url}\n"
+        f"{len(tenant.records)} audit records{shown}) at {sim.base_url}\n"
         f"  export {URL_ENV}={sim.base_url}\n"
         f"  export {TOKEN_ENV}={sim.token}   # the simulator's own token\n"
         f"and a Cloud One account ({len(c1.users)} users, {len(c1.logs)} audit entries):\n"
@@ -193,8 +224,15 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
         raise SystemExit(takeover_demo(state, Path(output_dir), accounts, seed, faults))
     tenant = build_tenant(seed, accounts)
     out = ensure_dir(Path(output_dir))
-    archive = open_archive(str(out / "demo-archive.sqlite3"))
-    with Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim:
+    # The simulator is new on every run (a new port, so a new tenant key): its archive is
+    # of no use afterwards, and kept apart so the output folder holds only the reports.
+    scratch = tempfile.TemporaryDirectory(prefix="login-audit-demo-")
+    archive = open_archive(str(Path(scratch.name) / "demo-archive.sqlite3"))
+    with (
+        scratch,
+        contextlib.closing(archive),
+        Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim,
+    ):
         click.echo(
             f"Simulator: {len(tenant.accounts)} accounts, {len(tenant.records)} audit "
             f"records at {sim.base_url} (fault rate {faults:.0%})",
@@ -212,7 +250,6 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
                 archive=archive,
             )
         injected = sum(sim.stats.faults.values())
-    archive.close()
     click.echo(render_summary(summary, notes), err=True)
     expected = {row["UserId"].lower() for row in tenant.truth()["remove"]}
     found = {f.account.user_id.lower() for f in summary.to_remove}

@@ -22,6 +22,7 @@ from login_audit.cli.common import (
     CONTEXT,
     AppState,
     archive_options,
+    chosen_target,
     common_options,
     http_options,
     http_settings,
@@ -36,7 +37,6 @@ from login_audit.config import (
     TenantConfig,
     default_config_path,
     load_tenants,
-    resolve_target,
 )
 from login_audit.delivery import (
     WEBHOOK_ENV,
@@ -58,6 +58,7 @@ from login_audit.errors import (
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, RetryPolicy
 from login_audit.models import RunSummary
 from login_audit.platforms.base import Platform
+from login_audit.printable import printable
 from login_audit.watch import DEFAULT_ADMIN_ROLES, WatchRules
 from login_audit.watcher import WatchResult, repeat, run_watch
 
@@ -81,7 +82,11 @@ def _sync(archive: Archive, platform: Platform, key: TenantKey, overlap: int) ->
     try:
         result = sync_platform(archive, platform, archive.tenant_id(key), overlap, quiet=True)
     except ArchiveBusyError:
-        log.warning("tenant %s: another process is syncing; watching what is stored", key.name)
+        log.warning(
+            "tenant %s: another process is syncing it or applying changes to it; watching "
+            "what is stored",
+            key.name,
+        )
         return None
     except RetryLaterError as exc:  # the vendor is down: what is stored is still watched
         return str(exc)
@@ -362,7 +367,7 @@ def watch(
     if all_tenants:
         tenants = load_tenants(Path(config_path) if config_path else default_config_path())
     else:
-        target = resolve_target(platform, region, base_url)
+        target = chosen_target(platform, region, base_url)
 
     connect: list[tuple[TenantKey, Callable[[], contextlib.AbstractContextManager[Platform]]]]
     if all_tenants:
@@ -375,7 +380,8 @@ def watch(
         connect = [(tenant_key(target, tenant_name), opener)]
 
     def once() -> int:
-        archive = open_archive_for(state, archive_spec)
+        # Without a sync, a mistyped path must not look like an archive with nothing new.
+        archive = open_archive_for(state, archive_spec, existing=no_sync)
         codes = []
         try:
             for key, platform_of in connect:
@@ -386,15 +392,16 @@ def watch(
                             problem = _sync(archive, client, key, overlap_minutes)
                     result = run_watch(archive, key, rules, sinks, skip_history=skip_history)
                     if not quiet:
-                        click.echo(state.redactor.scrub(describe(result, problem)), err=True)
+                        text = state.redactor.scrub(describe(result, problem))
+                        click.echo(printable(text, keep_newlines=True), err=True)
                     ok = result.complete and not problem
                     codes.append(EXIT_OK if ok else EXIT_INCOMPLETE)
                 except LoginAuditError as exc:
                     if not all_tenants and interval is None:
                         raise
                     # One tenant's failure, or one failed round, must not stop the others.
-                    message = state.redactor.scrub(str(exc))
-                    click.echo(f"watch {key.name}: error: {message}", err=True)
+                    message = state.redactor.scrub(f"watch {key.name}: error: {exc}")
+                    click.echo(printable(message), err=True)
                     codes.append(exc.exit_code)
         finally:
             archive.close()
@@ -442,10 +449,10 @@ def takeover_demo(
             problem = _sync(archive, platform, key, 30)
         result = run_watch(archive, key, WatchRules(), [FileSink(str(signals), "jsonl")])
     archive.close()
-    click.echo(describe(result, problem), err=True)
+    click.echo(printable(describe(result, problem), keep_newlines=True), err=True)
     found = [json.loads(line) for line in signals.read_text(encoding="utf-8").splitlines()]
     for item in found:
-        click.echo(f"  {item['occurredAt'][:16]}  {item['summary']}", err=True)
+        click.echo(printable(f"  {item['occurredAt'][:16]}  {item['summary']}"), err=True)
     truth = sorted((p["kind"], p["subject"]) for p in planted)
     same = sorted((f["kind"], f["subject"]) for f in found) == truth
     verdict = "match" if same else "DIFFER FROM"

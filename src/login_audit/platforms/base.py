@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -17,6 +18,9 @@ class Platform(Protocol):
     base_url: str
     retention_days: int
     supports_time_slices: bool
+    #: The roles (names, or ids where the platform names roles by id) that administer the
+    #: tenant: ``apply`` never leaves a tenant without one of them enabled.
+    admin_roles: tuple[str, ...]
     http: HttpClient
 
     def list_accounts(self) -> Iterator[Account]:
@@ -41,6 +45,10 @@ class Platform(Protocol):
         """Every API key of the tenant."""
         ...
 
+    def unsupported_reason(self, action: str, account: Account) -> str | None:
+        """Why this platform cannot ``action`` (disable, delete) ``account``, or None."""
+        ...
+
     def disable_account(self, account: Account) -> None:
         """Disable one account."""
         ...
@@ -52,3 +60,31 @@ class Platform(Protocol):
     def requests_made(self) -> int:
         """HTTP requests sent so far, retries included."""
         ...
+
+
+def _spelling(text: str) -> str:
+    """A role name without case, spaces or punctuation: ``Master_Administrator`` and
+    ``master administrator`` are one role."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def is_administrator(platform: Platform, role: str) -> bool:
+    """True when ``role`` administers the tenant on ``platform``, however it is spelt."""
+    wanted = _spelling(role)
+    return any(wanted == _spelling(admin) for admin in platform.admin_roles)
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+
+
+def role_is_opaque(platform: Platform, role: str) -> bool:
+    """True when ``role`` is an id rather than a name (empty, a UUID, or a word that is
+    mostly digits such as ``role-0001``), so whether it administers the tenant cannot be
+    told: such an account is never treated as a plain user."""
+    text = role.strip()
+    if is_administrator(platform, text):
+        return False
+    if not text or _UUID.match(text):
+        return True
+    digits = sum(ch.isdigit() for ch in text)
+    return not any(ch.isspace() for ch in text) and digits * 5 >= len(text) * 2

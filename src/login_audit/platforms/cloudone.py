@@ -9,6 +9,7 @@ entries only happens when the log is seen to be newest first.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ PAGE_LIMIT = 100
 FALLBACK_LIMIT = 25
 PERMISSION_AUDIT = "Audit logs: read (an API key whose role can read the audit log)"
 PERMISSION_USERS = "Users and roles: read"
+#: The built-in role with every permission, by name and by id (when roles cannot be named).
+ADMIN_ROLES: tuple[str, ...] = ("Full Access", "administrator")
+NO_DISABLE = "Cloud One documents no API to disable a user"
 
 
 def service_urls(region: str, base_url: str | None) -> dict[str, str]:
@@ -135,6 +139,7 @@ class CloudOne:
     retention_days = RETENTION_DAYS
     #: The audit log has no time filter: every read starts at the newest entry.
     supports_time_slices = False
+    admin_roles = ADMIN_ROLES
 
     def __init__(self, http: HttpClient, region: str, base_url: str | None = None) -> None:
         self.http = http
@@ -235,23 +240,29 @@ class CloudOne:
                 enabled = low.get("enabled")
                 yield ApiKey(
                     id=key_id,
-                    name=text(low, "name", "description"),
+                    name=text(low, "alias", "name", "description"),
                     enabled=enabled is not False,
                     last_used=time_or_none(text(low, "lastActivity")),
                     expires=time_or_none(text(low, "expiry", "expires", "expiresAt")),
                 )
 
+    def unsupported_reason(self, action: str, account: Account) -> str | None:
+        """No user can be disabled; SAML users belong to the identity provider."""
+        if action == "disable":
+            return f"{NO_DISABLE}; use --action delete or disable it in the console"
+        if account.auth_type == "saml":
+            return "a SAML user: remove it in the identity provider"
+        return None
+
     def disable_account(self, account: Account) -> None:
         """Cloud One documents no way to disable a user."""
-        raise UnsupportedActionError(
-            "Cloud One documents no API to disable a user; use --action delete (with "
-            "--unverified-cloudone-actions) or disable it in the console"
-        )
+        raise UnsupportedActionError(self.unsupported_reason("disable", account) or NO_DISABLE)
 
     def delete_account(self, account: Account) -> None:
         """``DELETE /api/users/{id}``: not documented by the vendor (a guess)."""
-        if account.auth_type == "saml":
-            raise UnsupportedActionError("a SAML user: remove it in the identity provider")
+        reason = self.unsupported_reason("delete", account)
+        if reason:
+            raise UnsupportedActionError(reason)
         from urllib.parse import quote
 
         self.http.request_json(
@@ -280,7 +291,9 @@ class CloudOne:
         for items, following in pager.pages(resume_link):
             records = tuple(r for r in map(parse_record, items) if r is not None)
             times = [r.when for r in records if r.when is not None]
-            newest_first = len(times) > 1 and times[0] >= times[-1]
+            # Every entry of the page in order, not only its ends: one entry out of place
+            # is reason enough to read on.
+            newest_first = len(times) > 1 and all(a >= b for a, b in itertools.pairwise(times))
             done = newest_first and bool(times) and times[-1] < start
             yield RecordPage(records=records, next_link=None if done else following)
             if done:

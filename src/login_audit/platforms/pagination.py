@@ -12,18 +12,35 @@ from login_audit.http import HttpClient, redact_url, same_origin
 
 log = logging.getLogger(__name__)
 
+#: The longest ``nextLink`` followed: real ones are a few hundred characters, and a link
+#: this long (or one holding CR/LF) is a broken or hostile answer, not a page to request.
+MAX_LINK = 65536
 
-def expect_list(key: str) -> Any:
-    """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list."""
+
+def expect_list(key: str, *, null_ends: tuple[str, ...] = ()) -> Any:
+    """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list.
+
+    With ``null_ends``, ``body[key] = null`` on a page that links to no other page (no key
+    of ``null_ends`` set) is an empty last page, as the vendor's SDK reads it; a null list
+    on a page that continues is still refused (it may hide records).
+    """
 
     def check(body: Any) -> str | None:
         if not isinstance(body, dict):
             return "a body that is not a JSON object"
-        if not isinstance(body.get(key), list):
+        value = body.get(key)
+        if value is None and key in body and null_ends:
+            if not any(body.get(link) for link in null_ends):
+                return None
+            return f"a null {key!r} on a page that links to another page"
+        if not isinstance(value, list):
             return f"no {key!r} list in the body"
         return None
 
     return check
+
+
+NEXT_LINK_KEYS = ("nextLink", "@odata.nextLink")
 
 
 @dataclass
@@ -60,15 +77,20 @@ class NextLinkPager:
                 params=params,
                 headers=self.headers,
                 permission=self.permission,
-                expect=expect_list(self.items_key),
+                expect=expect_list(self.items_key, null_ends=NEXT_LINK_KEYS),
             )
             self.pages_read += 1
             link = body.get("nextLink") or body.get("@odata.nextLink")
             if not link:
-                yield body[self.items_key], None
+                yield body[self.items_key] or [], None
                 return
             if not isinstance(link, str):
                 raise ProtocolError(f"page {self.pages_read} has a nextLink that is not a string")
+            if len(link) > MAX_LINK or any(ch < " " or ch == "\x7f" for ch in link):
+                raise ProtocolError(
+                    f"page {self.pages_read} has a nextLink of {len(link)} characters that is "
+                    f"longer than {MAX_LINK} or holds control characters; refusing to follow it"
+                )
             if not same_origin(link, self.base_url):
                 raise ProtocolError(
                     f"page {self.pages_read} links to another origin "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from login_audit.errors import ConfigError
+from login_audit.errors import ConfigError, ProtocolError
 from login_audit.http import HttpClient
 from login_audit.models import (
     Account,
@@ -21,11 +22,16 @@ from login_audit.models import (
 )
 from login_audit.platforms.fields import canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import NextLinkPager
-from login_audit.timeutil import format_z, parse_timestamp
+from login_audit.timeutil import Clock, format_z, parse_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
 RETENTION_DAYS = 180
+#: A start this much later than the retention edge is sent, for requests in flight.
+RETENTION_MARGIN = timedelta(minutes=1)
+#: How much later a start refused at the retention edge is tried again, and how often.
+OLD_START_STEP = timedelta(hours=1)
+OLD_START_RETRIES = 3
 PAGE_SIZE = 200
 FILTER_MAX = 1024
 LOGON_CATEGORY = "Logon and Logoff"
@@ -34,6 +40,8 @@ PERMISSION_AUDIT = "Audit Logs: View, filter, and search"
 PERMISSION_ACCOUNTS = "User Accounts: View"
 PERMISSION_CONFIGURE = "User Accounts: Configure account settings"
 PERMISSION_API_KEYS = "API Keys: View"
+#: Only a Master Administrator may change accounts (API_NOTES.md) [doc].
+ADMIN_ROLES: tuple[str, ...] = ("Master Administrator",)
 
 
 def quote_value(value: str) -> str:
@@ -142,11 +150,15 @@ class VisionOne:
     name = "visionone"
     retention_days = RETENTION_DAYS
     supports_time_slices = True
+    admin_roles = ADMIN_ROLES
 
-    def __init__(self, http: HttpClient, base_url: str, region: str) -> None:
+    def __init__(
+        self, http: HttpClient, base_url: str, region: str, *, clock: Clock = utcnow
+    ) -> None:
         self.http = http
         self.base_url = base_url
         self.region = region
+        self.clock = clock
 
     def __repr__(self) -> str:
         return f"VisionOne(region={self.region!r}, base_url={self.base_url!r})"
@@ -184,6 +196,10 @@ class VisionOne:
         from urllib.parse import quote
 
         return f"{self.base_url}/v3.0/iam/accounts/{quote(account_id, safe='')}"
+
+    def unsupported_reason(self, action: str, account: Account) -> str | None:
+        """Vision One can disable and delete every account the IAM API lists."""
+        return None
 
     def disable_account(self, account: Account) -> None:
         """``PATCH`` the account's status to ``disabled`` (204 on success)."""
@@ -226,9 +242,15 @@ class VisionOne:
                 )
 
     def clamp(self, window: TimeWindow) -> TimeWindow:
-        """``window`` with its start moved inside the retention the vendor serves."""
-        oldest = window.end - timedelta(days=self.retention_days)
-        return TimeWindow(start=max(window.start, oldest), end=window.end)
+        """``window`` with its start moved inside the retention the vendor serves now.
+
+        Measured from the moment of the request, not from the window's end: a slice read
+        again, or resumed days later, must not ask for what the vendor no longer keeps.
+        A minute of margin absorbs the time the request takes to arrive.
+        """
+        oldest = self.clock() - timedelta(days=self.retention_days) + RETENTION_MARGIN
+        start = min(max(window.start, oldest), window.end)
+        return TimeWindow(start=start, end=window.end)
 
     def logon_query(self, window: TimeWindow, order: str = "desc") -> dict[str, str | int]:
         """The query string of a sweep over ``window``."""
@@ -249,22 +271,41 @@ class VisionOne:
         ``resume_link`` continues an interrupted sweep from a stored ``nextLink``.
         """
         headers = {"TMV1-Filter": LOGON_FILTER} if logons_only else None
-        if resume_link:
-            url, params = resume_link, None
-        else:
-            url = f"{self.base_url}/v3.0/audit/logs"
-            params = self.logon_query(self.clamp(window), order="asc")
-        pager = NextLinkPager(
-            self.http,
-            url,
-            self.base_url,
-            params=params,
-            headers=headers,
-            permission=PERMISSION_AUDIT,
-        )
-        for items, link in pager.pages_with_links():
-            records = tuple(r for r in map(parse_record, items) if r is not None)
-            yield RecordPage(records=records, next_link=link)
+        clamped = self.clamp(window)
+        for retry in range(OLD_START_RETRIES + 1):
+            if resume_link:
+                url, params = resume_link, None
+            else:
+                url = f"{self.base_url}/v3.0/audit/logs"
+                params = self.logon_query(clamped, order="asc")
+            pager = NextLinkPager(
+                self.http,
+                url,
+                self.base_url,
+                params=params,
+                headers=headers,
+                permission=PERMISSION_AUDIT,
+            )
+            pages = pager.pages_with_links()
+            try:
+                first = next(pages, None)
+            except ProtocolError as exc:
+                edge = self.clock() - timedelta(days=self.retention_days) + OLD_START_STEP
+                if resume_link or exc.status != 400 or clamped.start > edge:
+                    raise
+                if retry == OLD_START_RETRIES:
+                    raise
+                # The vendor refused a start at the edge of its retention (its clock runs
+                # ahead of ours, or it counts the days otherwise): start a little later.
+                log.info("the vendor refused the oldest start; reading from an hour later")
+                clamped = TimeWindow(min(clamped.start + OLD_START_STEP, window.end), window.end)
+                continue
+            if first is None:
+                return
+            for items, link in itertools.chain([first], pages):
+                records = tuple(r for r in map(parse_record, items) if r is not None)
+                yield RecordPage(records=records, next_link=link)
+            return
 
     def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
         """Yield every ``Log on`` event, successful or failed, logged inside ``window``."""

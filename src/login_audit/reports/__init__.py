@@ -39,14 +39,40 @@ def default_reports(summary: RunSummary | None = None) -> list[Report]:
     return reports
 
 
+#: Where an incomplete run writes its reports, inside the output directory, so that the
+#: last complete reports (which a cleanup process may import) are never replaced by them.
+INCOMPLETE_DIR = "incomplete"
+
+
+def report_dir(summary: RunSummary, out_dir: Path) -> Path:
+    """Where the reports of ``summary`` go: ``out_dir``, or its ``incomplete`` folder."""
+    return out_dir if summary.complete else out_dir / INCOMPLETE_DIR
+
+
 def write_reports(
     summary: RunSummary, out_dir: Path, reports: list[Report] | None = None
 ) -> WriteNotes:
-    """Write every report of ``reports`` (default: all) into ``out_dir``."""
-    from login_audit.reports.atomic import ensure_dir
+    """Write every report of ``reports`` (default: all) as one set.
+
+    A complete run replaces the reports in ``out_dir`` (and removes an older
+    ``incomplete`` folder); an incomplete run writes into ``out_dir/incomplete`` and
+    leaves the last complete reports alone. See :func:`atomic.replace_set`.
+    """
+    from login_audit.reports.atomic import ensure_dir, replace_set
 
     ensure_dir(out_dir)
+    target = ensure_dir(report_dir(summary, out_dir))
     notes = WriteNotes()
-    for report in reports if reports is not None else default_reports(summary):
-        notes.paths.append(report.write(summary, out_dir, notes))
+    chosen = reports if reports is not None else default_reports(summary)
+
+    def write(staging: Path) -> list[Path]:
+        return [report.write(summary, staging, notes) for report in chosen]
+
+    notes.paths += replace_set(target, write)
+    if summary.complete:
+        from login_audit.reports.atomic import remove_files
+        from login_audit.reports.csvreport import StaleKeysCsv
+
+        names = [r.filename for r in default_reports()] + [StaleKeysCsv.filename]
+        remove_files(out_dir / INCOMPLETE_DIR, names)
     return notes

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,12 +52,7 @@ def atomic_text(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    _fsync_dir(directory)
 
 
 def write_atomic(
@@ -70,3 +67,77 @@ def write_atomic(
             f"cannot write {path}: {exc.strerror or exc}; check free space and permissions"
         ) from None
     return path
+
+
+STAGING_PREFIX = ".login-audit-run-"
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _remove_abandoned_staging(directory: Path) -> None:
+    """Remove staging folders of runs that died; a live run holds a lock on its own."""
+    for candidate in directory.glob(f"{STAGING_PREFIX}*"):
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a run in progress
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def replace_set(directory: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """Write a set of files into a private staging folder, then move them into ``directory``.
+
+    Writing takes the time (a kill then leaves only the staging folder, removed by the next
+    run, and the previous set whole); the moves are renames within one file system. They
+    run in the order ``write`` returns the files: the cleanup CSV first and the JSON report
+    last, so an interruption between two renames pairs a new CSV with an older
+    ``windowEnd``, which makes ``apply`` re-check more logons, never fewer.
+    """
+    _remove_abandoned_staging(directory)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=directory))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write into {directory}: {exc.strerror}; choose another with --output-dir"
+        ) from None
+    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        staged = write(staging)
+        try:
+            for path in sorted(staged, key=lambda p: p.suffix == ".json"):
+                os.replace(path, directory / path.name)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot move the reports into {directory}: {exc.strerror}; check permissions"
+            ) from None
+        _fsync_dir(directory)
+        return [directory / path.name for path in staged]
+    finally:
+        os.close(lock)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_files(directory: Path, names: list[str]) -> None:
+    """Remove the files ``names`` of ``directory``, and the folder when nothing else is left."""
+    if not directory.is_dir():
+        return
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()

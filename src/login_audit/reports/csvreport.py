@@ -29,19 +29,28 @@ ACCOUNTS_HEADER = (
     "Reason",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A value that already starts with the prefix gets one more, so that reading a cell can
+# always remove exactly one: ``'dave@x`` is written ``''dave@x`` and read back whole.
+_PREFIXED = (*_FORMULA_START, "'")
 
 
 def neutralise(value: str) -> tuple[str, bool]:
-    """Make a cell inert for spreadsheets: prefix a ``'`` to values that start a formula.
+    """Make a cell inert for spreadsheets: prefix a ``'`` to values that start a formula
+    (or a ``'``); :func:`read_cell` is its exact inverse.
 
     NUL characters, which no spreadsheet shows and some CSV writers cannot write, are
     dropped.
     """
     if "\x00" in value:
         value = value.replace("\x00", "")
-    if value.startswith(_FORMULA_START):
+    if value.startswith(_PREFIXED):
         return "'" + value, True
     return value, False
+
+
+def read_cell(cell: str) -> str:
+    """The value a cell written by :func:`neutralise` holds: one leading ``'`` removed."""
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def write_rows(
@@ -51,12 +60,17 @@ def write_rows(
     writer = csv.writer(handle, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
-        safe = []
-        for cell in row:
-            value, changed = neutralise(cell)
-            notes.neutralised += int(changed)
-            safe.append(value)
-        writer.writerow(safe)
+        writer.writerow(neutral_row(row, notes))
+
+
+def neutral_row(row: Sequence[str], notes: WriteNotes) -> list[str]:
+    """``row`` with every cell neutralised, counting the cells that were changed."""
+    safe = []
+    for cell in row:
+        value, changed = neutralise(cell)
+        notes.neutralised += int(changed)
+        safe.append(value)
+    return safe
 
 
 def _time(moment: datetime | None) -> str:

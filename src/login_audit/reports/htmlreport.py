@@ -8,10 +8,12 @@ fine without them and prints well on paper). Every value is escaped.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 from login_audit.models import Finding, FindingKind, RunSummary
 from login_audit.reports import WriteNotes
@@ -100,39 +102,45 @@ def _day(moment: datetime | None) -> str:
 
 
 def histogram_svg(findings: tuple[Finding, ...], threshold: int) -> str:
-    """Accounts per band of days since the last successful logon, threshold marked."""
-    counts = [0] * (len(BINS) + 1)
+    """Accounts per band of days since the last successful logon, threshold marked.
+
+    Each bar is stacked by finding, in the finding's colour, so an ``unknown`` account is
+    grey wherever it falls and an inactive one red even in a band under the threshold
+    (its logon is older than the threshold by hours, or the bands are coarser than days).
+    """
+    bands: list[Counter[FindingKind]] = [Counter() for _ in range(len(BINS) + 1)]
     for f in findings:
         if f.kind is FindingKind.EXCLUDED:
             continue
-        if f.days_since_login is None:
-            counts[-1] += 1
-            continue
-        for i, (_, low, high) in enumerate(BINS):
-            if low <= f.days_since_login <= high:
-                counts[i] += 1
-                break
+        index = len(BINS)
+        if f.days_since_login is not None:
+            index = next(i for i, (_, low, high) in enumerate(BINS) if f.days_since_login <= high)
+        bands[index][f.kind] += 1
     labels = [b[0] for b in BINS] + ["none"]
     width, height, left, bottom = 520, 220, 36, 36
-    bar = (width - left - 10) / len(counts)
-    top = max(counts) or 1
+    bar = (width - left - 10) / len(bands)
+    top = max(sum(c.values()) for c in bands) or 1
     parts = [
         f'<svg class="chart" id="histogram" width="{width}" height="{height}" '
         f'role="img" aria-label="Accounts by days since last successful logon">'
     ]
-    for i, count in enumerate(counts):
-        h = (height - bottom - 16) * count / top
+    for i, band in enumerate(bands):
         x = left + i * bar
-        y = height - bottom - h
-        colour = "#27ae60" if i < len(BINS) and BINS[i][2] <= threshold else "#c0392b"
-        parts.append(
-            f'<rect x="{x + 3:.1f}" y="{y:.1f}" width="{bar - 6:.1f}" '
-            f'height="{h:.1f}" fill="{colour}"><title>{escape(labels[i])} days: '
-            f"{count}</title></rect>"
-        )
+        y = float(height - bottom)
+        for kind in ORDER:
+            count = band[kind]
+            if not count:
+                continue
+            h = (height - bottom - 16) * count / top
+            y -= h
+            parts.append(
+                f'<rect x="{x + 3:.1f}" y="{y:.1f}" width="{bar - 6:.1f}" height="{h:.1f}" '
+                f'fill="{COLOURS[kind]}" data-kind="{kind.value}"><title>{escape(labels[i])} '
+                f"days: {count} {kind.value}</title></rect>"
+            )
         parts.append(
             f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" font-size="11" '
-            f'text-anchor="middle">{count}</text>'
+            f'text-anchor="middle">{sum(band.values())}</text>'
         )
         parts.append(
             f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 14}" font-size="11" '
@@ -250,6 +258,58 @@ def signals_section(summary: RunSummary) -> str:
     )
 
 
+_KIND_NOTE = {
+    "display-name": "could be any account: map it or accept it",
+    "email": "no such account (deleted?)",
+    "id": "no such account: a deleted account or an API key",
+    "ignored": "accepted as nobody's account",
+}
+
+
+def unmatched_section(summary: RunSummary) -> str:
+    """The identities of the log that match no account, with their last logons."""
+    if not summary.unmatched:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(u.identity)}</td><td>{escape(u.kind)}</td>"
+        f"<td>{escape(_day(u.last_success))}</td><td>{escape(_day(u.last_failed))}</td>"
+        f"<td>{escape(_KIND_NOTE.get(u.kind, ''))}</td></tr>"
+        for u in summary.unmatched
+    )
+    return (
+        f"<h2>Identities of the log that match no account: {len(summary.unmatched)}</h2>"
+        '<table id="unmatched"><thead><tr><th>Identity</th><th>Looks like</th>'
+        "<th>Last logon</th><th>Last failed logon</th><th>Meaning</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def tenant_title(summary: RunSummary) -> str:
+    """The tenant as people name it: its name, platform and region (or host)."""
+    where = summary.region
+    if where == "custom":
+        where = urlsplit(summary.base_url).netloc or where
+    place = f"{summary.platform} {where}"
+    return f"{summary.tenant_name} ({place})" if summary.tenant_name else place
+
+
+def policy_line(summary: RunSummary) -> str:
+    """The policy the findings follow, and how many accounts it puts on the removal list."""
+    policy = summary.policy
+
+    def listed(values: tuple[str, ...]) -> str:
+        return ", ".join(escape(v) for v in values) or "none"
+
+    return (
+        f'<p class="meta" id="policy"><b>{len(summary.to_remove)} to remove</b> &middot; '
+        f"threshold {policy.days} days &middot; grace for new accounts {policy.grace_days} "
+        f"days &middot; disabled accounts "
+        f"{'audited' if policy.include_disabled else 'excluded'} &middot; excluded patterns: "
+        f"{listed(policy.exclude_patterns)} &middot; excluded roles: "
+        f"{listed(policy.exclude_roles)}</p>"
+    )
+
+
 def render(summary: RunSummary) -> str:
     """The whole page."""
     counts = summary.counts()
@@ -266,6 +326,13 @@ def render(summary: RunSummary) -> str:
         if not summary.complete
         else ""
     )
+    warnings = (
+        '<div class="incomplete"><b>Check:</b><ul>'
+        + "".join(f"<li>{escape(w)}</li>" for w in summary.warnings)
+        + "</ul></div>"
+        if summary.warnings
+        else ""
+    )
     legend = "".join(
         f'<span style="background:{COLOURS[k]}"></span>{escape(k.value)}' for k in ORDER
     )
@@ -273,17 +340,17 @@ def render(summary: RunSummary) -> str:
         f'<option value="{escape(k.value)}">{escape(k.value)}</option>' for k in ORDER
     )
     rows = "".join(_row(f, summary.policy.days, summary.finished_at) for f in summary.findings)
-    title = f"Login audit: {summary.platform} {summary.region}"
+    title = f"Login audit: {tenant_title(summary)}"
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
         f'<p class="meta">{escape(summary.base_url)} &middot; logons {escape(window)} &middot; '
-        f"threshold {summary.policy.days} days &middot; "
         f"{'complete' if summary.complete else 'INCOMPLETE'} &middot; "
         f"{summary.requests} requests &middot; login-audit {escape(summary.tool_version)}</p>"
-        f'{incomplete}<div class="cards">{cards}</div>'
+        f"{policy_line(summary)}"
+        f'{incomplete}{warnings}<div class="cards">{cards}</div>'
         f'<div class="charts"><div><h2>Days since the last successful logon</h2>'
         f"{histogram_svg(summary.findings, summary.policy.days)}</div>"
         f"<div><h2>Findings by role</h2>{roles_svg(summary.findings)}"
@@ -299,8 +366,57 @@ def render(summary: RunSummary) -> str:
         f"<tbody>{rows}</tbody></table>"
         '<p class="meta">&#9888; marks accounts to remove that saw failed logons within the '
         "threshold: someone may be trying to get in.</p>"
-        f"{signals_section(summary)}{keys_section(summary)}"
+        f"{signals_section(summary)}{unmatched_section(summary)}{keys_section(summary)}"
         f"<script>{SCRIPT}</script></body></html>\n"
+    )
+
+
+@dataclass(frozen=True)
+class FleetEntry:
+    """One tenant of a fleet run, as the combined page shows it."""
+
+    name: str
+    summary: RunSummary | None
+    link: str | None
+    exit_code: int
+    error: str = ""
+
+
+def render_fleet(entries: list[FleetEntry], finished: datetime) -> str:
+    """The combined page of ``audit --all``: one row per tenant, linked to its own report."""
+    head = "".join(f"<th>{escape(k.value)}</th>" for k in ORDER)
+    rows = []
+    for entry in entries:
+        name = escape(entry.name)
+        if entry.link:
+            name = f'<a href="{escape(entry.link)}">{name}</a>'
+        summary = entry.summary
+        if summary is None:
+            state, cells, remove = (
+                "FAILED",
+                f'<td colspan="{len(ORDER)}">{escape(entry.error)}</td>',
+                "",
+            )
+        else:
+            state = "complete" if summary.complete else "INCOMPLETE"
+            counts = summary.counts()
+            cells = "".join(f"<td>{counts[k.value]}</td>" for k in ORDER)
+            remove = str(len(summary.to_remove))
+        where = escape(tenant_title(summary)) if summary else ""
+        rows.append(
+            f"<tr><td>{name}</td><td>{where}</td><td>{state}</td><td>{remove}</td>{cells}"
+            f"<td>{entry.exit_code}</td></tr>"
+        )
+    total = sum(len(e.summary.to_remove) for e in entries if e.summary)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Login audit: {len(entries)} tenants</title><style>{CSS}</style></head><body>"
+        f"<h1>Login audit: {len(entries)} tenants</h1>"
+        f'<p class="meta">{total} accounts to remove in all &middot; finished '
+        f"{escape(_day(finished))} UTC</p>"
+        '<table id="tenants"><thead><tr><th>Tenant</th><th>Platform and region</th>'
+        f"<th>State</th><th>To remove</th>{head}<th>Exit</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></body></html>\n"
     )
 
 

@@ -47,6 +47,7 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
         "schemaVersion": SCHEMA_VERSION,
         "tool": {"name": "login-audit", "version": summary.tool_version},
         "run": {
+            "tenant": summary.tenant_name or None,
             "platform": summary.platform,
             "region": summary.region,
             "baseUrl": redact_url(summary.base_url),
@@ -56,16 +57,31 @@ def summary_json(summary: RunSummary, *, with_accounts: bool = True) -> dict[str
             "windowEnd": _time(summary.window.end),
             "complete": summary.complete,
             "problems": list(summary.problems),
+            "warnings": list(summary.warnings),
             "requests": summary.requests,
             "logonEventsRead": summary.events_read,
             "unmatchedIdentities": summary.unmatched_events,
         },
         "policy": {
             "days": policy.days,
+            "graceDays": policy.grace_days,
             "includeDisabled": policy.include_disabled,
             "excludePatterns": list(policy.exclude_patterns),
             "excludeRoles": list(policy.exclude_roles),
+            "identityMap": len(policy.identity_map),
+            "ignoreIdentities": list(policy.ignore_identities),
+            "trustEmptyEvidence": list(policy.trust_empty_evidence),
         },
+        "unmatchedIdentities": [
+            {
+                "identity": u.identity,
+                "kind": u.kind,
+                "lastSuccessfulLogon": _time(u.last_success),
+                "lastFailedLogon": _time(u.last_failed),
+                "undatedSuccessfulLogon": u.undated_success,
+            }
+            for u in summary.unmatched
+        ],
         "counts": summary.counts(),
         **(
             {

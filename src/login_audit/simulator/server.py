@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from login_audit.simulator.behaviours import BEHAVIOURS, apply_to_tenant, unsort
 from login_audit.simulator.cloudone import RETENTION_DAYS as C1_RETENTION_DAYS
 from login_audit.simulator.cloudone import CloudOneTenant
 from login_audit.simulator.filters import FilterSyntaxError, parse_filter
@@ -51,6 +52,8 @@ DEFAULT_FAULTS = (
     "truncate",
     "badjson",
 )
+#: Refusals of a change (``PATCH``, ``DELETE``): on a read no client could recover from them.
+CHANGE_FAULTS = ("404", "409", "lost-reply")
 #: Every fault the simulator knows, including the ones a test must ask for by name.
 ALL_FAULTS = (
     *DEFAULT_FAULTS,
@@ -63,6 +66,7 @@ ALL_FAULTS = (
     "echo-token",
     "echo-link",
     "shift-accounts",
+    *CHANGE_FAULTS,
 )
 
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
@@ -143,8 +147,13 @@ class Simulator:
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         host: str = "127.0.0.1",
         port: int = 0,
+        behaviours: tuple[str, ...] | frozenset[str] = (),
     ) -> None:
-        self.tenant = tenant
+        unknown = set(behaviours) - set(BEHAVIOURS)
+        if unknown:
+            raise ValueError(f"unknown behaviours: {sorted(unknown)}")
+        self.behaviours = frozenset(behaviours)
+        self.tenant = apply_to_tenant(tenant, self.behaviours)
         self.cloudone = cloudone
         self.token = token or secrets.token_urlsafe(24)
         self.tokens = dict(tokens or {})
@@ -281,6 +290,8 @@ class Simulator:
                     400, "BadRequest", "skipToken does not match the query or TMV1-Filter"
                 )
         body: dict[str, Any] = {"items": rows[offset : offset + top]}
+        if not body["items"] and "null-items" in self.behaviours:
+            body["items"] = None  # how some vendors answer an empty result
         if offset + top < len(rows):
             token = base64.urlsafe_b64encode(
                 json.dumps({"o": offset + top, "k": key}).encode()
@@ -304,6 +315,10 @@ class Simulator:
         oldest = now - timedelta(days=RETENTION_DAYS)
         end = self._parse_time(query, "endDateTime", now)
         asked_start = self._parse_time(query, "startDateTime", oldest)
+        if "reject-old-start" in self.behaviours and asked_start < oldest:
+            raise _HttpError(
+                400, "BadRequest", f"startDateTime must be within the last {RETENTION_DAYS} days"
+            )
         start = max(asked_start, oldest)  # older records are not served
         order = query.get("orderBy", "loggedDateTime desc").strip().lower()
         if order not in ("loggedDateTime desc".lower(), "loggedDateTime asc".lower()):
@@ -332,12 +347,15 @@ class Simulator:
             indices = [i for i in candidates if predicate(records[i])]
             if order.endswith("desc"):
                 indices.reverse()
+            if "unsorted-pages" in self.behaviours:
+                indices = unsort(indices)
             with self._lock:
                 self._cache[key] = indices
                 while len(self._cache) > 256:
                     self._cache.popitem(last=False)
         page = self._page(indices, query, key, "/v3.0/audit/logs")
-        page["items"] = [self.tenant.records[i] for i in page["items"]]
+        if page["items"] is not None:
+            page["items"] = [self.tenant.records[i] for i in page["items"]]
         return page
 
     def _by_user(self) -> dict[str, list[int]]:
@@ -550,7 +568,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 time.sleep(sim.latency)
             reset = sim._count_and_limit(path)
             if reset is not None:
-                retry = str(max(1, math.ceil(reset))) if sim.time_scale >= 1 else f"{reset:.3f}"
+                retry: str | None = (
+                    str(max(1, math.ceil(reset))) if sim.time_scale >= 1 else f"{reset:.3f}"
+                )
+                if "bare-429" in sim.behaviours:
+                    retry = None  # the vendor does not promise Retry-After
                 self._error(429, "TooManyRequests", "Too many requests.", retry_after=retry)
                 return
             fault = sim._pick_fault(path)
@@ -576,6 +598,12 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if fault == "429":
                 self._error(429, "TooManyRequests", "Too many requests.", retry_after="1")
                 return
+            if fault == "404":
+                self._error(404, "NotFound", "The requested resource does not exist.")
+                return
+            if fault == "409":
+                self._error(409, "Conflict", "The resource was changed by another request.")
+                return
             if fault == "429-date":
                 when = datetime.now(timezone.utc) + timedelta(seconds=1)
                 date = email.utils.format_datetime(when, usegmt=True)
@@ -600,10 +628,14 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             except _HttpError as exc:
                 self._error(exc.status, exc.code, exc.message)
                 return
+            if fault == "lost-reply":
+                # The change is made, but the gateway answers 502: the client cannot know.
+                self._error(502, "BadGateway", "The upstream answer was lost.")
+                return
             if fault == "noitems" and isinstance(body, dict):
                 body = {k: v for k, v in body.items() if k != "items"}
-            if fault == "nullitems" and isinstance(body, dict):
-                body = {**body, "items": None}
+            if fault == "nullitems" and isinstance(body, dict) and body.get("items") == []:
+                body = {**body, "items": None}  # an empty result said another way
             if fault == "repeat-link" and isinstance(body, dict) and "skipToken" in query:
                 body = {**body, "nextLink": f"{sim.base_url}{self.path}"}
             if fault == "echo-link" and isinstance(body, dict) and "nextLink" in body:

@@ -1,0 +1,136 @@
+"""The archive as a new administrator meets it: typed paths, links, modes, connection strings."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from login_audit.archive import TenantKey, open_archive
+from login_audit.simulator import build_tenant
+
+FAST = ["--backoff-base", "0.01", "--max-attempts", "2"]
+
+
+@pytest.fixture
+def synced(cli, start_sim, tmp_path: Path):
+    """A synced archive in its own folder, and the options that name its tenant."""
+    sim = start_sim(build_tenant(seed=5, accounts=60))
+    folder = tmp_path / "store"
+    archive = folder / "archive.sqlite3"
+    where = ["--base-url", sim.base_url, "--archive", str(archive)]
+    assert cli(["sync", *where, *FAST], {"TMV1_TOKEN": sim.token}).code == 0
+    return sim, archive, where
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["archive", "info"],
+        ["archive", "prune", "--before", "2020-01-01", "--yes"],
+        ["export", "--no-sync", "--base-url", "http://127.0.0.1:9"],
+    ],
+)
+def test_read_commands_refuse_a_path_that_does_not_exist(cli, tmp_path: Path, args) -> None:
+    typo = tmp_path / "archvie.sqlite3"
+    result = cli([*args, "--archive", str(typo)])
+    assert result.code == 2
+    assert (
+        f"no archive at {typo}" in result.stderr
+        and "'sync' or 'audit' creates one" in result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_archive_in_a_read_only_folder_can_be_read(cli, synced, monkeypatch) -> None:
+    _, archive, where = synced
+    folder = archive.parent
+    if os.geteuid() == 0:
+        # Root ignores file modes: play SQLite's answer in a folder it cannot write, where
+        # read-only mode cannot create the WAL index beside the file.
+        import sqlite3
+
+        real_connect = sqlite3.connect
+
+        def connect(target, *args, **kwargs):
+            if str(target).startswith("file:") and "immutable=1" not in str(target):
+                raise sqlite3.OperationalError("unable to open database file")
+            return real_connect(target, *args, **kwargs)
+
+        monkeypatch.setattr(sqlite3, "connect", connect)
+    os.chmod(archive, 0o400)
+    os.chmod(folder, 0o500)
+    try:
+        info = cli(["archive", "info", "--archive", str(archive)])
+        export = cli(["export", "--no-sync", *where, "--format", "jsonl"])
+        listing = sorted(p.name for p in folder.iterdir())
+    finally:
+        os.chmod(folder, 0o700)
+        os.chmod(archive, 0o600)
+    assert info.code == 0, info.stderr
+    assert "1 tenants" in info.stdout
+    assert export.code == 0, export.stderr
+    assert len(export.stdout.splitlines()) > 100
+    assert listing == [archive.name, f"{archive.name}.tenant-1.lock"]  # nothing written
+
+
+def test_an_archive_readable_by_others_is_tightened(cli, synced) -> None:
+    sim, archive, where = synced
+    os.chmod(archive, 0o644)
+    info = cli(["archive", "info", "--archive", str(archive)])
+    assert "can be read by other users; restrict it with: chmod 600" in info.stderr
+    result = cli(["sync", *where, *FAST], {"TMV1_TOKEN": sim.token})
+    assert result.code == 0, result.stderr
+    assert "could be read by other users (mode 0644); it is now 0600" in result.stderr
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+
+
+def test_a_symlink_to_the_archive_meets_the_same_sync_lock(cli, synced, tmp_path) -> None:
+    sim, archive, _ = synced
+    link = tmp_path / "link.sqlite3"
+    link.symlink_to(archive)
+    holder = open_archive(str(archive))
+    key = TenantKey("visionone", sim.base_url.removeprefix("http://"), "default")
+    try:
+        with holder.lock(holder.tenant_id(key)):
+            args = ["sync", "--base-url", sim.base_url, "--archive", str(link), *FAST]
+            result = cli(args, {"TMV1_TOKEN": sim.token})
+    finally:
+        holder.close()
+    assert result.code == 4
+    assert "another login-audit process is syncing this tenant" in result.stderr
+
+
+def test_a_libpq_keyword_string_is_a_postgresql_archive(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = "host=127.0.0.1 port=9 dbname=audit user=la password=hunter2-Secret connect_timeout=2"
+    result = cli(["archive", "info", "--archive", spec])
+    assert result.code == 2
+    assert "cannot connect to the archive host=127.0.0.1 port=9" in result.stderr
+    assert "password=********" in result.stderr and "hunter2" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no SQLite file named after the string
+
+
+def test_a_libpq_keyword_string_opens_the_server(cli, postgres_url) -> None:
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server")
+    from urllib.parse import urlsplit
+
+    url = urlsplit(postgres_url)
+    spec = f"host={url.hostname} port={url.port} dbname={url.path.lstrip('/')} user={url.username}"
+    if url.password:
+        spec += f" password={url.password}"
+    result = cli(["archive", "info", "--archive", spec])
+    assert result.code == 0, result.stderr
+    assert "archive host=" in result.stdout
+    if url.password:
+        assert url.password not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("spec", ["mysql://la:hunter2@db/audit", "sqlite:///tmp/a.db"])
+def test_an_archive_url_of_another_kind_is_refused_without_its_password(cli, spec) -> None:
+    result = cli(["archive", "info", "--archive", spec])
+    assert result.code == 2 and "neither a file path nor a PostgreSQL" in result.stderr
+    assert "hunter2" not in result.stderr
