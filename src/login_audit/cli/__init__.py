@@ -28,6 +28,7 @@ from login_audit.cli.common import (
 from login_audit.cli.completion import completion
 from login_audit.cli.doctor import doctor
 from login_audit.cli.simulate import demo, simulate
+from login_audit.cli.watch import watch
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, Secret, looks_like_token
 from login_audit.errors import (
     EXIT_CONFIG,
@@ -62,6 +63,7 @@ def cli() -> None:
 
 for _command in (audit, apply, sync, export, archive_group, doctor, simulate, demo, completion):
     cli.add_command(_command)
+cli.add_command(watch)
 
 
 def _show_envvars(group: click.Group) -> None:
