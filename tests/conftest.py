@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import atexit
-import functools
+import io
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+from hypothesis import settings
 
 from login_audit.archive import open_archive
 from login_audit.archive.sql import SqlArchive
@@ -22,6 +20,11 @@ from login_audit.simulator import FaultConfig, Simulator, Tenant, build_tenant
 from tests.postgres import postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A property test is judged by what it finds, not by how fast a shared machine runs an
+# example; and the same examples every run, so a red run can be run again and stays red.
+settings.register_profile("project", deadline=None, derandomize=True, database=None)
+settings.load_profile("project")
 
 
 @pytest.fixture(scope="session")
@@ -88,55 +91,55 @@ def start_sim() -> Iterator[Callable[..., Simulator]]:
         sim.stop()
 
 
-@dataclass
-class CliResult:
-    """What a CLI run left behind."""
+class CliResult(NamedTuple):
+    """What a CLI run left behind (also unpacks as ``code, stdout, stderr``)."""
 
     code: int
     stdout: str
     stderr: str
 
 
-@functools.cache
-def _homes() -> str:
-    """One folder for every run's fake home, removed when the test session ends."""
-    folder = tempfile.mkdtemp(prefix="login-audit-test-homes-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
+#: Prefixes of the variables a CLI run never inherits from the shell that runs the tests.
+_CLEARED = ("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI run: no inherited login-audit or vendor settings.
+@pytest.fixture
+def process_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """The environment of a real CLI process: no inherited login-audit or vendor settings.
 
-    The user data and config directories point to a fresh temporary directory, so the
-    default archive of one run never leaks into another, nor into the real home.
+    The user data and config directories point into ``tmp_path`` (one home per call), so
+    the default archive of one run never leaks into another, nor into the real home, and
+    pytest removes them with the test's other files.
     """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")) and k != "COLUMNS"
-    }
-    home = tempfile.mkdtemp(prefix="home-", dir=_homes())
-    env["XDG_DATA_HOME"] = os.path.join(home, "data")
-    env["XDG_CONFIG_HOME"] = os.path.join(home, "config")
-    env.update(extra)
-    return env
+    homes = iter(range(1, 1_000_000))
+
+    def make(**extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED) and k != "COLUMNS"}
+        home = tmp_path / f"home-{next(homes)}"
+        env["XDG_DATA_HOME"] = str(home / "data")
+        env["XDG_CONFIG_HOME"] = str(home / "config")
+        env.update(extra)
+        return env
+
+    return make
 
 
-def run_cli(
+def run_process(
     args: list[str],
     *,
-    env: dict[str, str] | None = None,
+    env: dict[str, str],
     cwd: Path | None = None,
-    stdin: str | None = None,
     timeout: float = 120,
 ) -> CliResult:
-    """Run ``python -m login_audit ARGS`` as a user would, and capture everything."""
+    """Run ``python -m login_audit ARGS`` as a separate process, and capture everything.
+
+    Only for what a function call cannot prove (signals, locks held by another process,
+    terminals): every other CLI test uses the in-process :func:`cli` fixture.
+    """
     proc = subprocess.run(
         [sys.executable, "-m", "login_audit", *args],
-        env=env if env is not None else clean_env(),
+        env=env,
         cwd=cwd,
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -150,22 +153,21 @@ def truth_rows(tenant: Tenant) -> set[tuple[str, str, str]]:
     return {(r["UserId"], r["RoleName"], "Remove") for r in tenant.truth()["remove"]}
 
 
-_CLEARED = ("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")
-
-
 @pytest.fixture
 def cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> Callable[..., CliResult]:
     """Run ``login-audit ARGS`` in this process through ``main``, as the console script does.
 
-    The environment is cleared of login-audit and vendor settings (as :func:`clean_env`)
-    for the duration of each call, with ``env`` added; user directories point into
-    ``tmp_path``.
+    Each call sees an environment cleared of login-audit and vendor settings, with ``env``
+    added, user directories inside ``tmp_path``, and ``stdin`` (if given) as its standard
+    input; nothing of one call's environment is left for the next.
     """
     from login_audit.cli import main
 
-    def run(args: list[str], env: dict[str, str] | None = None) -> CliResult:
+    def run(
+        args: Sequence[str], env: Mapping[str, str] | None = None, *, stdin: str | None = None
+    ) -> CliResult:
         with monkeypatch.context() as m:
             for name in list(os.environ):
                 if name.startswith(_CLEARED) or name == "COLUMNS":
@@ -174,13 +176,18 @@ def cli(
             m.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
             for name, value in (env or {}).items():
                 m.setenv(name, value)
+            if stdin is not None:
+                m.setattr(sys, "stdin", io.StringIO(stdin))
             capsys.readouterr()
             try:
+                time.tzset()  # a TZ in ``env`` applies to this run as it would to a process
                 main(list(args))
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
-            out, err = capsys.readouterr()
+            finally:
+                out, err = capsys.readouterr()
+        time.tzset()
         return CliResult(code, out, err)
 
     return run

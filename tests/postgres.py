@@ -28,6 +28,37 @@ def _bin_dir() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
+def _start(prefix: list[str], bindir: str, data: str, root: str) -> int:
+    """Start the server on a free port; return the port.
+
+    A port found free can be taken by another program before the server binds it: then
+    the start fails, and another port is tried.
+    """
+    for attempt in range(5):
+        port = _free_port()
+        options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
+        started = subprocess.run(
+            [
+                *prefix,
+                f"{bindir}/pg_ctl",
+                "-D",
+                data,
+                "-o",
+                options,
+                "-l",
+                os.path.join(root, "log"),
+                "-w",
+                "start",
+            ],
+            check=attempt == 4,
+            capture_output=True,
+            timeout=120,
+        )
+        if started.returncode == 0:
+            return port
+    raise AssertionError("unreachable")  # pragma: no cover - the last attempt raises
+
+
 @contextmanager
 def postgres_server() -> Iterator[str | None]:
     """Yield a server URL (database ``postgres``), or None when no server can be had."""
@@ -46,28 +77,12 @@ def postgres_server() -> Iterator[str | None]:
         user = pwd.getpwnam("postgres")
         os.chown(root, user.pw_uid, user.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
     run = {"check": True, "capture_output": True, "timeout": 120}
     subprocess.run(
         [*prefix, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         **run,  # type: ignore[call-overload]
     )
-    options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
-    subprocess.run(
-        [
-            *prefix,
-            f"{bindir}/pg_ctl",
-            "-D",
-            data,
-            "-o",
-            options,
-            "-l",
-            os.path.join(root, "log"),
-            "-w",
-            "start",
-        ],
-        **run,  # type: ignore[call-overload]
-    )
+    port = _start(prefix, bindir, data, root)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:

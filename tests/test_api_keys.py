@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 
 from login_audit.simulator import build_cloudone_tenant, build_tenant
-from tests.conftest import clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("platform", ["visionone", "cloudone"])
-def test_stale_keys_match_the_truth(start_sim, tmp_path: Path, platform: str) -> None:
+def test_stale_keys_match_the_truth(cli, start_sim, tmp_path: Path, platform: str) -> None:
     v1 = build_tenant(seed=131, accounts=400)
     c1 = build_cloudone_tenant(seed=132, users=200)
     sim = start_sim(v1, cloudone=c1)
     truth = (v1 if platform == "visionone" else c1).truth()["apiKeys"]
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--platform",
@@ -32,7 +31,7 @@ def test_stale_keys_match_the_truth(start_sim, tmp_path: Path, platform: str) ->
             "--no-archive",
             "--api-keys",
         ],
-        env=clean_env(TMV1_TOKEN=sim.token, C1_API_KEY=sim.token),
+        env=dict(TMV1_TOKEN=sim.token, C1_API_KEY=sim.token),
     )
     assert result.code == 0, result.stderr
     with (tmp_path / "stale_api_keys.csv").open(newline="") as handle:
@@ -44,11 +43,11 @@ def test_stale_keys_match_the_truth(start_sim, tmp_path: Path, platform: str) ->
     assert 'id="api-keys"' in (tmp_path / "audit_report.html").read_text()
 
 
-def test_without_the_flag_no_key_report(start_sim, tmp_path: Path) -> None:
+def test_without_the_flag_no_key_report(cli, start_sim, tmp_path: Path) -> None:
     sim = start_sim(build_tenant(seed=133, accounts=40))
-    result = run_cli(
+    result = cli(
         ["audit", "--base-url", sim.base_url, "--output-dir", str(tmp_path), "--no-archive"],
-        env=clean_env(TMV1_TOKEN=sim.token),
+        env=dict(TMV1_TOKEN=sim.token),
     )
     assert result.code == 0
     assert not (tmp_path / "stale_api_keys.csv").exists()

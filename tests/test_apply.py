@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from login_audit.simulator import build_cloudone_tenant, build_tenant
-from tests.conftest import clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-def audit_then(sim, tmp_path: Path, token: str | None = None, platform: str = "visionone"):
+def audit_then(cli, sim, tmp_path: Path, token: str | None = None, platform: str = "visionone"):
     env_name = "TMV1_TOKEN" if platform == "visionone" else "C1_API_KEY"
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--platform",
@@ -28,12 +27,12 @@ def audit_then(sim, tmp_path: Path, token: str | None = None, platform: str = "v
             str(tmp_path),
             "--no-archive",
         ],
-        env=clean_env(**{env_name: sim.token}),
+        env=dict(**{env_name: sim.token}),
     )
     assert result.code == 0, result.stderr
 
     def apply(*extra: str):
-        return run_cli(
+        return cli(
             [
                 "apply",
                 "--platform",
@@ -48,7 +47,7 @@ def audit_then(sim, tmp_path: Path, token: str | None = None, platform: str = "v
                 "0.01",
                 *extra,
             ],
-            env=clean_env(**{env_name: token or sim.token}),
+            env=dict(**{env_name: token or sim.token}),
         )
 
     return apply
@@ -69,9 +68,9 @@ def small():
     return build_tenant(seed=111, accounts=60)
 
 
-def test_dry_run_changes_nothing(small, start_sim, tmp_path: Path) -> None:
+def test_dry_run_changes_nothing(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
-    apply = audit_then(sim, tmp_path)
+    apply = audit_then(cli, sim, tmp_path)
     result = apply("--max-changes", "100")
     assert result.code == 0, result.stderr
     assert "dry run: nothing changed" in result.stderr
@@ -79,9 +78,9 @@ def test_dry_run_changes_nothing(small, start_sim, tmp_path: Path) -> None:
     assert not (tmp_path / "apply_journal.csv").exists()
 
 
-def test_disable_then_rerun_is_idempotent(small, start_sim, tmp_path: Path) -> None:
+def test_disable_then_rerun_is_idempotent(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
-    apply = audit_then(sim, tmp_path)
+    apply = audit_then(cli, sim, tmp_path)
     users = flagged(tmp_path)
     result = apply("--yes", "--max-changes", "100")
     assert result.code == 0, result.stderr
@@ -98,9 +97,11 @@ def test_disable_then_rerun_is_idempotent(small, start_sim, tmp_path: Path) -> N
     assert "already disabled" in again.stderr
 
 
-def test_an_account_that_signed_in_after_the_report_is_skipped(small, start_sim, tmp_path) -> None:
+def test_an_account_that_signed_in_after_the_report_is_skipped(
+    cli, small, start_sim, tmp_path
+) -> None:
     sim = start_sim(small)
-    apply = audit_then(sim, tmp_path)
+    apply = audit_then(cli, sim, tmp_path)
     target = flagged(tmp_path)[0]
     now = datetime.now(timezone.utc)
     sim.add_records(
@@ -127,15 +128,15 @@ def test_an_account_that_signed_in_after_the_report_is_skipped(small, start_sim,
     )
 
 
-def test_max_changes_refuses_the_whole_run(small, start_sim, tmp_path: Path) -> None:
+def test_max_changes_refuses_the_whole_run(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
-    apply = audit_then(sim, tmp_path)
+    apply = audit_then(cli, sim, tmp_path)
     result = apply("--yes", "--max-changes", "2")
     assert result.code == 2 and "more than --max-changes 2" in result.stderr
     assert sim.changes == []
 
 
-def test_the_last_master_administrator_is_kept(start_sim, tmp_path: Path) -> None:
+def test_the_last_master_administrator_is_kept(cli, start_sim, tmp_path: Path) -> None:
     tenant = build_tenant(seed=112, accounts=40)
     dormant = next(a for a in tenant.accounts if a.klass == "inactive")
     for account in tenant.accounts:
@@ -143,7 +144,7 @@ def test_the_last_master_administrator_is_kept(start_sim, tmp_path: Path) -> Non
             account.role = "Operator"
     dormant.role = "Master Administrator"
     sim = start_sim(tenant)
-    apply = audit_then(sim, tmp_path)
+    apply = audit_then(cli, sim, tmp_path)
     assert dormant.email in flagged(tmp_path)
     result = apply("--yes", "--max-changes", "100")
     assert result.code == 0, result.stderr
@@ -154,9 +155,9 @@ def test_the_last_master_administrator_is_kept(start_sim, tmp_path: Path) -> Non
     )
 
 
-def test_a_failure_stops_the_run_and_says_what_was_done(small, start_sim, tmp_path) -> None:
+def test_a_failure_stops_the_run_and_says_what_was_done(cli, small, start_sim, tmp_path) -> None:
     sim = start_sim(small, tokens={"read-only-token-123": frozenset({"audit", "accounts"})})
-    apply = audit_then(sim, tmp_path, token="read-only-token-123")
+    apply = audit_then(cli, sim, tmp_path, token="read-only-token-123")
     result = apply("--yes", "--max-changes", "100")
     assert result.code == 4
     assert "User Accounts: Configure account settings" in result.stderr
@@ -165,9 +166,9 @@ def test_a_failure_stops_the_run_and_says_what_was_done(small, start_sim, tmp_pa
     assert sim.changes == []
 
 
-def test_delete_needs_a_second_confirmation(small, start_sim, tmp_path: Path) -> None:
+def test_delete_needs_a_second_confirmation(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
-    apply = audit_then(sim, tmp_path)
+    apply = audit_then(cli, sim, tmp_path)
     refused = apply("--yes", "--action", "delete", "--max-changes", "100")
     assert refused.code == 2 and "--confirm-delete" in refused.stderr
     assert sim.changes == []
@@ -177,10 +178,10 @@ def test_delete_needs_a_second_confirmation(small, start_sim, tmp_path: Path) ->
     assert not remaining & set(flagged(tmp_path))
 
 
-def test_cloud_one_is_refused_unless_asked(start_sim, tmp_path: Path) -> None:
+def test_cloud_one_is_refused_unless_asked(cli, start_sim, tmp_path: Path) -> None:
     c1 = build_cloudone_tenant(seed=113, users=40)
     sim = start_sim(build_tenant(seed=114, accounts=10), cloudone=c1)
-    apply = audit_then(sim, tmp_path, platform="cloudone")
+    apply = audit_then(cli, sim, tmp_path, platform="cloudone")
     refused = apply("--yes", "--action", "delete", "--confirm-delete")
     assert refused.code == 2 and "--unverified-cloudone-actions" in refused.stderr
     done = apply(
@@ -199,17 +200,17 @@ def test_cloud_one_is_refused_unless_asked(start_sim, tmp_path: Path) -> None:
     assert deleted and not deleted & {u.email for u in c1.users}
 
 
-def test_apply_the_last_audit_in_the_archive(small, start_sim, tmp_path: Path) -> None:
+def test_apply_the_last_audit_in_the_archive(cli, small, start_sim, tmp_path: Path) -> None:
     from login_audit.archive import open_archive
     from login_audit.archive.base import TenantKey
 
     sim = start_sim(small)
     archive = str(tmp_path / "archive.sqlite3")
-    env = clean_env(TMV1_TOKEN=sim.token)
+    env = dict(TMV1_TOKEN=sim.token)
     base = ["--base-url", sim.base_url, "--archive", archive, "--output-dir", str(tmp_path)]
-    assert run_cli(["audit", *base], env=env).code == 0
+    assert cli(["audit", *base], env=env).code == 0
     users = flagged(tmp_path)
-    result = run_cli(["apply", *base, "--yes", "--max-changes", "100"], env=env)
+    result = cli(["apply", *base, "--yes", "--max-changes", "100"], env=env)
     assert result.code == 0, result.stderr
     assert "accounts in the last audit" in result.stderr
     assert {a["email"] for a in sim.accounts if a["status"] == "disabled"} >= set(users)
@@ -220,10 +221,10 @@ def test_apply_the_last_audit_in_the_archive(small, start_sim, tmp_path: Path) -
     assert {user for action, user, outcome, _ in entries if outcome == "done"} == set(users)
 
 
-def test_apply_without_an_audit_in_the_archive(small, start_sim, tmp_path: Path) -> None:
+def test_apply_without_an_audit_in_the_archive(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
-    result = run_cli(
+    result = cli(
         ["apply", "--base-url", sim.base_url, "--archive", str(tmp_path / "a.sqlite3")],
-        env=clean_env(TMV1_TOKEN=sim.token),
+        env=dict(TMV1_TOKEN=sim.token),
     )
     assert result.code == 2 and "run 'login-audit audit' first" in result.stderr

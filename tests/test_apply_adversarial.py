@@ -11,8 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,10 @@ import pytest
 
 from login_audit.archive import open_archive
 from login_audit.archive.base import TenantKey
-from login_audit.cli import main
 from login_audit.locks import file_lock
 from login_audit.simulator import FaultConfig, Simulator, build_cloudone_tenant, build_tenant
 from login_audit.simulator.tenant import SimAccount, Tenant
+from tests.conftest import CliResult
 
 pytestmark = pytest.mark.e2e
 
@@ -32,38 +31,7 @@ ADMIN = "Master Administrator"
 CONTROL = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]}
 
 
-@dataclass
-class Run:
-    """What one in-process run of the CLI left behind."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-
-Cli = Callable[..., Run]
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch, tmp_path: Path) -> Iterator[Cli]:
-    """Run ``login-audit ARGS`` in this process; environment isolated like a fresh shell."""
-    for name in list(os.environ):
-        if name.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg" / "data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg" / "config"))
-
-    def run(*args: str, env: dict[str, str] | None = None) -> Run:
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        code = exited.value.code
-        return Run(code if isinstance(code, int) else 1, out.out, out.err)
-
-    yield run
+Cli = Callable[..., CliResult]
 
 
 def successful_logons(sim: Simulator, since: datetime) -> set[str]:
@@ -90,38 +58,42 @@ class Scene:
         self.csv = self.reports / "filtered_accounts_report.csv"
         self.env = {"TMV1_TOKEN": sim.token}
 
-    def audit(self) -> Run:
+    def audit(self) -> CliResult:
         result = self.cli(
-            "audit",
-            "--base-url",
-            self.sim.base_url,
-            "--output-dir",
-            str(self.reports),
-            "--no-archive",
+            [
+                "audit",
+                "--base-url",
+                self.sim.base_url,
+                "--output-dir",
+                str(self.reports),
+                "--no-archive",
+            ],
             env=self.env,
         )
         assert result.code == 0, result.stderr
         return result
 
-    def apply(self, *extra: str, source: Path | None = None) -> Run:
+    def apply(self, *extra: str, source: Path | None = None) -> CliResult:
         now = datetime.now(timezone.utc)
         before = {a["id"]: dict(a) for a in self.sim.accounts}
         active = successful_logons(self.sim, now - timedelta(days=90))
         changes = len(self.sim.changes)
         result = self.cli(
-            "apply",
-            "--base-url",
-            self.sim.base_url,
-            "--from",
-            str(source or self.csv),
-            "--output-dir",
-            str(self.out),
-            "--no-archive",
-            "--backoff-base",
-            "0",
-            "--max-changes",
-            "100",
-            *extra,
+            [
+                "apply",
+                "--base-url",
+                self.sim.base_url,
+                "--from",
+                str(source or self.csv),
+                "--output-dir",
+                str(self.out),
+                "--no-archive",
+                "--backoff-base",
+                "0",
+                "--max-changes",
+                "100",
+                *extra,
+            ],
             env=self.env,
         )
         self.check_invariants(before, active, changes)
@@ -326,13 +298,15 @@ def test_a_disabled_account_re_enabled_since_the_audit_is_not_deleted(scene) -> 
     dormant = add_account(tenant, "dormant@corp.example.com", status="disabled")
     s = scene(tenant)
     result = s.cli(
-        "audit",
-        "--base-url",
-        s.sim.base_url,
-        "--output-dir",
-        str(s.reports),
-        "--no-archive",
-        "--include-disabled",
+        [
+            "audit",
+            "--base-url",
+            s.sim.base_url,
+            "--output-dir",
+            str(s.reports),
+            "--no-archive",
+            "--include-disabled",
+        ],
         env=s.env,
     )
     assert result.code == 0 and dormant.email in s.flagged()
@@ -429,18 +403,18 @@ def test_apply_refuses_while_the_tenant_is_locked_in_the_archive(scene, tmp_path
     s = scene(two_stale_admins(209))
     archive = str(tmp_path / "archive.sqlite3")
     base = ["--base-url", s.sim.base_url, "--archive", archive, "--output-dir", str(s.out)]
-    assert s.cli("audit", *base, env=s.env).code == 0
+    assert s.cli(["audit", *base], env=s.env).code == 0
     store = open_archive(archive)
     tenant = store.tenant_id(TenantKey("visionone", s.sim.base_url.split("//")[1], "default"))
     entries = store.last_audit(tenant)
     assert entries is not None and all(e.account_id for e in entries[3])
     requests = s.sim.stats.requests
     with store.lock(tenant):
-        result = s.cli("apply", *base, "--yes", "--max-changes", "100", env=s.env)
+        result = s.cli(["apply", *base, "--yes", "--max-changes", "100"], env=s.env)
     store.close()
     assert result.code == 4 and "another login-audit process" in result.stderr
     assert s.sim.stats.requests == requests and s.sim.changes == []
-    done = s.cli("apply", *base, "--yes", "--max-changes", "100", env=s.env)
+    done = s.cli(["apply", *base, "--yes", "--max-changes", "100"], env=s.env)
     assert done.code == 0, done.stderr
     admins = {"admin-a@corp.example.com", "admin-b@corp.example.com"}
     assert len(s.changed() & admins) == 1
@@ -584,18 +558,18 @@ def test_cloud_one_disable_says_it_cannot_and_exits_before_asking(scene, tmp_pat
     s.env = {"C1_API_KEY": s.sim.token}
     base = ["--platform", "cloudone", "--base-url", s.sim.base_url]
     assert (
-        s.cli("audit", *base, "--output-dir", str(s.reports), "--no-archive", env=s.env).code == 0
+        s.cli(["audit", *base, "--output-dir", str(s.reports), "--no-archive"], env=s.env).code == 0
     )
     apply = [*base, "--from", str(s.csv), "--output-dir", str(s.out), "--no-archive"]
     apply += ["--unverified-cloudone-actions", "--max-changes", "100"]
     for extra in ([], ["--yes"]):
-        result = s.cli("apply", *apply, *extra, env=s.env)
+        result = s.cli(["apply", *apply, *extra], env=s.env)
         assert result.code == 2 and "nothing in this plan can be carried out" in result.stderr
         assert "cannot   disable" in result.stderr and "no API to disable" in result.stderr
     assert s.sim.changes == []
     users = list(c1.users)
     # Deleting goes ahead: months-old lastActivity is no sign-in within --days.
-    result = s.cli("apply", *apply, "--action", "delete", "--yes", "--confirm-delete", env=s.env)
+    result = s.cli(["apply", *apply, "--action", "delete", "--yes", "--confirm-delete"], env=s.env)
     assert result.code == 0, result.stderr
     now = datetime.now(timezone.utc)
     deleted = {r["UserId"] for r in s.journal() if r["Outcome"] == "done"}
@@ -647,23 +621,25 @@ def test_cloud_one_keeps_its_last_full_access_user(scene) -> None:
     s = scene(build_tenant(seed=224, accounts=10), cloudone=c1)
     s.env = {"C1_API_KEY": s.sim.token}
     base = ["--platform", "cloudone", "--base-url", s.sim.base_url]
-    audit = s.cli("audit", *base, "--output-dir", str(s.reports), "--no-archive", env=s.env)
+    audit = s.cli(["audit", *base, "--output-dir", str(s.reports), "--no-archive"], env=s.env)
     assert audit.code == 0 and admins <= set(s.flagged())
     result = s.cli(
-        "apply",
-        *base,
-        "--from",
-        str(s.csv),
-        "--output-dir",
-        str(s.out),
-        "--no-archive",
-        "--unverified-cloudone-actions",
-        "--max-changes",
-        "100",
-        "--action",
-        "delete",
-        "--yes",
-        "--confirm-delete",
+        [
+            "apply",
+            *base,
+            "--from",
+            str(s.csv),
+            "--output-dir",
+            str(s.out),
+            "--no-archive",
+            "--unverified-cloudone-actions",
+            "--max-changes",
+            "100",
+            "--action",
+            "delete",
+            "--yes",
+            "--confirm-delete",
+        ],
         env=s.env,
     )
     assert result.code == 0, result.stderr

@@ -223,8 +223,7 @@ def test_postgres_connection_errors_hide_the_password() -> None:
     assert "cannot connect to the archive" in str(info.value)
 
 
-def test_prune_one_tenant_from_the_command_line(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+def test_prune_one_tenant_from_the_command_line(cli, tmp_path: Path) -> None:
 
     path = str(tmp_path / "a.sqlite3")
     store = open_archive(path)
@@ -233,16 +232,16 @@ def test_prune_one_tenant_from_the_command_line(tmp_path: Path) -> None:
         store.commit_page(tenant, "all", records(item(1), item(60 * 24 * 400)), cp())
     store.close()
     cutoff = (T0 + timedelta(days=10)).strftime("%Y-%m-%d")
-    result = run_cli(
+    result = cli(
         ["archive", "prune", "--archive", path, "--before", cutoff, "--tenant", "trim", "--yes"]
     )
     assert result.code == 0, result.stderr
     assert "deleted 1 records" in result.stderr
-    info = run_cli(["archive", "info", "--archive", path, "--json"])
+    info = cli(["archive", "info", "--archive", path, "--json"])
     tenants = {t["tenant"]: t for t in json.loads(info.stdout)["tenants"]}
     assert tenants["keep"]["records"] == 2 and tenants["trim"]["records"] == 1
     assert tenants["keep"]["rawBytes"] > tenants["trim"]["rawBytes"] > 0
-    missing = run_cli(
+    missing = cli(
         ["archive", "prune", "--archive", path, "--before", cutoff, "--tenant", "nope", "--yes"]
     )
     assert missing.code == 2 and "no tenant named 'nope'" in missing.stderr

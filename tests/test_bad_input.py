@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, run_cli
-
 pytestmark = pytest.mark.e2e
 
 
 def prepare(tmp_path: Path, case: str) -> tuple[list[str], dict[str, str]]:
     base = ["audit", "--base-url", "http://127.0.0.1:9", "--max-attempts", "1"]
-    env = clean_env(TMV1_TOKEN="a-token-that-is-never-used-0123")
+    env = dict(TMV1_TOKEN="a-token-that-is-never-used-0123")
     if case == "empty token":
         env["TMV1_TOKEN"] = "   "
         return [*base, "--output-dir", str(tmp_path)], env
@@ -87,9 +85,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input(tmp_path: Path, case: str) -> None:
+def test_bad_input(cli, tmp_path: Path, case: str) -> None:
     args, env = prepare(tmp_path, case)
-    result = run_cli(args, env=env)
+    result = cli(args, env=env)
     lines = result.stderr.strip().splitlines()
     assert result.code == 2, result.stderr
     assert len(lines) == 1, result.stderr

@@ -13,7 +13,6 @@ from login_audit.http import ApiKeyAuth, HttpClient
 from login_audit.models import AccountStatus
 from login_audit.platforms.cloudone import CloudOne, parse_record
 from login_audit.simulator import FaultConfig, build_cloudone_tenant, build_tenant
-from tests.conftest import clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -64,9 +63,9 @@ def test_client_lists_local_and_saml_users_with_role_names(c1, v1_small, start_s
 
 
 @pytest.mark.parametrize("faults", [0.0, 0.2])
-def test_audit_matches_ground_truth(c1, v1_small, start_sim, tmp_path: Path, faults) -> None:
+def test_audit_matches_ground_truth(cli, c1, v1_small, start_sim, tmp_path: Path, faults) -> None:
     sim = start_sim(v1_small, cloudone=c1, faults=FaultConfig(rate=faults, seed=8))
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--platform",
@@ -82,7 +81,7 @@ def test_audit_matches_ground_truth(c1, v1_small, start_sim, tmp_path: Path, fau
             "--max-attempts",
             "10",
         ],
-        env=clean_env(C1_API_KEY=sim.token),
+        env=dict(C1_API_KEY=sim.token),
     )
     assert result.code == 0, result.stderr
     assert read_rows(tmp_path) == truth_rows(c1)
@@ -96,9 +95,9 @@ def test_audit_matches_ground_truth(c1, v1_small, start_sim, tmp_path: Path, fau
     assert findings["ursula.disabled@example.org"] == "excluded"
 
 
-def test_stateless_audit_also_matches(c1, v1_small, start_sim, tmp_path: Path) -> None:
+def test_stateless_audit_also_matches(cli, c1, v1_small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(v1_small, cloudone=c1)
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--platform",
@@ -109,7 +108,7 @@ def test_stateless_audit_also_matches(c1, v1_small, start_sim, tmp_path: Path) -
             str(tmp_path),
             "--no-archive",
         ],
-        env=clean_env(C1_API_KEY=sim.token),
+        env=dict(C1_API_KEY=sim.token),
     )
     assert result.code == 0, result.stderr
     assert read_rows(tmp_path) == truth_rows(c1)
@@ -123,7 +122,7 @@ def served_ids(c1) -> list[str]:
 
 
 @pytest.mark.parametrize("faults", [0.0, 0.2])
-def test_export_equals_the_audit_log(c1, v1_small, start_sim, tmp_path: Path, faults) -> None:
+def test_export_equals_the_audit_log(cli, c1, v1_small, start_sim, tmp_path: Path, faults) -> None:
     sim = start_sim(v1_small, cloudone=c1, faults=FaultConfig(rate=faults, seed=4))
     out = tmp_path / "AuditLogs.json"
     args = [
@@ -141,7 +140,7 @@ def test_export_equals_the_audit_log(c1, v1_small, start_sim, tmp_path: Path, fa
         "--max-attempts",
         "10",
     ]
-    result = run_cli(args, env=clean_env(C1_API_KEY=sim.token))
+    result = cli(args, env=dict(C1_API_KEY=sim.token))
     assert result.code == 0, result.stderr
     exported = json.loads(out.read_text())
     expected = served_ids(c1)
@@ -151,7 +150,7 @@ def test_export_equals_the_audit_log(c1, v1_small, start_sim, tmp_path: Path, fa
     assert all(e == by_id[e["id"]] for e in exported)  # as the API returned it
     # A second export reads only the newest page of the log, plus the user lists.
     before = sim.stats.by_path["/api/logs"]
-    result = run_cli([*args, "--force"], env=clean_env(C1_API_KEY=sim.token))
+    result = cli([*args, "--force"], env=dict(C1_API_KEY=sim.token))
     assert result.code == 0, result.stderr
     if not faults:
         assert sim.stats.by_path["/api/logs"] - before == 1
@@ -176,9 +175,9 @@ def test_parse_record_tolerates_other_casing() -> None:
     assert parse_record({"type": "audit.user-signed-in.v1"}).login_event() is None
 
 
-def test_wrong_key_exit_2_and_unknown_region(c1, v1_small, start_sim, tmp_path: Path) -> None:
+def test_wrong_key_exit_2_and_unknown_region(cli, c1, v1_small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(v1_small, cloudone=c1)
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--platform",
@@ -189,12 +188,12 @@ def test_wrong_key_exit_2_and_unknown_region(c1, v1_small, start_sim, tmp_path: 
             str(tmp_path),
             "--no-archive",
         ],
-        env=clean_env(C1_API_KEY="not-the-key"),
+        env=dict(C1_API_KEY="not-the-key"),
     )
     assert result.code == 2 and "401" in result.stderr and "not-the-key" not in result.stderr
-    result = run_cli(
+    result = cli(
         ["audit", "--platform", "cloudone", "--region", "mars", "--output-dir", str(tmp_path)],
-        env=clean_env(C1_API_KEY="k"),
+        env=dict(C1_API_KEY="k"),
     )
     assert result.code == 2 and "unknown Cloud One region 'mars'" in result.stderr
 

@@ -9,25 +9,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, clean_env, truth_rows
+from tests.conftest import REPO, truth_rows
 
 pytestmark = pytest.mark.e2e
 
 
-def run_script(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "login_audit_report.py"), *args],
-        cwd=cwd,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+@pytest.fixture
+def run_script(process_env):
+    """Run the old script as a separate process: its own start-up is what is tested."""
+
+    def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(REPO / "login_audit_report.py"), *args],
+            cwd=cwd,
+            env=process_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run
 
 
 def test_old_interface_writes_the_csv_in_the_current_directory(
-    tenant, start_sim, tmp_path: Path
+    run_script, tenant, start_sim, tmp_path: Path
 ) -> None:
     sim = start_sim(tenant)
     result = run_script(["-t", sim.token], tmp_path, TMV1_URL=sim.base_url)
@@ -39,7 +45,9 @@ def test_old_interface_writes_the_csv_in_the_current_directory(
     assert sim.token not in result.stdout + result.stderr
 
 
-def test_old_interface_logs_errors_to_error_log(tenant, start_sim, tmp_path: Path) -> None:
+def test_old_interface_logs_errors_to_error_log(
+    run_script, tenant, start_sim, tmp_path: Path
+) -> None:
     sim = start_sim(tenant)
     result = run_script(["-t", "bad-token-xyz"], tmp_path, TMV1_URL=sim.base_url)
     assert result.returncode == 2
@@ -48,7 +56,7 @@ def test_old_interface_logs_errors_to_error_log(tenant, start_sim, tmp_path: Pat
     assert "bad-token-xyz" not in log + result.stderr
 
 
-def test_environment_token_needs_no_flag(tenant, start_sim, tmp_path: Path) -> None:
+def test_environment_token_needs_no_flag(run_script, tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
     result = run_script([], tmp_path, TMV1_URL=sim.base_url, TMV1_TOKEN=sim.token)
     assert result.returncode == 0, result.stderr

@@ -9,7 +9,6 @@ import pytest
 
 from login_audit.export import OCSF_CLASS
 from login_audit.simulator import build_cloudone_tenant, build_tenant
-from tests.conftest import clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +22,8 @@ def sim(start_sim):
     )
 
 
-def doctor(sim, tmp_path: Path, token: str, *extra: str):
-    return run_cli(
+def doctor(cli, sim, tmp_path: Path, token: str, *extra: str):
+    return cli(
         [
             "doctor",
             "--base-url",
@@ -35,30 +34,30 @@ def doctor(sim, tmp_path: Path, token: str, *extra: str):
             "0.01",
             *extra,
         ],
-        env=clean_env(TMV1_TOKEN=token, C1_API_KEY=token),
+        env=dict(TMV1_TOKEN=token, C1_API_KEY=token),
     )
 
 
-def test_doctor_all_good(sim, tmp_path: Path) -> None:
-    result = doctor(sim, tmp_path, sim.token)
+def test_doctor_all_good(cli, sim, tmp_path: Path) -> None:
+    result = doctor(cli, sim, tmp_path, sim.token)
     assert result.code == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5 and all(line.strip().startswith("ok") for line in lines)
     assert "clock within 60 s" in result.stdout
-    cloud = doctor(sim, tmp_path, sim.token, "--platform", "cloudone")
+    cloud = doctor(cli, sim, tmp_path, sim.token, "--platform", "cloudone")
     assert cloud.code == 0, cloud.stdout + cloud.stderr
 
 
-def test_doctor_wrong_token(sim, tmp_path: Path) -> None:
-    result = doctor(sim, tmp_path, "a-wrong-token-0123456789")
+def test_doctor_wrong_token(cli, sim, tmp_path: Path) -> None:
+    result = doctor(cli, sim, tmp_path, "a-wrong-token-0123456789")
     assert result.code == 2
     fail = [line for line in result.stdout.splitlines() if "FAIL" in line]
     assert fail and "token was refused" in fail[0]
     assert "a-wrong-token-0123456789" not in result.stdout + result.stderr
 
 
-def test_doctor_missing_permission(sim, tmp_path: Path) -> None:
-    result = doctor(sim, tmp_path, "no-audit-permission-token")
+def test_doctor_missing_permission(cli, sim, tmp_path: Path) -> None:
+    result = doctor(cli, sim, tmp_path, "no-audit-permission-token")
     assert result.code == 2
     line = next(line for line in result.stdout.splitlines() if "audit log readable" in line)
     assert "FAIL" in line and "Audit Logs: View, filter, and search" in line
@@ -67,16 +66,16 @@ def test_doctor_missing_permission(sim, tmp_path: Path) -> None:
     assert accounts.strip().startswith("ok")
 
 
-def test_doctor_corrupt_archive(sim, tmp_path: Path) -> None:
+def test_doctor_corrupt_archive(cli, sim, tmp_path: Path) -> None:
     (tmp_path / "a.sqlite3").write_bytes(b"\x00nope" * 1000)
-    result = doctor(sim, tmp_path, sim.token)
+    result = doctor(cli, sim, tmp_path, sim.token)
     assert result.code == 2 and "FAIL  archive readable" in result.stdout
 
 
-def test_ocsf_export_and_json_summary(sim, tmp_path: Path) -> None:
+def test_ocsf_export_and_json_summary(cli, sim, tmp_path: Path) -> None:
     archive = str(tmp_path / "a.sqlite3")
-    env = clean_env(TMV1_TOKEN=sim.token)
-    audit = run_cli(
+    env = dict(TMV1_TOKEN=sim.token)
+    audit = cli(
         [
             "audit",
             "--base-url",
@@ -96,7 +95,7 @@ def test_ocsf_export_and_json_summary(sim, tmp_path: Path) -> None:
     assert summary["toRemove"] == len(sim.tenant.truth()["remove"])
     assert any(p.endswith("audit_report.html") for p in summary["reports"])
     out = tmp_path / "logons.ocsf.jsonl"
-    export = run_cli(
+    export = cli(
         [
             "export",
             "--base-url",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from login_audit.simulator import FaultConfig, Tenant, build_tenant
-from tests.conftest import clean_env, run_cli, truth_rows
+from tests.conftest import truth_rows
 
 pytestmark = pytest.mark.e2e
 FAST_RETRY = ["--backoff-base", "0.01"]
@@ -28,17 +28,17 @@ def cleanup_rows(out: Path) -> set[tuple[str, str, str]]:
     }
 
 
-def audit(sim_url: str, token: str, out: Path, *extra: str, **env: str):
+def audit(cli, sim_url: str, token: str, out: Path, *extra: str, **env: str):
     archive = ["--archive", str(out / "archive.sqlite3")] if "--archive" not in extra else []
-    return run_cli(
+    return cli(
         ["audit", "--base-url", sim_url, "--output-dir", str(out), *archive, *FAST_RETRY, *extra],
-        env=clean_env(TMV1_TOKEN=token, **env),
+        env=dict(TMV1_TOKEN=token, **env),
     )
 
 
-def test_clean_run_matches_ground_truth(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_clean_run_matches_ground_truth(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
-    result = audit(sim.base_url, sim.token, tmp_path)
+    result = audit(cli, sim.base_url, sim.token, tmp_path)
     assert result.code == 0, result.stderr
     assert cleanup_rows(tmp_path) == truth_rows(tenant)
     header = (tmp_path / "filtered_accounts_report.csv").read_text().splitlines()[0]
@@ -56,10 +56,10 @@ def test_clean_run_matches_ground_truth(tenant: Tenant, start_sim, tmp_path: Pat
 
 
 def test_detailed_report_shows_failed_logons_of_dormant_accounts(
-    tenant: Tenant, start_sim, tmp_path: Path
+    cli, tenant: Tenant, start_sim, tmp_path: Path
 ) -> None:
     sim = start_sim(tenant)
-    assert audit(sim.base_url, sim.token, tmp_path).code == 0
+    assert audit(cli, sim.base_url, sim.token, tmp_path).code == 0
     rows = {r["UserId"]: r for r in read_csv(tmp_path / "accounts_report.csv")}
     frank = rows["frank.failed@example.com"]
     assert frank["Finding"] == "inactive"
@@ -71,20 +71,20 @@ def test_detailed_report_shows_failed_logons_of_dormant_accounts(
 
 
 def test_faults_at_20_percent_give_the_same_result(
-    tenant: Tenant, start_sim, tmp_path: Path
+    cli, tenant: Tenant, start_sim, tmp_path: Path
 ) -> None:
     sim = start_sim(tenant, faults=FaultConfig(rate=0.2, seed=5))
-    result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "10")
+    result = audit(cli, sim.base_url, sim.token, tmp_path, "--max-attempts", "10")
     assert result.code == 0, result.stderr
     assert sum(sim.stats.faults.values()) >= 2, sim.stats
     assert cleanup_rows(tmp_path) == truth_rows(tenant)
 
 
 def test_persistent_audit_log_outage_flags_nobody(
-    tenant: Tenant, start_sim, tmp_path: Path
+    cli, tenant: Tenant, start_sim, tmp_path: Path
 ) -> None:
     sim = start_sim(tenant, faults=FaultConfig(outages=("/v3.0/audit/logs",)))
-    result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
+    result = audit(cli, sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
     assert result.code == 4, result.stderr
     assert cleanup_rows(tmp_path / "incomplete") == set()
     assert "INCOMPLETE" in result.stderr and "logon records incomplete" in result.stderr
@@ -94,24 +94,25 @@ def test_persistent_audit_log_outage_flags_nobody(
     assert findings <= {"unknown", "excluded"}
 
 
-def test_accounts_outage_exits_incomplete(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_accounts_outage_exits_incomplete(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant, faults=FaultConfig(outages=("/v3.0/iam/accounts",)))
-    result = audit(sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
+    result = audit(cli, sim.base_url, sim.token, tmp_path, "--max-attempts", "2")
     assert result.code == 4
     assert cleanup_rows(tmp_path / "incomplete") == set()
     assert "account list incomplete" in result.stderr
 
 
-def test_fail_on_findings_exit_code(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_fail_on_findings_exit_code(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
-    assert audit(sim.base_url, sim.token, tmp_path, "--fail-on-findings").code == 3
+    assert audit(cli, sim.base_url, sim.token, tmp_path, "--fail-on-findings").code == 3
 
 
-def test_policy_flags_change_the_list(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_policy_flags_change_the_list(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
     excludes = tmp_path / "excludes.txt"
     excludes.write_text("# service accounts\nfrank.*@example.com\n\n")
     result = audit(
+        cli,
         sim.base_url,
         sim.token,
         tmp_path,
@@ -142,13 +143,13 @@ def test_policy_flags_change_the_list(tenant: Tenant, start_sim, tmp_path: Path)
         (["--exclude-file", "/nonexistent/x"], "cannot read exclusion file"),
     ],
 )
-def test_bad_input_gives_one_line_and_exit_2(args: list[str], needle: str, tmp_path) -> None:
+def test_bad_input_gives_one_line_and_exit_2(cli, args: list[str], needle: str, tmp_path) -> None:
     base = (
         [] if "--region" in args or "--base-url" in args else ["--base-url", "http://127.0.0.1:9"]
     )
-    result = run_cli(
+    result = cli(
         ["audit", *base, "--output-dir", str(tmp_path), *args],
-        env=clean_env(TMV1_TOKEN="t0k3n-not-used"),
+        env=dict(TMV1_TOKEN="t0k3n-not-used"),
     )
     assert result.code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -157,32 +158,32 @@ def test_bad_input_gives_one_line_and_exit_2(args: list[str], needle: str, tmp_p
     assert not (tmp_path / "filtered_accounts_report.csv").exists()
 
 
-def test_wrong_token_is_one_line_exit_2(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_wrong_token_is_one_line_exit_2(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
-    result = audit(sim.base_url, "wrong-token-123456", tmp_path)
+    result = audit(cli, sim.base_url, "wrong-token-123456", tmp_path)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "token was refused" in lines[0] and "401" in lines[0]
     assert "wrong-token-123456" not in result.stderr
 
 
-def test_missing_permission_names_it(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_missing_permission_names_it(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant, tokens={"accounts-only-token": frozenset({"accounts"})})
-    result = audit(sim.base_url, "accounts-only-token", tmp_path)
+    result = audit(cli, sim.base_url, "accounts-only-token", tmp_path)
     assert result.code == 2
     assert "Audit Logs: View, filter, and search" in result.stderr
 
 
-def test_missing_token_says_where_to_put_it(tmp_path: Path) -> None:
-    result = run_cli(["audit", "--base-url", "http://127.0.0.1:9", "--output-dir", str(tmp_path)])
+def test_missing_token_says_where_to_put_it(cli, tmp_path: Path) -> None:
+    result = cli(["audit", "--base-url", "http://127.0.0.1:9", "--output-dir", str(tmp_path)])
     assert result.code == 2
     assert "set TMV1_TOKEN or pass --token-file" in result.stderr
 
 
-def test_token_from_stdin_and_file(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_token_from_stdin_and_file(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
     out = tmp_path / "stdin"
-    result = run_cli(
+    result = cli(
         ["audit", "--base-url", sim.base_url, "--token-file", "-", "--output-dir", str(out)],
         stdin=sim.token + "\n",
     )
@@ -191,7 +192,7 @@ def test_token_from_stdin_and_file(tenant: Tenant, start_sim, tmp_path: Path) ->
     token_file.write_text(sim.token + "\n")
     token_file.chmod(0o644)
     out2 = tmp_path / "file"
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--base-url",
@@ -216,18 +217,26 @@ def all_bytes_written(*paths: Path) -> bytes:
     return blob
 
 
-def test_token_never_written_even_at_debug_and_on_errors(start_sim, tmp_path: Path) -> None:
+def test_token_never_written_even_at_debug_and_on_errors(cli, start_sim, tmp_path: Path) -> None:
     secret = "S3cr3t-T0ken-" + "x" * 20
     small = build_tenant(seed=3, accounts=30)
     # A fault-heavy run at DEBUG, then a run that ends in an error.
     sim = start_sim(small, token=secret, faults=FaultConfig(rate=0.3, seed=2))
     log_file = tmp_path / "run.log"
     first = audit(
-        sim.base_url, secret, tmp_path / "out", "--log-level", "DEBUG", "--log-file", str(log_file)
+        cli,
+        sim.base_url,
+        secret,
+        tmp_path / "out",
+        "--log-level",
+        "DEBUG",
+        "--log-file",
+        str(log_file),
     )
     assert first.code in (0, 4)
     outage = start_sim(small, token=secret, faults=FaultConfig(outages=("/v3.0",)))
     second = audit(
+        cli,
         outage.base_url,
         secret,
         tmp_path / "out2",
@@ -246,26 +255,28 @@ def test_token_never_written_even_at_debug_and_on_errors(start_sim, tmp_path: Pa
     assert secret.encode() not in all_bytes_written(tmp_path)
 
 
-def test_help_of_every_command_answers() -> None:
+def test_help_of_every_command_answers(
+    cli,
+) -> None:
     for command in ([], ["audit"], ["simulate"], ["demo"]):
-        result = run_cli([*command, "--help"])
+        result = cli([*command, "--help"])
         assert result.code == 0
         assert "Usage:" in result.stdout
-    assert "--days" in run_cli(["audit", "--help"]).stdout
+    assert "--days" in cli(["audit", "--help"]).stdout
 
 
-def test_log_options_after_the_command_name(tenant: Tenant, start_sim, tmp_path: Path) -> None:
+def test_log_options_after_the_command_name(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant)
     log_file = tmp_path / "run.log"
     result = audit(
-        sim.base_url, sim.token, tmp_path, "--log-level", "INFO", "--log-file", str(log_file)
+        cli, sim.base_url, sim.token, tmp_path, "--log-level", "INFO", "--log-file", str(log_file)
     )
     assert result.code == 0, result.stderr
     assert log_file.exists()
 
 
-def test_demo_command_matches_truth(tmp_path: Path) -> None:
-    result = run_cli(["demo", "--output-dir", str(tmp_path), "--accounts", "120"])
+def test_demo_command_matches_truth(cli, tmp_path: Path) -> None:
+    result = cli(["demo", "--output-dir", str(tmp_path), "--accounts", "120"])
     assert result.code == 0, result.stderr
     assert "matches the simulator's ground truth" in result.stderr
     assert (tmp_path / "filtered_accounts_report.csv").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from login_audit.errors import EXIT_INCOMPLETE, ProtocolError, RetryLaterError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.platforms.pagination import MAX_LINK, NextLinkPager
 from login_audit.simulator import FaultConfig, Tenant, build_tenant
-from tests.conftest import REPO, clean_env
+from tests.conftest import REPO
 
 BASE = "https://api.example"
 FAST = ["--backoff-base", "0.01", "--max-attempts", "2"]
@@ -170,14 +171,14 @@ def test_a_simulator_port_in_use_is_said(cli) -> None:
     assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr and "--port" in result.stderr
 
 
-def test_export_into_a_closed_pipe_exits_quietly(synced) -> None:
+def test_export_into_a_closed_pipe_exits_quietly(synced, process_env) -> None:
     """A real process: the pipe and the signal semantics are the point."""
     _, _, where = synced
     proc = subprocess.Popen(
         [sys.executable, "-m", "login_audit", "export", "--no-sync", *where, "--format", "jsonl"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=clean_env(),
+        env=process_env(),
         cwd=REPO,
     )
     assert proc.stdout is not None and proc.stderr is not None
@@ -234,24 +235,24 @@ def test_export_refuses_what_cannot_be_meant(cli, synced, tmp_path, monkeypatch,
     assert cli(["export", "--no-sync", *where, "-o", "audit.xlsx", "--format", "csv"]).code == 0
 
 
-def test_ctrl_c_during_a_run_exits_130(start_sim, tmp_path: Path) -> None:
-    """A real process and a real SIGINT: the signal is the point."""
-    import signal
-    import time
+def test_ctrl_c_during_a_run_exits_130(start_sim, process_env, tmp_path: Path) -> None:
+    """A real process and a real SIGINT: the signal is the point.
 
-    # Many pages of 3 s each: the run is still reading when the first answer has come.
-    sim = start_sim(build_tenant(seed=5, accounts=1500), latency_ms=3000)
+    The simulator sends the signal when the run's second request arrives, before answering
+    it, so the run is always caught in the middle, however fast the machine.
+    """
+    import signal
+
+    sim = start_sim(build_tenant(seed=5, accounts=1500))
     proc = subprocess.Popen(
         [sys.executable, "-m", "login_audit", "audit", "--base-url", sim.base_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=clean_env(TMV1_TOKEN=sim.token),
+        env=process_env(TMV1_TOKEN=sim.token),
         cwd=tmp_path,
     )
-    deadline = time.monotonic() + 60
-    while sim.stats.requests == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)  # polls for the first request to arrive; the answer takes 3 s
-    proc.send_signal(signal.SIGINT)
+    seen = itertools.count(1)
+    sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == 2 else None
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"login-audit: error: interrupted" in err and b"Traceback" not in err

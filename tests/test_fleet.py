@@ -11,7 +11,6 @@ import pytest
 from login_audit.config import load_tenants
 from login_audit.errors import ConfigError
 from login_audit.simulator import FaultConfig, build_cloudone_tenant, build_tenant
-from tests.conftest import clean_env, run_cli
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -89,7 +88,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.e2e
-def test_all_tenants_with_one_down(start_sim, tmp_path: Path) -> None:
+def test_all_tenants_with_one_down(cli, start_sim, tmp_path: Path) -> None:
     v1 = build_tenant(seed=61, accounts=120)
     c1 = build_cloudone_tenant(seed=62, users=80)
     healthy = start_sim(v1, cloudone=c1)
@@ -120,7 +119,7 @@ token_env = "TOKEN_B"
 """,
     )
     out = tmp_path / "out"
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--all",
@@ -135,7 +134,7 @@ token_env = "TOKEN_B"
             "--backoff-base",
             "0.01",
         ],
-        env=clean_env(TOKEN_A=healthy.token, TOKEN_B=down.token),
+        env=dict(TOKEN_A=healthy.token, TOKEN_B=down.token),
     )
     assert result.code == 4, result.stderr
     v1_rows = {
@@ -165,7 +164,7 @@ token_env = "TOKEN_B"
 
 
 @pytest.mark.e2e
-def test_a_tenant_with_a_missing_secret_fails_alone(start_sim, tmp_path: Path) -> None:
+def test_a_tenant_with_a_missing_secret_fails_alone(cli, start_sim, tmp_path: Path) -> None:
     sim = start_sim(build_tenant(seed=64, accounts=30))
     config = write(
         tmp_path,
@@ -181,7 +180,7 @@ base_url = "{sim.base_url}"
 token_env = "TOKEN_MISSING"
 """,
     )
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--all",
@@ -192,7 +191,7 @@ token_env = "TOKEN_MISSING"
             "--no-archive",
             "--api-keys",
         ],
-        env=clean_env(TOKEN_OK=sim.token),
+        env=dict(TOKEN_OK=sim.token),
     )
     assert result.code == 2
     assert "no-secret: FAILED" in result.stderr and "TOKEN_MISSING" in result.stderr

@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 
 from login_audit.simulator import build_tenant
-from tests.conftest import clean_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-def test_progress_on_a_terminal_only(start_sim, tmp_path: Path) -> None:
+def test_progress_on_a_terminal_only(cli, process_env, start_sim, tmp_path: Path) -> None:
     sim = start_sim(build_tenant(seed=141, accounts=400), latency_ms=30)
     args = ["audit", "--base-url", sim.base_url, "--no-archive"]
     master, slave = pty.openpty()
-    env = clean_env(TMV1_TOKEN=sim.token, TERM="xterm", COLUMNS="100")
+    env = process_env(TMV1_TOKEN=sim.token, TERM="xterm", COLUMNS="100")
     proc = subprocess.Popen(
         [sys.executable, "-m", "login_audit", *args, "--output-dir", str(tmp_path / "tty")],
         stdin=subprocess.DEVNULL,
@@ -43,11 +42,9 @@ def test_progress_on_a_terminal_only(start_sim, tmp_path: Path) -> None:
     terminal = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0
     assert "reading accounts" in terminal or "reading logon events" in terminal
-    piped = run_cli(
-        [*args, "--output-dir", str(tmp_path / "pipe")], env=clean_env(TMV1_TOKEN=sim.token)
-    )
+    piped = cli([*args, "--output-dir", str(tmp_path / "pipe")], env={"TMV1_TOKEN": sim.token})
     assert piped.code == 0 and "reading" not in piped.stderr
-    quiet = run_cli(
-        [*args, "--output-dir", str(tmp_path / "q"), "--quiet"], env=clean_env(TMV1_TOKEN=sim.token)
+    quiet = cli(
+        [*args, "--output-dir", str(tmp_path / "q"), "--quiet"], env={"TMV1_TOKEN": sim.token}
     )
     assert quiet.code == 0 and quiet.stderr == ""

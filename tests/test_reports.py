@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from login_audit.errors import ConfigError
@@ -141,19 +141,18 @@ _CELL = st.one_of(
 ).map(lambda value: value.replace("\x00", ""))
 
 
-@given(st.lists(st.tuples(_CELL.filter(bool), _CELL), max_size=8))
-def test_the_cleanup_csv_reader_gets_back_every_user_and_role(rows) -> None:
+# Every example rewrites the same file, so sharing the test's folder between them is safe.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_CELL.filter(bool), _CELL), max_size=8))
+def test_the_cleanup_csv_reader_gets_back_every_user_and_role(tmp_path: Path, rows) -> None:
     """Whatever an account is called, apply reads back the very user id the audit wrote."""
-    import tempfile
-
     from login_audit.actions import read_cleanup_csv
     from login_audit.reports.csvreport import CLEANUP_HEADER
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "filtered_accounts_report.csv"
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            write_rows(handle, CLEANUP_HEADER, [[u, r, "Remove"] for u, r in rows], WriteNotes())
-        read = read_cleanup_csv(path)
+    path = tmp_path / "filtered_accounts_report.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        write_rows(handle, CLEANUP_HEADER, [[u, r, "Remove"] for u, r in rows], WriteNotes())
+    read = read_cleanup_csv(path)
     assert [(e.user_id, e.role) for e in read] == rows
 
 

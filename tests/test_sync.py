@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from login_audit.models import FindingKind, Policy
 from login_audit.platforms.visionone import VisionOne, parse_record
 from login_audit.simulator import FaultConfig, build_tenant
 from login_audit.sync import ALL, LOGONS, sync_stream
-from tests.conftest import clean_env
 
 KEY = TenantKey("visionone", "sim", "default")
 
@@ -239,27 +238,35 @@ def _sync_cmd(sim, archive_path: Path) -> list[str]:
 
 @pytest.mark.e2e
 def test_sigkill_at_random_points_then_rerun_gives_exactly_the_records(
-    start_sim, tmp_path: Path
+    start_sim, process_env, tmp_path: Path
 ) -> None:
-    sim = start_sim(build_tenant(seed=38, accounts=1200), latency_ms=15)
+    """Each run is killed by the simulator itself while it waits for a chosen request's
+    answer, so where it dies is chosen by the seed, not by how fast the machine is."""
+    sim = start_sim(build_tenant(seed=38, accounts=1200))
     path = tmp_path / "archive.sqlite3"
-    env = clean_env(TMV1_TOKEN=sim.token)
+    env = process_env(TMV1_TOKEN=sim.token)
     rng = random.Random(7)
     kills = 0
     for _ in range(4):
+        seen = itertools.count(1)
+        doomed = rng.randint(1, 4)
         proc = subprocess.Popen(
             _sync_cmd(sim, path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(0.4, 1.2))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+
+        def kill_at_the_chosen_request(path: str, proc=proc, doomed=doomed, seen=seen) -> None:
+            if next(seen) == doomed:
+                os.kill(proc.pid, signal.SIGKILL)
+
+        sim.on_request = kill_at_the_chosen_request
+        proc.wait(timeout=120)
+        sim.on_request = None
+        kills += proc.returncode == -signal.SIGKILL
     final = subprocess.run(
         _sync_cmd(sim, path), env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert final.returncode == 0, final.stderr
-    assert kills >= 1
+    assert kills == 4
     archive = open_archive(str(path))
     tenant_id = archive.tenant_id(TenantKey("visionone", sim.base_url.split("//")[1], "default"))
     keys = [r.key for r in archive.iter_records(tenant_id)]
@@ -269,12 +276,12 @@ def test_sigkill_at_random_points_then_rerun_gives_exactly_the_records(
 
 
 @pytest.mark.e2e
-def test_two_syncs_at_once_one_refuses_clearly(start_sim, tmp_path: Path) -> None:
+def test_two_syncs_at_once_one_refuses_clearly(start_sim, process_env, tmp_path: Path) -> None:
     """The first sync is played by this process holding the tenant's lock, so the outcome
     does not depend on how fast two processes run."""
     sim = start_sim(build_tenant(seed=39, accounts=120))
     path = tmp_path / "archive.sqlite3"
-    env = clean_env(TMV1_TOKEN=sim.token)
+    env = process_env(TMV1_TOKEN=sim.token)
     first = open_archive(str(path))
     try:
         tenant = first.tenant_id(TenantKey("visionone", sim.base_url.split("//")[1], "default"))
@@ -291,66 +298,30 @@ def test_two_syncs_at_once_one_refuses_clearly(start_sim, tmp_path: Path) -> Non
 
 
 @pytest.mark.e2e
-def test_export_streams_the_archive_in_every_format(start_sim, tmp_path: Path) -> None:
+def test_export_streams_the_archive_in_every_format(cli, start_sim, tmp_path: Path) -> None:
     sim = start_sim(build_tenant(seed=40, accounts=200))
     path = tmp_path / "archive.sqlite3"
-    env = clean_env(TMV1_TOKEN=sim.token)
-    base = [
-        sys.executable,
-        "-m",
-        "login_audit",
-        "export",
-        "--base-url",
-        sim.base_url,
-        "--archive",
-        str(path),
-    ]
+    env = {"TMV1_TOKEN": sim.token}
+    base = ["export", "--base-url", sim.base_url, "--archive", str(path)]
     out = tmp_path / "all.json"
-    run = subprocess.run(
-        [*base, "--output", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
+    run = cli([*base, "--output", str(out)], env)
+    assert run.code == 0, run.stderr
     exported = json.loads(out.read_text())
     assert {parse_record(i).key for i in exported} == served_keys(sim)
     assert len(exported) == len(served_keys(sim))
     requests_after_first = sim.stats.requests
     jsonl = tmp_path / "logons.jsonl"
-    run = subprocess.run(
-        [*base, "--output", str(jsonl), "--category", "Logon and Logoff"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
+    run = cli([*base, "--output", str(jsonl), "--category", "Logon and Logoff"], env)
+    assert run.code == 0, run.stderr
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert lines and all(i["category"] == "Logon and Logoff" for i in lines)
     # The second export only asked for what is new: accounts plus one page of records.
     assert sim.stats.requests - requests_after_first <= 2 + 1
     csv_out = tmp_path / "x.csv"
-    run = subprocess.run(
-        [*base, "--no-sync", "--output", str(csv_out)],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
+    run = cli([*base, "--no-sync", "--output", str(csv_out)])
+    assert run.code == 0, run.stderr
     assert csv_out.read_text().count("\n") == len(exported) + 1
-    info = subprocess.run(
-        [sys.executable, "-m", "login_audit", "archive", "info", "--archive", str(path), "--json"],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    info = cli(["archive", "info", "--archive", str(path), "--json"])
     data = json.loads(info.stdout)
     assert data["tenants"][0]["records"] == len(exported)
     assert data["tenants"][0]["streams"]["all"]["interrupted"] is False

@@ -16,7 +16,6 @@ from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
 from login_audit.simulator import FaultConfig, Simulator, build_tenant
-from tests.conftest import clean_env, run_cli
 
 
 def frozen_run(moment: datetime) -> tuple[set[str], set[str]]:
@@ -65,12 +64,12 @@ def test_same_result_at_any_instant_in_any_zone(monkeypatch, moment: datetime, z
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/Adak", "Asia/Kathmandu"])
-def test_cli_in_far_time_zones(start_sim, tmp_path: Path, zone: str) -> None:
+def test_cli_in_far_time_zones(cli, start_sim, tmp_path: Path, zone: str) -> None:
     tenant = build_tenant(seed=92, accounts=80)
     sim = start_sim(tenant)
-    result = run_cli(
+    result = cli(
         ["audit", "--base-url", sim.base_url, "--output-dir", str(tmp_path), "--no-archive"],
-        env=clean_env(TMV1_TOKEN=sim.token, TZ=zone),
+        env=dict(TMV1_TOKEN=sim.token, TZ=zone),
     )
     assert result.code == 0, result.stderr
     rows = (tmp_path / "filtered_accounts_report.csv").read_text().splitlines()[1:]
@@ -78,7 +77,7 @@ def test_cli_in_far_time_zones(start_sim, tmp_path: Path, zone: str) -> None:
 
 
 @pytest.mark.e2e
-def test_echoed_token_never_reaches_any_output(start_sim, tmp_path: Path) -> None:
+def test_echoed_token_never_reaches_any_output(cli, start_sim, tmp_path: Path) -> None:
     secret = "Echo-Me-Token-" + "z" * 24
     tenant = build_tenant(seed=93, accounts=450)
     sim = start_sim(
@@ -88,7 +87,7 @@ def test_echoed_token_never_reaches_any_output(start_sim, tmp_path: Path) -> Non
     )
     log_file = tmp_path / "debug.log"
     archive = tmp_path / "archive.sqlite3"
-    result = run_cli(
+    result = cli(
         [
             "audit",
             "--base-url",
@@ -106,7 +105,7 @@ def test_echoed_token_never_reaches_any_output(start_sim, tmp_path: Path) -> Non
             "--max-attempts",
             "10",
         ],
-        env=clean_env(TMV1_TOKEN=secret),
+        env=dict(TMV1_TOKEN=secret),
     )
     assert sim.stats.faults["echo-token"] > 0 and sim.stats.faults["echo-link"] > 0
     assert result.code == 0, result.stderr

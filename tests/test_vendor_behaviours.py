@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 
 from login_audit.audit import run_audit
-from login_audit.cli import main
 from login_audit.config import HttpSettings, Secret
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import FindingKind, Policy
@@ -33,34 +31,9 @@ def tenant() -> Tenant:
     return build_tenant(seed=5, accounts=120)
 
 
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path):
-    """Run ``login-audit ARGS`` in this process with a clean environment."""
-
-    def run(args: list[str], **env: str) -> CliResult:
-        for name in list(os.environ):
-            if name.startswith(("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")):
-                monkeypatch.delenv(name)
-        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        else:  # pragma: no cover - main always exits
-            code = 0
-        out, err = capsys.readouterr()
-        return CliResult(code, out, err)
-
-    return run
-
-
 def audit(cli, sim, out: Path, *extra: str) -> CliResult:
     base = ["audit", "--base-url", sim.base_url, "--output-dir", str(out)]
-    return cli([*base, "--backoff-base", "0.01", *extra], TMV1_TOKEN=sim.token)
+    return cli([*base, "--backoff-base", "0.01", *extra], {"TMV1_TOKEN": sim.token})
 
 
 def reports(out: Path) -> Path:
@@ -84,8 +57,7 @@ def apply_yes(cli, sim, reports: Path, journal: Path) -> dict[str, Any]:
     base = ["apply", "--base-url", sim.base_url, "--no-archive", "--yes", "--json"]
     result = cli(
         [*base, "--from", str(reports / "filtered_accounts_report.csv")],
-        TMV1_TOKEN=sim.token,
-        LOGIN_AUDIT_OUTPUT_DIR=str(journal),
+        {"TMV1_TOKEN": sim.token, "LOGIN_AUDIT_OUTPUT_DIR": str(journal)},
     )
     plan: dict[str, Any] = json.loads(result.stdout)
     return plan
@@ -423,7 +395,7 @@ def test_a_map_of_many_missing_accounts_is_one_warning(
 @pytest.mark.parametrize("value", ["bogus", "saml,local", ""])
 def test_trust_empty_evidence_takes_only_account_types(cli, value: str) -> None:
     base = ["audit", "--base-url", "http://127.0.0.1:9", "--no-archive"]
-    result = cli([*base, "--trust-empty-evidence", value], TMV1_TOKEN="x" * 20)
+    result = cli([*base, "--trust-empty-evidence", value], {"TMV1_TOKEN": "x" * 20})
     assert result.code == 2 and "--trust-empty-evidence" in result.stderr
 
 

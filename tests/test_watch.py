@@ -21,7 +21,6 @@ from login_audit.archive import open_archive
 from login_audit.archive.base import TenantKey
 from login_audit.archive.signals import SENT, SignalStore
 from login_audit.archive.sql import SqlArchive
-from login_audit.cli import main
 from login_audit.cli.archive import sync_platform
 from login_audit.config import HttpSettings, Secret
 from login_audit.delivery import FileSink, WebhookSink
@@ -30,7 +29,6 @@ from login_audit.platforms.visionone import VisionOne
 from login_audit.simulator.takeover import build_takeover_cloudone, build_takeover_tenant
 from login_audit.watch import WatchRules
 from login_audit.watcher import find_signals, repeat, run_watch
-from tests.conftest import clean_env
 
 Pair = tuple[str, str]
 
@@ -55,19 +53,6 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 def reported(path: Path) -> Counter[Pair]:
     return Counter((s["kind"], s["subject"]) for s in lines(path))
-
-
-def cli(args: list[str], monkeypatch, capsys, **env: str) -> tuple[int, str, str]:
-    """Run the real CLI in this process."""
-    for name in list(os.environ):
-        if name.startswith(("LOGIN_AUDIT_", "TMV1_", "C1_")):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out = capsys.readouterr()
-    return int(exit_info.value.code or 0), out.out, out.err
 
 
 def watch_args(sim, archive: str, *extra: str, platform: str = "visionone") -> list[str]:
@@ -144,13 +129,13 @@ def synced(sim, spec: str) -> tuple[SqlArchive, TenantKey]:
 
 @pytest.mark.e2e
 def test_every_planted_signal_once_none_on_normal_traffic(
-    start_sim, archive_url, tmp_path: Path, monkeypatch, capsys
+    cli, start_sim, archive_url, tmp_path: Path
 ) -> None:
     tenant, expected = build_takeover_tenant(seed=6, accounts=150)  # new records are added
     sim = start_sim(tenant)
     out = tmp_path / "signals.jsonl"
     args = watch_args(sim, archive_url, "--jsonl", str(out))
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 0, err
     # Recall 100% and no signal on the normal traffic around the planted ones.
     assert reported(out) == planted(expected)
@@ -160,7 +145,7 @@ def test_every_planted_signal_once_none_on_normal_traffic(
     first = out.read_text()
 
     # Nothing new: nothing reported again, and only the records of the overlap are read.
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 0 and out.read_text() == first
     assert " 0 new signals" in err
 
@@ -188,7 +173,7 @@ def test_every_planted_signal_once_none_on_normal_traffic(
             )
         )
     sim.add_records(new)
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 0, err
     assert reported(out) - planted(expected) == Counter(
         {
@@ -200,7 +185,7 @@ def test_every_planted_signal_once_none_on_normal_traffic(
 
 @pytest.mark.e2e
 def test_cloud_one_signals_and_ocsf_findings(
-    takeover, takeover_c1, start_sim, tmp_path: Path, monkeypatch, capsys
+    cli, takeover, takeover_c1, start_sim, tmp_path: Path
 ) -> None:
     c1, expected = takeover_c1
     sim = start_sim(takeover[0], cloudone=c1)
@@ -214,7 +199,7 @@ def test_cloud_one_signals_and_ocsf_findings(
         str(tmp_path / "s.jsonl"),
         platform="cloudone",
     )
-    code, _, err = cli(args, monkeypatch, capsys, C1_API_KEY=sim.token)
+    code, _, err = cli(args, {"C1_API_KEY": sim.token})
     assert code == 0, err
     assert reported(tmp_path / "s.jsonl") == planted(expected)
     findings = lines(ocsf)
@@ -230,7 +215,7 @@ def test_cloud_one_signals_and_ocsf_findings(
 
 @pytest.mark.e2e
 def test_watch_all_tenants_of_the_config_file(
-    takeover, takeover_c1, start_sim, tmp_path: Path, monkeypatch, capsys
+    cli, takeover, takeover_c1, start_sim, tmp_path: Path
 ) -> None:
     (v1, v1_expected), (c1, c1_expected) = takeover, takeover_c1
     sim = start_sim(v1, cloudone=c1)
@@ -242,9 +227,7 @@ def test_watch_all_tenants_of_the_config_file(
     )
     out = tmp_path / "s.jsonl"
     args = ["watch", "--all", "--config", str(config), "--archive", str(tmp_path / "a.sqlite3")]
-    code, _, err = cli(
-        [*args, "--jsonl", str(out)], monkeypatch, capsys, V1_PROD=sim.token, C1_PROD=sim.token
-    )
+    code, _, err = cli([*args, "--jsonl", str(out)], {"V1_PROD": sim.token, "C1_PROD": sim.token})
     assert code == 0, err
     by_tenant: dict[str, list[dict[str, str]]] = {}
     for item in lines(out):
@@ -305,16 +288,24 @@ def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(
 
 @pytest.mark.e2e
 def test_sigkill_while_delivering_then_rerun(
-    takeover, start_sim, receiver: Receiver, tmp_path: Path
+    process_env, takeover, start_sim, receiver: Receiver, tmp_path: Path
 ) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
     out = tmp_path / "s.jsonl"
     cmd = [
-        sys.executable, "-m", "login_audit", "watch", "--base-url", sim.base_url,
-        "--archive", str(tmp_path / "a.sqlite3"), "--jsonl", str(out),
-    ]  # fmt: skip
-    env = clean_env(TMV1_TOKEN=sim.token, LOGIN_AUDIT_WEBHOOK_URL=receiver.url)
+        sys.executable,
+        "-m",
+        "login_audit",
+        "watch",
+        "--base-url",
+        sim.base_url,
+        "--archive",
+        str(tmp_path / "a.sqlite3"),
+        "--jsonl",
+        str(out),
+    ]
+    env = process_env(TMV1_TOKEN=sim.token, LOGIN_AUDIT_WEBHOOK_URL=receiver.url)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # The receiver kills the watcher while it waits for the answer to the third signal.
     receiver.answer = lambda n: (
@@ -347,7 +338,7 @@ ONE_SIGNAL = {
 
 @pytest.mark.e2e
 def test_receiver_down_keeps_every_signal_for_the_next_run(
-    takeover, start_sim, receiver: Receiver, tmp_path: Path, monkeypatch, capsys
+    cli, takeover, start_sim, receiver: Receiver, tmp_path: Path
 ) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
@@ -356,22 +347,22 @@ def test_receiver_down_keeps_every_signal_for_the_next_run(
     )
     env = {"TMV1_TOKEN": sim.token, "LOGIN_AUDIT_WEBHOOK_URL": receiver.url}
     receiver.answer = lambda n: (503, {})
-    code, out, err = cli(args, monkeypatch, capsys, **env)
+    code, out, err = cli(args, env)
     assert code == 4
     assert "NOT DELIVERED" in err and "kept for the next run" in err
     assert "SECRET-TOKEN-42" not in out + err
     assert receiver.ids() and len(set(receiver.ids())) == 1  # stopped at the first signal
     # Down for longer: still nothing lost.
-    code, _, err = cli(args, monkeypatch, capsys, **env)
+    code, _, err = cli(args, env)
     assert code == 4
     receiver.requests.clear()
     receiver.answer = lambda n: (200, {})
-    code, _, err = cli(args, monkeypatch, capsys, **env)
+    code, _, err = cli(args, env)
     assert code == 0, err
     assert sorted(receiver.ids()) == sorted(set(receiver.ids()))
     assert len(receiver.ids()) == sum(planted(expected).values())
     receiver.requests.clear()
-    code, _, _ = cli(args, monkeypatch, capsys, **env)
+    code, _, _ = cli(args, env)
     assert code == 0 and receiver.requests == []
 
 
@@ -408,17 +399,24 @@ def test_a_refusing_receiver_is_not_retried_and_nothing_is_confirmed(receiver: R
 @pytest.mark.e2e
 @pytest.mark.parametrize("style", ["slack", "teams", "json"])
 def test_slack_teams_and_digest_bodies(
-    style: str, takeover, start_sim, receiver: Receiver, tmp_path: Path, monkeypatch, capsys
+    cli, style: str, takeover, start_sim, receiver: Receiver, tmp_path: Path
 ) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
     hook = tmp_path / "hook.url"
     hook.write_text(receiver.url + "\n")
     args = watch_args(
-        sim, str(tmp_path / "a.sqlite3"), "--webhook-file", str(hook), "--webhook-format", style,
-        "--digest", "--jsonl", str(tmp_path / "s.jsonl"),
-    )  # fmt: skip
-    code, out, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+        sim,
+        str(tmp_path / "a.sqlite3"),
+        "--webhook-file",
+        str(hook),
+        "--webhook-format",
+        style,
+        "--digest",
+        "--jsonl",
+        str(tmp_path / "s.jsonl"),
+    )
+    code, out, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 0, err
     assert "webhook file" in err and "can be read by other users" in err  # it was 0644
     assert len(receiver.requests) == 1  # one digest
@@ -458,7 +456,7 @@ def test_slack_text_cannot_carry_links_or_mentions() -> None:
     ],
 )
 def test_bad_webhook_files_are_refused_in_one_line(
-    content: str, message: str, tmp_path: Path, monkeypatch, capsys
+    cli, content: str, message: str, tmp_path: Path
 ) -> None:
     hook = tmp_path / "hook.url"
     hook.write_text(content)
@@ -471,13 +469,13 @@ def test_bad_webhook_files_are_refused_in_one_line(
         "--webhook-file",
         str(hook),
     ]
-    code, _, err = cli(args, monkeypatch, capsys)
+    code, _, err = cli(args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert "hooks.example.com/x" not in err
 
 
-def test_a_missing_webhook_file_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_missing_webhook_file_is_one_line(cli, tmp_path: Path) -> None:
     args = [
         "watch",
         "--no-sync",
@@ -486,7 +484,7 @@ def test_a_missing_webhook_file_is_one_line(tmp_path: Path, monkeypatch, capsys)
         "--webhook-file",
         str(tmp_path / "none"),
     ]
-    code, _, err = cli(args, monkeypatch, capsys)
+    code, _, err = cli(args)
     assert code == 2 and "cannot read webhook file" in err and "Traceback" not in err
 
 
@@ -494,17 +492,13 @@ def test_a_missing_webhook_file_is_one_line(tmp_path: Path, monkeypatch, capsys)
 
 
 def test_a_second_watcher_of_the_tenant_refuses(
-    takeover, start_sim, archive_url: str, tmp_path: Path, monkeypatch, capsys
+    cli, takeover, start_sim, archive_url: str, tmp_path: Path
 ) -> None:
     sim = start_sim(takeover[0])
     archive, key = synced(sim, archive_url)
     out = tmp_path / "s.jsonl"
     with archive.lock(archive.tenant_id(key), "watch"):
-        code, _, err = cli(
-            watch_args(sim, archive_url, "--no-sync", "--jsonl", str(out)),
-            monkeypatch,
-            capsys,
-        )
+        code, _, err = cli(watch_args(sim, archive_url, "--no-sync", "--jsonl", str(out)))
     assert code == 4
     assert "another login-audit process is watching this tenant" in err
     assert not out.exists()
@@ -549,54 +543,72 @@ def test_repeat_runs_at_the_interval_without_sleeping_for_real() -> None:
 
 @pytest.mark.e2e
 def test_audit_notify_tells_the_owners_what_became_stale(
-    start_sim, receiver: Receiver, tmp_path: Path, monkeypatch, capsys
+    cli, start_sim, receiver: Receiver, tmp_path: Path
 ) -> None:
     from login_audit.simulator import build_tenant
 
     tenant = build_tenant(seed=21, accounts=60)
     sim = start_sim(tenant)
     args = [
-        "audit", "--base-url", sim.base_url, "--archive", str(tmp_path / "a.sqlite3"),
-        "--output-dir", str(tmp_path / "out"), "--notify", "--webhook-format", "json", "-q",
-    ]  # fmt: skip
+        "audit",
+        "--base-url",
+        sim.base_url,
+        "--archive",
+        str(tmp_path / "a.sqlite3"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--notify",
+        "--webhook-format",
+        "json",
+        "-q",
+    ]
     env = {"TMV1_TOKEN": sim.token, "LOGIN_AUDIT_WEBHOOK_URL": receiver.url}
-    code, out, err = cli(args, monkeypatch, capsys, **env)
+    code, out, err = cli(args, env)
     assert code == 0, err
     ((_, first),) = receiver.requests
     stale = {r["UserId"] for r in tenant.truth()["remove"]}
     assert set(first["audit"]["newlyStale"]) == stale and first["audit"]["complete"]
     # Nothing new: nobody is told again.
-    code, _, err = cli(args, monkeypatch, capsys, **env)
+    code, _, err = cli(args, env)
     assert code == 0 and len(receiver.requests) == 1, err
     # An account appears that never logs on: only it is news.
     sim.add_account(
-        {"id": "new-1", "email": "late.joiner@example.com", "role": "Operator",
-         "authType": "local", "status": "enabled"}
-    )  # fmt: skip
-    code, _, err = cli([*args, "--grace-days", "0"], monkeypatch, capsys, **env)
+        {
+            "id": "new-1",
+            "email": "late.joiner@example.com",
+            "role": "Operator",
+            "authType": "local",
+            "status": "enabled",
+        }
+    )
+    code, _, err = cli([*args, "--grace-days", "0"], env)
     assert code == 0, err
     assert receiver.requests[-1][1]["audit"]["newlyStale"] == ["late.joiner@example.com"]
     # The receiver is down: the audit's reports are written, and the exit code says so.
     receiver.answer = lambda n: (503, {})
     sim.add_account(
-        {"id": "new-2", "email": "later.joiner@example.com", "role": "Operator",
-         "authType": "local", "status": "enabled"}
-    )  # fmt: skip
-    code, out, err = cli([*args, "--grace-days", "0", "--max-attempts", "2", "--backoff-base", "0"],
-                         monkeypatch, capsys, **env)  # fmt: skip
+        {
+            "id": "new-2",
+            "email": "later.joiner@example.com",
+            "role": "Operator",
+            "authType": "local",
+            "status": "enabled",
+        }
+    )
+    code, out, err = cli(
+        [*args, "--grace-days", "0", "--max-attempts", "2", "--backoff-base", "0"], env
+    )
     assert code == 4 and "the owners were not notified" in err
     assert "SECRET-TOKEN-42" not in out + err
     assert (tmp_path / "out" / "filtered_accounts_report.csv").exists()
     # Back up: the owners hear of the account they missed.
     receiver.answer = lambda n: (200, {})
-    code, _, err = cli([*args, "--grace-days", "0"], monkeypatch, capsys, **env)
+    code, _, err = cli([*args, "--grace-days", "0"], env)
     assert code == 0, err
     assert receiver.requests[-1][1]["audit"]["newlyStale"] == ["later.joiner@example.com"]
 
 
-def test_audit_notify_without_a_webhook_is_refused_before_any_work(
-    tmp_path: Path, monkeypatch, capsys
-) -> None:
+def test_audit_notify_without_a_webhook_is_refused_before_any_work(cli, tmp_path: Path) -> None:
     args = [
         "audit",
         "--base-url",
@@ -605,30 +617,27 @@ def test_audit_notify_without_a_webhook_is_refused_before_any_work(
         "--archive",
         str(tmp_path / "a"),
     ]
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN="t")
+    code, _, err = cli(args, {"TMV1_TOKEN": "t"})
     assert code == 2 and "--notify needs a webhook" in err
 
 
 @pytest.mark.e2e
 def test_the_html_report_shows_the_signals_of_the_period(
-    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
+    cli, takeover, start_sim, tmp_path: Path
 ) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
     archive = str(tmp_path / "a.sqlite3")
     audit = ["audit", "--base-url", sim.base_url, "--archive", archive, "-q"]
     out = tmp_path / "out"
-    code, _, err = cli(
-        [*audit, "--output-dir", str(out)], monkeypatch, capsys, TMV1_TOKEN=sim.token
-    )
+    code, _, err = cli([*audit, "--output-dir", str(out)], {"TMV1_TOKEN": sim.token})
     assert code == 0, err
     assert "Takeover signals" not in (out / "audit_report.html").read_text()  # no watch yet
-    code, _, err = cli(watch_args(sim, archive, "--jsonl", str(tmp_path / "s.jsonl")),
-                       monkeypatch, capsys, TMV1_TOKEN=sim.token)  # fmt: skip
-    assert code == 0, err
     code, _, err = cli(
-        [*audit, "--output-dir", str(out)], monkeypatch, capsys, TMV1_TOKEN=sim.token
+        watch_args(sim, archive, "--jsonl", str(tmp_path / "s.jsonl")), {"TMV1_TOKEN": sim.token}
     )
+    assert code == 0, err
+    code, _, err = cli([*audit, "--output-dir", str(out)], {"TMV1_TOKEN": sim.token})
     page = (out / "audit_report.html").read_text()
     assert f"Takeover signals in the last 90 days: {len(expected)}</h2>" in page
     for item in expected:
@@ -637,9 +646,9 @@ def test_the_html_report_shows_the_signals_of_the_period(
 
 
 @pytest.mark.e2e
-def test_the_takeover_demo_finds_what_was_planted(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_the_takeover_demo_finds_what_was_planted(cli, tmp_path: Path) -> None:
     args = ["demo", "--scenario", "takeover", "--accounts", "60", "--output-dir", str(tmp_path)]
-    code, out, err = cli(args, monkeypatch, capsys)
+    code, out, err = cli(args)
     assert "takeover-signals.jsonl" in out
     assert code == 0, err
     assert "the signals match the" in err
@@ -649,48 +658,51 @@ def test_the_takeover_demo_finds_what_was_planted(tmp_path: Path, monkeypatch, c
 # -- careless use -----------------------------------------------------------------------------
 
 
-def test_an_output_that_is_a_directory_is_refused_before_any_work(
-    tmp_path: Path, monkeypatch, capsys
-) -> None:
+def test_an_output_that_is_a_directory_is_refused_before_any_work(cli, tmp_path: Path) -> None:
     args = ["watch", "--no-sync", "--archive", str(tmp_path / "a"), "--jsonl", str(tmp_path)]
-    code, _, err = cli(args, monkeypatch, capsys)
+    code, _, err = cli(args)
     assert code == 2 and "is not a regular file" in err and "Traceback" not in err
     args[-1] = str(tmp_path / "missing" / "s.jsonl")
-    code, _, err = cli(args, monkeypatch, capsys)
+    code, _, err = cli(args)
     assert code == 2 and "does not exist" in err
 
 
-def test_no_sync_on_a_mistyped_archive_is_refused_not_created(
-    tmp_path: Path, monkeypatch, capsys
-) -> None:
+def test_no_sync_on_a_mistyped_archive_is_refused_not_created(cli, tmp_path: Path) -> None:
     missing = tmp_path / "archvie.sqlite3"
     args = ["watch", "--no-sync", "--archive", str(missing), "--jsonl", str(tmp_path / "s")]
-    code, _, err = cli(args, monkeypatch, capsys)
+    code, _, err = cli(args)
     assert code == 2 and f"no archive at {missing}" in err and "Traceback" not in err
     assert not missing.exists()
 
 
 @pytest.mark.e2e
-def test_vendor_down_still_watches_what_is_stored(
-    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
-) -> None:
+def test_vendor_down_still_watches_what_is_stored(cli, takeover, start_sim, tmp_path: Path) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
     archive, key = synced(sim, str(tmp_path / "a.sqlite3"))
     archive.close()
     out = tmp_path / "s.jsonl"
     # The same tenant, but its API no longer answers.
-    args = ["watch", "--base-url", "http://" + key.region, "--archive", str(tmp_path / "a.sqlite3"),
-            "--jsonl", str(out), "--max-attempts", "1"]  # fmt: skip
+    args = [
+        "watch",
+        "--base-url",
+        "http://" + key.region,
+        "--archive",
+        str(tmp_path / "a.sqlite3"),
+        "--jsonl",
+        str(out),
+        "--max-attempts",
+        "1",
+    ]
     sim.stop()
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 4 and "INCOMPLETE sync" in err
     assert reported(out) == planted(expected)
 
 
 @pytest.mark.e2e
 def test_one_failing_tenant_does_not_stop_the_others(
-    takeover, start_sim, tmp_path: Path, monkeypatch, capsys
+    cli, takeover, start_sim, tmp_path: Path
 ) -> None:
     tenant, expected = takeover
     sim = start_sim(tenant)
@@ -701,19 +713,27 @@ def test_one_failing_tenant_does_not_stop_the_others(
         f'base_url = "{sim.base_url}"\ntoken_env = "GOOD_TOKEN"\n'
     )
     out = tmp_path / "s.jsonl"
-    args = ["watch", "--all", "--config", str(config), "--archive", str(tmp_path / "a.sqlite3"),
-            "--jsonl", str(out)]  # fmt: skip
-    code, _, err = cli(args, monkeypatch, capsys, GOOD_TOKEN=sim.token)
+    args = [
+        "watch",
+        "--all",
+        "--config",
+        str(config),
+        "--archive",
+        str(tmp_path / "a.sqlite3"),
+        "--jsonl",
+        str(out),
+    ]
+    code, _, err = cli(args, {"GOOD_TOKEN": sim.token})
     assert code == 2 and "watch broken: error:" in err and "MISSING_TOKEN" in err
     assert planted([s for s in lines(out) if s["tenant"]["name"] == "good"]) == planted(expected)
 
 
 @pytest.mark.e2e
-def test_skip_history_starts_from_now(takeover, start_sim, tmp_path: Path, monkeypatch, capsys):
+def test_skip_history_starts_from_now(cli, takeover, start_sim, tmp_path: Path):
     sim = start_sim(takeover[0])
     out = tmp_path / "s.jsonl"
     args = watch_args(sim, str(tmp_path / "a.sqlite3"), "--jsonl", str(out), "--skip-history")
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 0 and " 0 new signals" in err
     assert not out.exists() or out.read_text() == ""
 
@@ -739,16 +759,14 @@ def test_chat_digests_stay_small() -> None:
         ["--webhook-format", "discord"],
     ],
 )
-def test_bad_thresholds_are_one_line(option: list[str], tmp_path: Path, monkeypatch, capsys):
+def test_bad_thresholds_are_one_line(cli, option: list[str], tmp_path: Path):
     args = ["watch", "--no-sync", "--archive", str(tmp_path / "a"), *option]
-    code, _, err = cli(args, monkeypatch, capsys)
+    code, _, err = cli(args)
     assert code == 2 and option[0] in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.e2e
-def test_display_name_logons_are_not_attributed_silently(
-    start_sim, tmp_path: Path, monkeypatch, capsys
-) -> None:
+def test_display_name_logons_are_not_attributed_silently(cli, start_sim, tmp_path: Path) -> None:
     """A vendor that names people by display name: without a map the watch says it cannot
     tell (exit 4); with the audit's identity map every planted signal is found again."""
     from login_audit.simulator.behaviours import identity_map
@@ -757,9 +775,7 @@ def test_display_name_logons_are_not_attributed_silently(
     sim = start_sim(tenant, behaviours=("display-names",))
     archive = str(tmp_path / "blind.sqlite3")
     out = tmp_path / "blind.jsonl"
-    code, _, err = cli(
-        watch_args(sim, archive, "--jsonl", str(out)), monkeypatch, capsys, TMV1_TOKEN=sim.token
-    )
+    code, _, err = cli(watch_args(sim, archive, "--jsonl", str(out)), {"TMV1_TOKEN": sim.token})
     assert code == 4, err
     assert "NOT ATTRIBUTED" in err and "--identity-map" in err
 
@@ -771,7 +787,7 @@ def test_display_name_logons_are_not_attributed_silently(
     archive = str(tmp_path / "mapped.sqlite3")
     out = tmp_path / "mapped.jsonl"
     args = watch_args(sim, archive, "--jsonl", str(out), "--identity-map", str(mapping))
-    code, _, err = cli(args, monkeypatch, capsys, TMV1_TOKEN=sim.token)
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
     assert code == 0, err
     found = reported(out)
     for kind in ("dormant-reactivated", "failed-logon-burst"):

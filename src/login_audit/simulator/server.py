@@ -173,6 +173,9 @@ class Simulator:
         self.stats = SimStats()
         self.accounts = [a.to_json() for a in tenant.accounts]
         self.changes: list[tuple[str, str]] = []
+        #: Called with each request's path before it is answered, in the serving thread: a
+        #: test's hook to act at an exact point of a client's run (kill it, change the data).
+        self.on_request: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
         self._window_index = -1
@@ -569,6 +572,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             path = parts.path
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            if sim.on_request is not None:
+                sim.on_request(path)
             if sim.latency:
                 time.sleep(sim.latency)
             reset = sim._count_and_limit(path)
