@@ -94,8 +94,8 @@ def test_a_mistyped_exclusion_is_a_warning_in_the_summary_and_the_reports(
     report = json.loads((tmp_path / "out" / "audit_report.json").read_text())
     warnings = report["run"]["warnings"]
     assert len(warnings) == 3 and any("Master Admin" in w for w in warnings)
-    html = (tmp_path / "out" / "audit_report.html").read_text()
-    assert "svc-typo-*" in html and "Master Admin&#x27; matched no account" in html
+    page = (tmp_path / "out" / "audit_report.html").read_text()
+    assert "svc-typo-*" in page and "Master Admin&#39; matched no account" in page
 
 
 @pytest.mark.parametrize("flag", ["--exclude", "--exclude-role"])

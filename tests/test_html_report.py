@@ -181,3 +181,43 @@ def test_the_page_names_the_tenant_and_shows_the_policy() -> None:
     assert f"{len(summary.to_remove)} to remove" in policy_text
     for needle in ("threshold 60 days", "grace for new accounts 14 days", "svc-*", "Auditor"):
         assert needle in policy_text, policy_text
+
+
+def test_attribute_values_and_every_section_are_escaped_too() -> None:
+    """Quotes cannot leave an attribute, and no section is left out of the escaping."""
+    from dataclasses import replace
+
+    from login_audit.models import UnmatchedIdentity
+
+    hostile = '"><script>alert(3)</script>'
+    summary = replace(
+        evil_summary(),
+        tenant_name=hostile,
+        problems=(hostile,),
+        complete=False,
+        warnings=(hostile,),
+        unmatched=(UnmatchedIdentity(hostile, "display-name", None, None),),
+    )
+    page = render(summary)
+    assert page.count("<script>") == 1
+    assert "&#34;&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in page
+    assert page.count("alert(3)") == 5  # the title, heading, problem, warning, identity
+
+
+def test_the_fleet_page_escapes_names_and_links() -> None:
+    from datetime import datetime, timezone
+
+    from login_audit.reports.htmlreport import FleetEntry, render_fleet
+
+    hostile = '"><img src=x onerror=alert(4)>'
+    page = render_fleet(
+        [
+            FleetEntry(hostile, SAMPLE, hostile + "/audit_report.html", 0),
+            FleetEntry("down", None, None, 2, error=hostile),
+        ],
+        datetime(2026, 11, 22, tzinfo=timezone.utc),
+    )
+    assert "<img" not in page
+    assert '<a href="&#34;&gt;&lt;img src=x onerror=alert(4)&gt;/audit_report.html">' in page
+    assert page.count("alert(4)") == 3
+    assert '<td colspan="5">' in page and "FAILED" in page
