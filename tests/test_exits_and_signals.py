@@ -244,8 +244,14 @@ def test_ctrl_c_during_a_run_exits_130(start_sim, process_env, tmp_path: Path) -
     import signal
 
     sim = start_sim(build_tenant(seed=5, accounts=1500))
+    # A shell without job control starts background commands with SIGINT ignored, and a
+    # child inherits that: the run is started as a terminal's foreground command would be.
+    as_in_a_terminal = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+        "sys.argv[0] = 'login-audit'; runpy.run_module('login_audit', run_name='__main__')"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "login_audit", "audit", "--base-url", sim.base_url],
+        [sys.executable, "-c", as_in_a_terminal, "audit", "--base-url", sim.base_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=process_env(TMV1_TOKEN=sim.token),
