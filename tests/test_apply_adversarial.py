@@ -279,7 +279,7 @@ def test_an_account_replaced_or_changed_since_the_audit_is_skipped(scene) -> Non
     promoted = add_account(tenant, "promoted@corp.example.com")
     s = scene(tenant)
     s.audit()
-    with s.sim._lock:
+    with s.sim.lock:
         for account in s.sim.accounts:
             if account["email"] == replaced.email:
                 account["id"] = "acct-new-one"
@@ -310,7 +310,7 @@ def test_a_disabled_account_re_enabled_since_the_audit_is_not_deleted(scene) -> 
         env=s.env,
     )
     assert result.code == 0 and dormant.email in s.flagged()
-    with s.sim._lock:
+    with s.sim.lock:
         for account in s.sim.accounts:
             if account["email"] == dormant.email:
                 account["status"] = "enabled"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from login_audit.simulator.soak import soak
+from bench.soak import soak
 
 pytestmark = pytest.mark.soak
 

@@ -100,29 +100,21 @@ def test_interrupted_sync_resumes_from_its_checkpoint(archive_url, start_sim) ->
     archive = open_archive(archive_url)
     tenant_id = archive.tenant_id(KEY)
     # Every audit-log request fails after the third: the sync stops part-way.
-    sim.faults = FaultConfig(outages=())
     platform = platform_for(sim, max_attempts=1)
-    original = sim.audit_logs
-    calls = {"n": 0}
+    logs = "/v3.0/audit/logs"
+    seen = itertools.count(1)
 
-    def failing(query, filter_text):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise_outage()
-        return original(query, filter_text)
+    def outage_after_the_third(path: str) -> None:
+        if path == logs and next(seen) == 4:
+            sim.faults = FaultConfig(outages=(logs,))
 
-    def raise_outage():
-        from login_audit.simulator.server import _HttpError
-
-        raise _HttpError(503, "ServiceUnavailable", "down")
-
-    sim.audit_logs = failing
+    sim.on_request = outage_after_the_third
     partial = sync_stream(archive, platform, tenant_id, ALL)
     assert not partial.complete and partial.pages == 3
     state = archive.state(tenant_id, ALL)
     assert state.checkpoint is not None and state.checkpoint.pages == 3
     assert state.watermark is None
-    sim.audit_logs = original
+    sim.on_request, sim.faults = None, FaultConfig()
     before = sim.stats.by_path["/v3.0/audit/logs"]
     resumed = sync_stream(archive, platform, tenant_id, ALL)
     assert resumed.complete and resumed.resumed

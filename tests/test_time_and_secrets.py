@@ -125,3 +125,47 @@ def test_repr_of_every_object_holding_the_token() -> None:
     for obj in (http, platform, http._auth, Secret(secret), [Secret(secret)]):
         assert secret not in repr(obj) and secret not in str(obj)
     http.close()
+
+
+@pytest.mark.e2e
+def test_a_cloud_one_key_echoed_in_cursors_and_errors_never_reaches_any_output(
+    cli, start_sim, tmp_path: Path
+) -> None:
+    from login_audit.simulator import build_cloudone_tenant
+
+    secret = "Echo-Me-Key-" + "k" * 24
+    sim = start_sim(
+        build_tenant(seed=94, accounts=20),
+        cloudone=build_cloudone_tenant(seed=95, users=250),
+        token=secret,
+        faults=FaultConfig(rate=0.4, seed=6, kinds=("echo-token", "echo-link")),
+    )
+    log_file = tmp_path / "debug.log"
+    result = cli(
+        [
+            "audit",
+            "--platform",
+            "cloudone",
+            "--base-url",
+            sim.base_url,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--archive",
+            str(tmp_path / "archive.sqlite3"),
+            "--log-level",
+            "DEBUG",
+            "--log-file",
+            str(log_file),
+            "--backoff-base",
+            "0.01",
+            "--max-attempts",
+            "10",
+        ],
+        env={"C1_API_KEY": secret},
+    )
+    assert sim.stats.faults["echo-token"] > 0 and sim.stats.faults["echo-link"] > 0
+    assert result.code in (0, 4), result.stderr
+    assert secret not in result.stdout + result.stderr
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert secret.encode() not in written
+    assert log_file.stat().st_size > 0
