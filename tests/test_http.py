@@ -406,3 +406,27 @@ def test_json_nested_too_deep_is_a_bad_page_not_a_crash() -> None:
 )
 def test_an_explicit_default_port_is_the_same_origin(link: str, same: bool) -> None:
     assert same_origin(link, "https://api.xdr.trendmicro.com") is same
+
+
+def test_a_failure_after_every_retry_is_typed_not_written_in_words() -> None:
+    """The caller reads status, vendor code and Retry-After as values, not from the message."""
+    body = {"error": {"code": "ServiceUnavailable", "message": "down"}}
+    client = make_client(
+        lambda r: httpx.Response(503, json=body, headers={"Retry-After": "7"}), attempts=2
+    )
+    with pytest.raises(RetryLaterError) as info:
+        client.get_json("https://api.example/v3.0/x")
+    assert (info.value.status, info.value.code, info.value.retry_after) == (
+        503,
+        "ServiceUnavailable",
+        7.0,
+    )
+
+
+def test_a_transport_failure_has_no_status() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(RetryLaterError) as info:
+        make_client(handler, attempts=2).get_json("https://api.example/v3.0/x")
+    assert info.value.status is None and info.value.code is None

@@ -70,10 +70,21 @@ class RetryLaterError(LoginAuditError):
 
     exit_code = EXIT_INCOMPLETE
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
+        #: The last answer's HTTP status (None when no answer came), the vendor's error
+        #: code in it, and the seconds its ``Retry-After`` asked for: callers decide on
+        #: these, never on the message's words.
         self.status = status
         self.code = code
+        self.retry_after = retry_after
 
 
 class ProtocolError(RetryLaterError):

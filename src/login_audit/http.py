@@ -194,12 +194,26 @@ class Pacer:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Which failures are retried and how long to wait before the next attempt."""
+    """Which failures are retried and how long to wait before the next attempt.
 
-    max_attempts: int = 6
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-    retry_after_cap: float = 300.0
+    Its defaults are :class:`~login_audit.config.HttpSettings`'s: they are declared there
+    once, and :meth:`of` takes a policy from the settings a run was given.
+    """
+
+    max_attempts: int = HttpSettings.max_attempts
+    backoff_base: float = HttpSettings.backoff_base
+    backoff_cap: float = HttpSettings.backoff_cap
+    retry_after_cap: float = HttpSettings.retry_after_cap
+
+    @classmethod
+    def of(cls, settings: HttpSettings) -> RetryPolicy:
+        """The retry policy of ``settings``."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base,
+            backoff_cap=settings.backoff_cap,
+            retry_after_cap=settings.retry_after_cap,
+        )
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds before attempt ``attempt + 1``; ``Retry-After`` wins when present."""
@@ -317,12 +331,7 @@ class HttpClient:
         self.pacer = pacer or Pacer(
             self.settings.rate_limit, self.settings.rate_window, monotonic=monotonic, sleep=sleep
         )
-        self.policy = RetryPolicy(
-            max_attempts=self.settings.max_attempts,
-            backoff_base=self.settings.backoff_base,
-            backoff_cap=self.settings.backoff_cap,
-            retry_after_cap=self.settings.retry_after_cap,
-        )
+        self.policy = RetryPolicy.of(self.settings)
         self.stats = HttpStats()
         #: The server's ``Date`` of the last response, for clock-skew checks.
         self.last_server_date: datetime | None = None
@@ -391,6 +400,9 @@ class HttpClient:
             self.pacer.acquire()
             retry_after: float | None = None
             throttled = False
+            # What the last failure was, typed, for the error raised when retries run out.
+            last_status: int | None = None
+            last_code: str | None = None
             try:
                 status, response_headers, content = self._send(
                     method, url, params=params, headers=headers, json_body=json_body
@@ -418,6 +430,7 @@ class HttpClient:
                 last_problem = f"a response not complete within {self.settings.deadline:g}s"
             else:
                 self._answered = True
+                last_status = status
                 throttled = status == 429
                 self._count(retry=sent > 1, throttled=throttled)
                 self._note_date(response_headers.get("Date"))
@@ -438,6 +451,7 @@ class HttpClient:
                         last_problem = f"HTTP {status} with {problem}"
                 elif status in RETRY_STATUSES:
                     code, _ = _vendor_error_of(content)
+                    last_code = code or None
                     last_problem = f"HTTP {status}" + (f" {code}" if code else "")
                     retry_after = parse_retry_after(
                         response_headers.get("Retry-After"), self._wall_clock()
@@ -475,9 +489,9 @@ class HttpClient:
         )
         raise RetryLaterError(
             self.scrub(f"{where} {spent}: {last_problem}"),
-            status=int(last_problem.split()[1])
-            if last_problem.startswith("HTTP ") and last_problem.split()[1].isdigit()
-            else None,
+            status=last_status,
+            code=last_code,
+            retry_after=retry_after,
         )
 
     def _send(

@@ -156,12 +156,16 @@ def common_options(func: F) -> F:
 
 
 def http_options(func: F) -> F:
-    """Options of the HTTP layer: pacing, retries, timeouts."""
+    """Options of the HTTP layer: pacing, retries, timeouts.
+
+    The defaults are :class:`HttpSettings`'s, so the library and the command line agree.
+    """
+    defaults = HttpSettings()
     options = [
         click.option(
             "--rate-limit",
             type=click.IntRange(min=1),
-            default=500,
+            default=defaults.rate_limit,
             show_default=True,
             envvar="LOGIN_AUDIT_RATE_LIMIT",
             help="At most this many requests in any --rate-window seconds.",
@@ -169,7 +173,7 @@ def http_options(func: F) -> F:
         click.option(
             "--rate-window",
             type=click.FloatRange(min=0.001),
-            default=60.0,
+            default=defaults.rate_window,
             show_default=True,
             envvar="LOGIN_AUDIT_RATE_WINDOW",
             help="Length of the rate-limit window in seconds.",
@@ -177,7 +181,7 @@ def http_options(func: F) -> F:
         click.option(
             "--max-attempts",
             type=click.IntRange(min=1, max=20),
-            default=6,
+            default=defaults.max_attempts,
             show_default=True,
             envvar="LOGIN_AUDIT_MAX_ATTEMPTS",
             help="Attempts per request before it counts as failed (429, 5xx, network errors).",
@@ -185,16 +189,16 @@ def http_options(func: F) -> F:
         click.option(
             "--backoff-base",
             type=click.FloatRange(min=0),
-            default=1.0,
+            default=defaults.backoff_base,
             show_default=True,
             envvar="LOGIN_AUDIT_BACKOFF_BASE",
             help="First retry delay in seconds when the vendor sends no Retry-After; doubles "
-            "per attempt, capped at 60 s, with jitter.",
+            f"per attempt, capped at {defaults.backoff_cap:g} s, with jitter.",
         ),
         click.option(
             "--timeout",
             type=click.FloatRange(min=0.1),
-            default=HttpSettings.timeout,
+            default=defaults.timeout,
             show_default=True,
             envvar="LOGIN_AUDIT_TIMEOUT",
             help="Seconds to wait for each read of a response (Vision One's gateway gives up "

@@ -125,13 +125,13 @@ def open_webhook(
     if url is None:
         return None
     state.redactor.add(url)
-    policy = RetryPolicy(
-        max_attempts=settings.max_attempts,
-        backoff_base=settings.backoff_base,
-        backoff_cap=settings.backoff_cap,
-        retry_after_cap=settings.retry_after_cap,
+    return WebhookSink(
+        url,
+        style=style,
+        digest=digest,
+        policy=RetryPolicy.of(settings),
+        timeout=settings.timeout,
     )
-    return WebhookSink(url, style=style, digest=digest, policy=policy, timeout=settings.timeout)
 
 
 def notify_webhook(
