@@ -76,6 +76,44 @@ def test_cli_in_far_time_zones(cli, start_sim, tmp_path: Path, zone: str) -> Non
     assert {r.split(",")[0] for r in rows} == {r["UserId"] for r in tenant.truth()["remove"]}
 
 
+def audit_at_debug_level(cli, sim, tmp_path: Path, env: dict[str, str], *platform: str):
+    """An audit that logs everything to ``tmp_path/debug.log`` and archives its records."""
+    return cli(
+        [
+            "audit",
+            *platform,
+            "--base-url",
+            sim.base_url,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--archive",
+            str(tmp_path / "archive.sqlite3"),
+            "--log-level",
+            "DEBUG",
+            "--log-file",
+            str(tmp_path / "debug.log"),
+            "--backoff-base",
+            "0.01",
+            "--max-attempts",
+            "10",
+        ],
+        env,
+    )
+
+
+def assert_never_written(secret: str, result, tmp_path: Path) -> None:
+    """Not on stdout or stderr, nor in any file the run wrote (logs, reports, archive)."""
+    assert secret not in result.stdout + result.stderr
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert secret.encode() not in written
+    assert (tmp_path / "debug.log").stat().st_size > 0
+    archive = tmp_path / "archive.sqlite3"
+    assert archive.stat().st_size > 0
+    store = open_archive(str(archive))
+    store.close()
+    assert secret not in repr(store)
+
+
 @pytest.mark.e2e
 def test_echoed_token_never_reaches_any_output(cli, start_sim, tmp_path: Path) -> None:
     secret = "Echo-Me-Token-" + "z" * 24
@@ -85,37 +123,10 @@ def test_echoed_token_never_reaches_any_output(cli, start_sim, tmp_path: Path) -
         token=secret,
         faults=FaultConfig(rate=0.4, seed=5, kinds=("echo-token", "echo-link")),
     )
-    log_file = tmp_path / "debug.log"
-    archive = tmp_path / "archive.sqlite3"
-    result = cli(
-        [
-            "audit",
-            "--base-url",
-            sim.base_url,
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--archive",
-            str(archive),
-            "--log-level",
-            "DEBUG",
-            "--log-file",
-            str(log_file),
-            "--backoff-base",
-            "0.01",
-            "--max-attempts",
-            "10",
-        ],
-        env=dict(TMV1_TOKEN=secret),
-    )
+    result = audit_at_debug_level(cli, sim, tmp_path, {"TMV1_TOKEN": secret})
     assert sim.stats.faults["echo-token"] > 0 and sim.stats.faults["echo-link"] > 0
     assert result.code == 0, result.stderr
-    assert secret not in result.stdout + result.stderr
-    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    assert secret.encode() not in written
-    assert log_file.stat().st_size > 0 and archive.stat().st_size > 0
-    store = open_archive(str(archive))
-    store.close()
-    assert secret not in repr(store)
+    assert_never_written(secret, result, tmp_path)
 
 
 def test_repr_of_every_object_holding_the_token() -> None:
@@ -140,32 +151,8 @@ def test_a_cloud_one_key_echoed_in_cursors_and_errors_never_reaches_any_output(
         token=secret,
         faults=FaultConfig(rate=0.4, seed=6, kinds=("echo-token", "echo-link")),
     )
-    log_file = tmp_path / "debug.log"
-    result = cli(
-        [
-            "audit",
-            "--platform",
-            "cloudone",
-            "--base-url",
-            sim.base_url,
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--archive",
-            str(tmp_path / "archive.sqlite3"),
-            "--log-level",
-            "DEBUG",
-            "--log-file",
-            str(log_file),
-            "--backoff-base",
-            "0.01",
-            "--max-attempts",
-            "10",
-        ],
-        env={"C1_API_KEY": secret},
-    )
+    env = {"C1_API_KEY": secret}
+    result = audit_at_debug_level(cli, sim, tmp_path, env, "--platform", "cloudone")
     assert sim.stats.faults["echo-token"] > 0 and sim.stats.faults["echo-link"] > 0
     assert result.code in (0, 4), result.stderr
-    assert secret not in result.stdout + result.stderr
-    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    assert secret.encode() not in written
-    assert log_file.stat().st_size > 0
+    assert_never_written(secret, result, tmp_path)
