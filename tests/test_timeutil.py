@@ -65,3 +65,18 @@ def test_days_between_floors_and_never_goes_negative() -> None:
     assert days_between(now - timedelta(days=90, hours=2), now) == 90
     assert days_between(now - timedelta(days=89, hours=23), now) == 89
     assert days_between(now + timedelta(minutes=5), now) == 0
+
+
+def test_the_formats_for_people_and_files_are_utc_and_refuse_naive_times() -> None:
+    from login_audit.timeutil import format_day, format_minute, format_z_micro
+
+    berlin = timezone(timedelta(hours=1))
+    moment = datetime(2026, 1, 1, 0, 30, 15, 123456, tzinfo=berlin)  # 23:30 UTC the day before
+    assert format_z(moment) == "2025-12-31T23:30:15Z"
+    assert format_z_micro(moment) == "2025-12-31T23:30:15.123456Z"
+    assert format_minute(moment) == "2025-12-31 23:30"
+    assert format_day(moment) == "2025-12-31"
+    assert format_minute(None) == "" and format_minute(None, missing="-") == "-"
+    for formatter in (format_z, format_z_micro, format_minute, format_day):
+        with pytest.raises(ValueError, match="naive"):
+            formatter(datetime(2026, 1, 1))

@@ -46,7 +46,7 @@ from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.reports.csvreport import CLEANUP_HEADER, neutral_row, read_cell
 from login_audit.sweep import Sweep
-from login_audit.timeutil import Clock, format_z, utcnow
+from login_audit.timeutil import Clock, format_minute, format_z, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def requests_from_archive(archive: Archive, tenant: int) -> Requests:
         raise ConfigError(
             "the last audit of this tenant was incomplete: run a complete audit first"
         )
-    source = f"the last audit ({window_end:%Y-%m-%d %H:%M} UTC)"
+    source = f"the last audit ({format_minute(window_end)} UTC)"
     return Requests(rows, source, frozenset(_key(row.user_id) for row in rows))
 
 
@@ -241,7 +241,7 @@ def recheck(platform: Platform, policy: Policy, now: datetime) -> Recheck:
     problems = Sweep(platform, window, logons_only=True).run(lambda page, _: fold.add_page(page))
     if problems:
         raise IncompleteDataError(
-            f"cannot read the logons since {since:%Y-%m-%d %H:%M} ({problems[0]}); "
+            f"cannot read the logons since {format_minute(since)} ({problems[0]}); "
             "nothing was changed"
         )
     index = ActivityIndex(accounts, policy)

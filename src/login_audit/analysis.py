@@ -22,7 +22,7 @@ from login_audit.models import (
     Policy,
     UnmatchedIdentity,
 )
-from login_audit.timeutil import days_between
+from login_audit.timeutil import days_between, format_day
 
 
 @dataclass
@@ -260,7 +260,7 @@ def _days(count: int | None) -> str:
 
 
 def _day(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d")
+    return format_day(moment)
 
 
 def decide(

@@ -31,6 +31,7 @@ from login_audit.config import Secret, is_loopback_host, read_secret_file
 from login_audit.errors import ConfigError
 from login_audit.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, parse_retry_after
 from login_audit.models import RunSummary, SignalKind
+from login_audit.timeutil import format_z
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +335,7 @@ def audit_body(
             "tenant": tenant,
             "platform": summary.platform,
             "region": summary.region,
-            "finishedAt": summary.finished_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "finishedAt": format_z(summary.finished_at),
             "days": summary.policy.days,
             "complete": summary.complete,
             "counts": summary.counts(),

@@ -14,6 +14,7 @@ from login_audit.models import AuditRecord
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import write_atomic
 from login_audit.reports.csvreport import neutralise
+from login_audit.timeutil import format_z_micro
 
 FORMATS = ("json", "jsonl", "csv", "ocsf")
 #: OCSF 1.1 Authentication (Identity & Access Management).
@@ -48,7 +49,7 @@ def guess_format(output: str, requested: str | None) -> str:
 
 
 def _time(record: AuditRecord) -> str:
-    return record.when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if record.when else ""
+    return format_z_micro(record.when) if record.when else ""
 
 
 def ocsf_event(record: AuditRecord) -> dict[str, object] | None:

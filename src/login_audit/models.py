@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from login_audit.timeutil import format_z_micro
+
 
 class AccountStatus(str, enum.Enum):
     """An account's state as the platform reports it."""
@@ -328,7 +330,7 @@ class Signal:
             "id": self.id,
             "kind": self.kind.value,
             "subject": self.subject,
-            "occurredAt": self.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "occurredAt": format_z_micro(self.occurred_at),
             "summary": self.summary,
             "actor": self.actor or None,
             "evidence": dict(self.evidence),

@@ -46,11 +46,30 @@ def parse_timestamp(value: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def format_z(moment: datetime) -> str:
-    """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, no fraction)."""
+def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: login-audit only handles aware UTC times")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(timezone.utc)
+
+
+def format_z(moment: datetime) -> str:
+    """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, no fraction)."""
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_z_micro(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC): for files that must keep every microsecond."""
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_minute(moment: datetime | None, missing: str = "") -> str:
+    """``YYYY-MM-DD HH:MM`` (UTC) for people, or ``missing`` when there is no time."""
+    return _utc(moment).strftime("%Y-%m-%d %H:%M") if moment else missing
+
+
+def format_day(moment: datetime) -> str:
+    """``YYYY-MM-DD`` (UTC) for people."""
+    return _utc(moment).strftime("%Y-%m-%d")
 
 
 def days_between(earlier: datetime, later: datetime) -> int:

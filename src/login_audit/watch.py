@@ -37,7 +37,7 @@ from login_audit.models import (
     Signal,
     SignalKind,
 )
-from login_audit.timeutil import days_between
+from login_audit.timeutil import days_between, format_z
 
 #: Roles that make an account an administrator, by default (Vision One, Cloud One name
 #: and Cloud One role id).
@@ -105,7 +105,7 @@ def signal_id(kind: SignalKind, record_key: str) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_z(moment)
 
 
 @dataclass

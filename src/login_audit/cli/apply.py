@@ -53,7 +53,7 @@ from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigErro
 from login_audit.locks import file_lock
 from login_audit.printable import printable
 from login_audit.reports.atomic import ensure_dir
-from login_audit.timeutil import utcnow
+from login_audit.timeutil import format_minute, utcnow
 
 
 @click.command(context_settings=CONTEXT)
@@ -282,7 +282,7 @@ def _show_plan(requests: Requests, found: Recheck, changes: list[Change], action
     click.echo(
         f"apply: {len(requests.rows)} accounts in {printable(requests.source)}; {planned} to "
         f"{action}, {len(changes) - planned} not (no successful logon may follow "
-        f"{found.since:%Y-%m-%d %H:%M} UTC; {found.events} logon events read again)",
+        f"{format_minute(found.since)} UTC; {found.events} logon events read again)",
         err=True,
     )
     for change in changes:

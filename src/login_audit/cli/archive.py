@@ -32,7 +32,7 @@ from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
-from login_audit.timeutil import format_z, parse_timestamp, utcnow
+from login_audit.timeutil import format_minute, format_z, parse_timestamp, utcnow
 
 
 def _date(value: str | None, option: str) -> datetime | None:
@@ -47,7 +47,7 @@ def _date(value: str | None, option: str) -> datetime | None:
 
 
 def _day(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+    return format_minute(moment, missing="-")
 
 
 def run_sync(

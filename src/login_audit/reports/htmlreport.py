@@ -23,6 +23,7 @@ from markupsafe import Markup
 from login_audit.models import Finding, FindingKind, RunSummary
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import write_atomic
+from login_audit.timeutil import format_minute
 
 HTML_FILENAME = "audit_report.html"
 COLOURS = {
@@ -53,7 +54,7 @@ BINS: tuple[tuple[str, int, int], ...] = (
 
 
 def _day(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+    return format_minute(moment)
 
 
 @cache
