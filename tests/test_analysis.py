@@ -137,3 +137,27 @@ def test_findings_order_puts_removals_first() -> None:
         "b@example.com",
         "z@example.com",
     ]
+
+
+def test_the_logon_fold_keeps_the_newest_logon_per_identity_and_outcome() -> None:
+    from login_audit.analysis import LogonFold
+    from login_audit.models import AuditRecord, LoginEvent, RecordKind, TimeWindow
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def record(day: int | None, kind: RecordKind, who: str = "ann@x.example") -> AuditRecord:
+        when = None if day is None else start + timedelta(days=day)
+        return AuditRecord(f"k{day}{kind}{who}", when, "c", "a", "r", kind, who, None, "{}")
+
+    fold = LogonFold(TimeWindow(start, start + timedelta(days=90)))
+    fold.add([record(5, RecordKind.LOGON_OK), record(-1, RecordKind.LOGON_OK)])  # -1: too old
+    fold.add([record(9, RecordKind.LOGON_OK), record(7, RecordKind.LOGON_FAILED)])
+    fold.add([record(3, RecordKind.LOGON_OK), record(None, RecordKind.LOGON_OK, "bob")])
+    fold.add([record(200, RecordKind.LOGON_OK, "cy"), record(8, RecordKind.OTHER)])  # future kept
+    assert fold.events == 6
+    assert set(fold.events_for_index()) == {
+        LoginEvent(start + timedelta(days=9), True, "ann@x.example", None),
+        LoginEvent(start + timedelta(days=7), False, "ann@x.example", None),
+        LoginEvent(None, True, "bob", None),
+        LoginEvent(start + timedelta(days=200), True, "cy", None),
+    }

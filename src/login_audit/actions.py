@@ -30,9 +30,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from login_audit.analysis import ActivityIndex, ambiguous_identities, exclusion_reason
+from login_audit.analysis import (
+    ActivityIndex,
+    LogonFold,
+    ambiguous_identities,
+    exclusion_reason,
+)
 from login_audit.archive.base import Archive
-from login_audit.audit import _LogonFold
 from login_audit.errors import (
     ConfigError,
     IncompleteDataError,
@@ -237,8 +241,8 @@ def recheck(platform: Platform, policy: Policy, now: datetime) -> Recheck:
     since = min(now, server or now) - timedelta(days=days)
     until = max(now, server or now).replace(microsecond=0) + timedelta(seconds=1)
     window = TimeWindow(since, until)
-    fold = _LogonFold(window)
-    problems = Sweep(platform, window, logons_only=True).run(lambda page, _: fold.add_page(page))
+    fold = LogonFold(window)
+    problems = Sweep(platform, window, logons_only=True).run(lambda page, _: fold.add(page.records))
     if problems:
         raise IncompleteDataError(
             f"cannot read the logons since {format_minute(since)} ({problems[0]}); "

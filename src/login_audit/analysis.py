@@ -16,10 +16,12 @@ from login_audit.models import (
     AccountStatus,
     ApiKey,
     ApiKeyFinding,
+    AuditRecord,
     Finding,
     FindingKind,
     LoginEvent,
     Policy,
+    TimeWindow,
     UnmatchedIdentity,
 )
 from login_audit.timeutil import days_between, format_day
@@ -164,6 +166,46 @@ class ActivityIndex:
         oldest = datetime.min.replace(tzinfo=timezone.utc)
         found.sort(key=lambda u: (u.last_success or oldest, u.identity), reverse=True)
         return tuple(found)
+
+
+class LogonFold:
+    """Keeps only the newest logon per identity and outcome while records stream in.
+
+    An audit reads many pages of records but decides on the newest successful and failed
+    logon of each identity: folding as pages arrive keeps memory flat, whatever the size of
+    the log. Records older than ``window`` are dropped; newer ones are kept (a time in the
+    future is a doubt for the rules, not a reason to drop evidence).
+    """
+
+    def __init__(self, window: TimeWindow) -> None:
+        self.window = window
+        self.newest: dict[tuple[str, str | None, bool], LoginEvent] = {}
+        self.undated: set[tuple[str, str | None, bool]] = set()
+        self.events = 0
+
+    def add(self, records: Iterable[AuditRecord]) -> None:
+        """Fold one page of records in."""
+        for record in records:
+            event = record.login_event()
+            if event is None:
+                continue
+            if event.when is not None and event.when < self.window.start:
+                continue  # later than the window is kept: a time in the future is suspect
+            self.events += 1
+            key = (event.principal, event.account_id, event.successful)
+            if event.when is None:
+                self.undated.add(key)
+                continue
+            kept = self.newest.get(key)
+            if kept is None or (kept.when is not None and event.when > kept.when):
+                self.newest[key] = event
+
+    def events_for_index(self) -> list[LoginEvent]:
+        """The kept logons, for :meth:`ActivityIndex.add_all`; undated ones without a time."""
+        undated = [
+            LoginEvent(None, ok, principal, account) for principal, account, ok in self.undated
+        ]
+        return [*self.newest.values(), *undated]
 
 
 def ambiguous_identities(

@@ -12,7 +12,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from login_audit import __version__
-from login_audit.analysis import ActivityIndex, analyse, evidence_doubts, judge_api_key
+from login_audit.analysis import (
+    ActivityIndex,
+    LogonFold,
+    analyse,
+    evidence_doubts,
+    judge_api_key,
+)
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.errors import ConfigError, RetryLaterError
 from login_audit.models import (
@@ -129,38 +135,6 @@ def confirm_account_list(
     problems.append("the account list kept changing while it was read; run the audit again")
     log.error("%s", problems[-1])
     return accounts
-
-
-class _LogonFold:
-    """Keeps only the newest logon per identity and outcome while pages stream in."""
-
-    def __init__(self, window: TimeWindow) -> None:
-        self.window = window
-        self.newest: dict[tuple[str, str | None, bool], LoginEvent] = {}
-        self.undated: set[tuple[str, str | None, bool]] = set()
-        self.events = 0
-
-    def add_page(self, page: RecordPage) -> None:
-        for record in page.records:
-            event = record.login_event()
-            if event is None:
-                continue
-            if event.when is not None and event.when < self.window.start:
-                continue  # later than the window is kept: a time in the future is suspect
-            self.events += 1
-            key = (event.principal, event.account_id, event.successful)
-            if event.when is None:
-                self.undated.add(key)
-                continue
-            kept = self.newest.get(key)
-            if kept is None or (kept.when is not None and event.when > kept.when):
-                self.newest[key] = event
-
-    def events_for_index(self) -> list[LoginEvent]:
-        undated = [
-            LoginEvent(None, ok, principal, account) for principal, account, ok in self.undated
-        ]
-        return [*self.newest.values(), *undated]
 
 
 def judge(
@@ -303,10 +277,10 @@ def run_audit(
     window = TimeWindow(start=started - timedelta(days=platform.retention_days), end=started)
     reader = _AccountReader(platform, progress)
     reader.start()
-    fold = _LogonFold(window)
+    fold = LogonFold(window)
 
     def commit(page: RecordPage, states: object) -> None:
-        fold.add_page(page)
+        fold.add(page.records)
         progress("logon events", fold.events)
 
     sweep = Sweep(platform, window, logons_only=True, max_slices=max_slices)
