@@ -29,9 +29,9 @@ from login_audit.http import (
     Pacer,
     RetryPolicy,
     parse_retry_after,
-    redact_url,
     same_origin,
 )
+from login_audit.redaction import redact_url
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
 TOKEN = "tok-" + "s" * 30

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_audit.cli.common import Redactor
 from login_audit.config import HttpSettings, Secret
 from login_audit.errors import ProtocolError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.printable import REPLACEMENT, printable
+from login_audit.redaction import Redactor
 
 UNSAFE = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
 UNSAFE += ["\u2028", "\u2029", "\u061c", "\u200e", "\u200f", "\u202e", "\u2066", "\u2069"]
@@ -64,3 +64,12 @@ def test_a_vendor_error_message_is_made_printable() -> None:
         client.request_json("PATCH", "http://127.0.0.1:9/v3.0/iam/accounts/1")
     message = str(caught.value)
     assert "HTTP 409" in message and not set(message) & set(UNSAFE)
+
+
+def test_a_secret_that_contains_another_is_masked_whole() -> None:
+    """A webhook URL holds its token: masking the token first would leave the URL's rest."""
+    token = "t0ken-" + "x" * 20
+    url = f"https://hooks.example/services/{token}/more-secret-path"
+    for order in ((token, url), (url, token)):
+        redactor = Redactor(*order)
+        assert redactor.scrub(f"posting to {url}") == "posting to ********"

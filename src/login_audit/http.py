@@ -13,7 +13,6 @@ import email.utils
 import json
 import logging
 import random
-import re
 import socket
 import ssl
 import threading
@@ -23,7 +22,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -37,12 +36,12 @@ from login_audit.errors import (
     RetryLaterError,
 )
 from login_audit.printable import printable
+from login_audit.redaction import Redactor, redact_url
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"login-audit/{__version__}"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_SENSITIVE_PARAM = re.compile(r"token|key|secret|sig|password|auth", re.IGNORECASE)
 _MAX_MESSAGE = 200
 
 
@@ -83,18 +82,6 @@ class ApiKeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "ApiKeyAuth(key=Secret('********'))"
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """Return ``url`` with the values of secret-looking query parameters replaced."""
-    parts = urlsplit(str(url))
-    if not parts.query:
-        return str(url)
-    query = [
-        (name, "REDACTED" if _SENSITIVE_PARAM.search(name) else value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="' ")))
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -323,7 +310,7 @@ class HttpClient:
     ) -> None:
         self.settings = settings or HttpSettings()
         self._auth = auth
-        self._secrets = tuple(s for s in auth.secrets() if s)
+        self._redactor = Redactor(*auth.secrets())
         self._sleep = sleep
         self._monotonic = monotonic
         self._wall_clock = wall_clock
@@ -362,9 +349,7 @@ class HttpClient:
 
     def scrub(self, text: str) -> str:
         """Remove every secret of this client from ``text``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
+        return self._redactor.scrub(text)
 
     def _count(self, *, retry: bool = False, throttled: bool = False) -> None:
         with self._stats_lock:

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.config import Secret
 from login_audit.errors import ArchiveError, ConfigError
+from login_audit.redaction import LIBPQ_PASSWORD, redact_dsn
 
 __all__ = [
     "Archive",
@@ -18,7 +19,6 @@ __all__ = [
     "archive_failure",
     "archive_secrets",
     "default_archive_path",
-    "hide_password",
     "is_postgres",
     "open_archive",
 ]
@@ -37,7 +37,6 @@ _LIBPQ_START = re.compile(
     r"connect_timeout|application_name|options|target_session_attrs)\s*=",
     re.IGNORECASE,
 )
-_LIBPQ_PASSWORD = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'|\S+)", re.IGNORECASE)
 
 
 def is_postgres(spec: str) -> bool:
@@ -55,17 +54,12 @@ def archive_secrets(spec: str | None) -> list[str]:
         password = urlsplit(spec).password
         if password:
             found += [password, unquote(password)]
-    for match in _LIBPQ_PASSWORD.finditer(spec):
+    for match in LIBPQ_PASSWORD.finditer(spec):
         value = match.group(2)
         found.append(value)
         if value.startswith("'"):
             found.append(re.sub(r"\\(.)", r"\1", value[1:-1]))
     return [secret for secret in found if secret]
-
-
-def hide_password(spec: str) -> str:
-    """``spec`` with the value of its ``password=`` keyword masked."""
-    return _LIBPQ_PASSWORD.sub(lambda m: m.group(1) + "********", spec)
 
 
 def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = False) -> Archive:
@@ -80,8 +74,6 @@ def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = 
 
         return open_postgres(Secret(spec))
     if spec and "://" in spec:
-        from login_audit.archive.postgres import redact_dsn
-
         raise ConfigError(
             f"the archive {redact_dsn(spec)} is neither a file path nor a PostgreSQL "
             "connection (postgresql://... or host=... dbname=...)"

@@ -10,6 +10,7 @@ from login_audit.archive.base import busy_message
 from login_audit.archive.sql import SqlArchive
 from login_audit.config import Secret
 from login_audit.errors import ArchiveBusyError, ConfigError
+from login_audit.redaction import MASK, redact_dsn
 
 _LOCK_SPACE = 0x4C41  # "LA": keeps our advisory locks apart from other applications'
 _WATCH_LOCK_SPACE = 0x4C57  # "LW": the watch lock of a tenant, apart from its sync lock
@@ -56,21 +57,6 @@ class PostgresDialect:
             return int(cursor.rowcount)
 
 
-def redact_dsn(dsn: str) -> str:
-    """The DSN (URL or libpq keywords) with any password removed, for messages."""
-    from urllib.parse import urlsplit
-
-    from login_audit.archive import hide_password
-
-    if "://" in dsn:
-        parts = urlsplit(dsn)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
-            return parts._replace(netloc=netloc).geturl()
-        return dsn
-    return hide_password(dsn)
-
-
 def open_postgres(dsn: Secret) -> SqlArchive:
     """Connect to the PostgreSQL archive at ``dsn`` and apply pending migrations."""
     from login_audit.archive import archive_secrets
@@ -87,6 +73,6 @@ def open_postgres(dsn: Secret) -> SqlArchive:
     except psycopg.Error as exc:
         message = str(exc).replace(dsn.reveal(), shown).splitlines()[0]
         for secret in archive_secrets(dsn.reveal())[1:]:
-            message = message.replace(secret, "********")
+            message = message.replace(secret, MASK)
         raise ConfigError(f"cannot connect to the archive {shown}: {message}") from None
     return SqlArchive(conn, PostgresDialect(), shown)

@@ -48,43 +48,13 @@ from login_audit.platforms.base import Platform
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
 from login_audit.printable import printable
+from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes, write_reports
 
 log = logging.getLogger("login_audit")
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class Redactor(logging.Filter):
-    """Replaces every registered secret in log records before any handler sees them, and
-    every control character (vendor values are logged: see :mod:`login_audit.printable`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: list[str] = []
-
-    def add(self, secret: Secret) -> None:
-        """Register a secret to scrub from now on."""
-        value = secret.reveal()
-        if value and value not in self._secrets:
-            self._secrets.append(value)
-
-    def scrub(self, text: str) -> str:
-        """``text`` without any registered secret."""
-        for value in self._secrets:
-            text = text.replace(value, "********")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with secrets and control characters removed."""
-        message = record.getMessage()
-        record.msg, record.args = printable(self.scrub(message)), None
-        if record.exc_info:
-            formatted = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
-            record.exc_text = printable(self.scrub(formatted), keep_newlines=True)
-        return True
 
 
 class AppState:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from login_audit.errors import ProtocolError
-from login_audit.http import HttpClient, redact_url, same_origin
+from login_audit.http import HttpClient, same_origin
+from login_audit.redaction import redact_url
 
 log = logging.getLogger(__name__)
 

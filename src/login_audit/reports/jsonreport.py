@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from login_audit.http import redact_url
 from login_audit.models import Finding, RunSummary
+from login_audit.redaction import redact_url
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import write_atomic
 from login_audit.timeutil import format_z
