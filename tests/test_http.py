@@ -430,3 +430,16 @@ def test_a_transport_failure_has_no_status() -> None:
     with pytest.raises(RetryLaterError) as info:
         make_client(handler, attempts=2).get_json("https://api.example/v3.0/x")
     assert info.value.status is None and info.value.code is None
+
+
+def test_an_address_that_never_answered_is_unreachable_not_a_passing_outage() -> None:
+    from login_audit.errors import UnreachableError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    client = make_client(handler, attempts=3)
+    with pytest.raises(UnreachableError) as info:
+        client.get_json("https://api.example/v3.0/x")
+    assert "check --region/--base-url" in str(info.value)
+    assert client.stats.requests == 1  # not retried: nothing there has ever answered

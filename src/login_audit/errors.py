@@ -10,6 +10,7 @@
     ├── CredentialsError            fix the token: missing, unreadable, refused  (exit 2)
     │   └── PermissionDeniedError   the token lacks a permission (403)           (exit 2)
     ├── RetryLaterError             the vendor failed after every retry          (exit 4)
+    │   ├── UnreachableError        nothing at the address ever answered         (exit 4)
     │   ├── ProtocolError           the vendor answered something unusable       (exit 4)
     │   └── ArchiveBusyError        another process is syncing the same tenant   (exit 4)
     └── IncompleteDataError         some data could not be read completely       (exit 4)
@@ -85,6 +86,10 @@ class RetryLaterError(LoginAuditError):
         self.status = status
         self.code = code
         self.retry_after = retry_after
+
+
+class UnreachableError(RetryLaterError):
+    """Nothing at the address has ever answered: most likely a wrong region or base URL."""
 
 
 class ProtocolError(RetryLaterError):

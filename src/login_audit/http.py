@@ -34,6 +34,7 @@ from login_audit.errors import (
     PermissionDeniedError,
     ProtocolError,
     RetryLaterError,
+    UnreachableError,
 )
 from login_audit.printable import printable
 from login_audit.redaction import Redactor, redact_url
@@ -403,7 +404,7 @@ class HttpClient:
                 log.debug("%s: transport error: %s (attempt %d)", where, last_problem, sent)
                 if unreachable and not self._answered:
                     # Nothing has ever answered: a wrong address, not a passing outage.
-                    raise RetryLaterError(
+                    raise UnreachableError(
                         self.scrub(f"{where} failed: {last_problem}; check --region/--base-url")
                     ) from None
             except _BodyTooLarge:

@@ -40,6 +40,7 @@ from login_audit.errors import (
     LoginAuditError,
     PermissionDeniedError,
     RetryLaterError,
+    UnreachableError,
 )
 from login_audit.models import TimeWindow
 from login_audit.printable import printable
@@ -74,7 +75,7 @@ def _probe(name: str, action: Any) -> Check:
         if exc.status is not None:
             # The host answered: the address is right, the service failed for now.
             return Check(name, False, f"{exc}; the service is failing for now: try again later")
-        hint = "" if "--region" in str(exc) else "; check --region/--base-url"
+        hint = "" if isinstance(exc, UnreachableError) else "; check --region/--base-url"
         return Check(name, False, f"{exc}{hint}; check the network and proxies")
     except LoginAuditError as exc:
         return Check(name, False, str(exc))
