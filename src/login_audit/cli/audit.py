@@ -33,6 +33,7 @@ from login_audit.cli.fleet import FleetOptions, audit_all
 from login_audit.cli.watch import notify_owners, notify_webhook, webhook_options
 from login_audit.config import default_config_path
 from login_audit.models import RunSummary
+from login_audit.platforms import retention_days
 from login_audit.reports import WriteNotes
 
 #: The longest threshold accepted with an archive (ten years).
@@ -220,7 +221,7 @@ def audit(
             click.echo(text, err=True)
         raise SystemExit(code)
     target = chosen_target(platform, region, base_url)
-    retention = 180 if target.platform == "visionone" else 365
+    retention = retention_days(target.platform)
     policy = build_policy(
         days,
         include_disabled,

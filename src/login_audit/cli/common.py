@@ -42,11 +42,10 @@ from login_audit.errors import (
     ConfigError,
 )
 from login_audit.exclusions import unmatched_exclusions
-from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
+from login_audit.http import HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
+from login_audit.platforms import authenticate, connect
 from login_audit.platforms.base import Platform
-from login_audit.platforms.cloudone import CloudOne
-from login_audit.platforms.visionone import VisionOne
 from login_audit.printable import printable
 from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes, write_reports
@@ -351,13 +350,8 @@ def open_platform(
     """The platform client of ``target``, its token read and registered for redaction."""
     token = load_token(token_file, env_var=target.token_env)
     state.redactor.add(token)
-    auth = BearerAuth(token) if target.platform == "visionone" else ApiKeyAuth(token)
-    with HttpClient(auth, settings) as http:
-        if target.platform == "visionone":
-            assert target.base_url is not None
-            yield VisionOne(http, target.base_url, target.region)
-        else:
-            yield CloudOne(http, target.region, target.base_url)
+    with HttpClient(authenticate(target.platform, token), settings) as http:
+        yield connect(target, http)
 
 
 def _rank(ctx: click.Context, name: str, value: str | None) -> int:

@@ -26,11 +26,9 @@ from login_audit.errors import (
     ConfigError,
     LoginAuditError,
 )
-from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, Pacer
+from login_audit.http import HttpClient, Pacer
 from login_audit.models import Policy, RunSummary
-from login_audit.platforms.base import Platform
-from login_audit.platforms.cloudone import CloudOne
-from login_audit.platforms.visionone import VisionOne
+from login_audit.platforms import authenticate, connect, retention_days
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
@@ -84,7 +82,7 @@ def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
     def pick(name: str, file_value: Any, cli_value: Any) -> Any:
         return cli_value if name in options.explicit or file_value is None else file_value
 
-    retention = 180 if tenant.target.platform == "visionone" else 365
+    retention = retention_days(tenant.target.platform)
     days = int(pick("days", tenant.days, base.days))
     validate_days(days, retention if options.no_archive else options.max_archive_days)
     grace = pick(
@@ -106,14 +104,6 @@ def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
     )
 
 
-def _platform(tenant: TenantConfig, http: HttpClient) -> Platform:
-    target = tenant.target
-    if target.platform == "visionone":
-        assert target.base_url is not None
-        return VisionOne(http, target.base_url, target.region)
-    return CloudOne(http, target.region, target.base_url)
-
-
 def run_tenant(
     state: AppState, tenant: TenantConfig, options: FleetOptions, pacers: dict[str, Pacer]
 ) -> TenantOutcome:
@@ -124,12 +114,12 @@ def run_tenant(
         policy = tenant_policy(tenant, options)
         token = tenant.load_token()
         state.redactor.add(token)
-        auth = BearerAuth(token) if tenant.target.platform == "visionone" else ApiKeyAuth(token)
+        auth = authenticate(tenant.target.platform, token)
         archive = None if options.no_archive else open_archive(options.archive_spec)
         with HttpClient(auth, options.settings, pacer=pacers[tenant.target.platform]) as http:
             summary, notes = audit_and_report(
                 state,
-                _platform(tenant, http),
+                connect(tenant.target, http),
                 policy=policy,
                 output_dir=options.output_dir / tenant.name,
                 quiet=True,

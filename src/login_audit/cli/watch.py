@@ -33,7 +33,7 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
-from login_audit.cli.fleet import _platform, worst
+from login_audit.cli.fleet import worst
 from login_audit.config import (
     HttpSettings,
     TenantConfig,
@@ -57,8 +57,9 @@ from login_audit.errors import (
     LoginAuditError,
     RetryLaterError,
 )
-from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient, RetryPolicy
+from login_audit.http import HttpClient, RetryPolicy
 from login_audit.models import RunSummary
+from login_audit.platforms import authenticate, connect
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.watch import DEFAULT_ADMIN_ROLES, WatchRules
@@ -74,9 +75,8 @@ def _tenant_platform(
 ) -> Iterator[Platform]:
     token = tenant.load_token()
     state.redactor.add(token)
-    auth = BearerAuth(token) if tenant.target.platform == "visionone" else ApiKeyAuth(token)
-    with HttpClient(auth, settings) as http:
-        yield _platform(tenant, http)
+    with HttpClient(authenticate(tenant.target.platform, token), settings) as http:
+        yield connect(tenant.target, http)
 
 
 def _sync(archive: Archive, platform: Platform, key: TenantKey, overlap: int) -> str | None:
@@ -436,6 +436,7 @@ def takeover_demo(
     """``demo --scenario takeover``: sync and watch a simulated tenant with planted signals."""
     from login_audit.archive import open_archive
     from login_audit.config import Secret
+    from login_audit.http import BearerAuth
     from login_audit.platforms.visionone import VisionOne
     from login_audit.reports.atomic import ensure_dir
     from login_audit.simulator import FaultConfig, Simulator

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from login_audit.config import Secret, Target
 from login_audit.errors import ProtocolError, UnsupportedActionError
-from login_audit.http import HttpClient
+from login_audit.http import ApiKeyAuth, HttpClient
 from login_audit.models import (
     Account,
     AccountStatus,
@@ -147,6 +148,16 @@ class CloudOne:
         self.urls = service_urls(region, base_url)
         self.base_url = base_url or self.urls["audit"]
         self.activity: list[LoginEvent] = []
+
+    @classmethod
+    def connect(cls, target: Target, http: HttpClient) -> CloudOne:
+        """The client of ``target``."""
+        return cls(http, target.region, target.base_url)
+
+    @staticmethod
+    def authenticate(token: Secret) -> ApiKeyAuth:
+        """Cloud One takes its API key in an ``Authorization: ApiKey`` header."""
+        return ApiKeyAuth(token)
 
     def __repr__(self) -> str:
         return f"CloudOne(region={self.region!r}, base_url={self.base_url!r})"

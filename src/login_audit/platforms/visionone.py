@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from login_audit.config import Secret, Target
 from login_audit.errors import ConfigError, ProtocolError
-from login_audit.http import HttpClient
+from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import (
     Account,
     AccountStatus,
@@ -159,6 +160,18 @@ class VisionOne:
         self.base_url = base_url
         self.region = region
         self.clock = clock
+
+    @classmethod
+    def connect(cls, target: Target, http: HttpClient) -> VisionOne:
+        """The client of ``target`` (whose base URL is always resolved for Vision One)."""
+        if target.base_url is None:
+            raise ValueError("a Vision One target always has a base URL")
+        return cls(http, target.base_url, target.region)
+
+    @staticmethod
+    def authenticate(token: Secret) -> BearerAuth:
+        """Vision One takes its API token as a bearer token."""
+        return BearerAuth(token)
 
     def __repr__(self) -> str:
         return f"VisionOne(region={self.region!r}, base_url={self.base_url!r})"
