@@ -15,12 +15,18 @@ import os
 import sys
 from pathlib import Path
 
-from login_audit.cli import AppState, audit_and_report, exit_code_for, render_summary
 from login_audit.config import TOKEN_ENV, URL_ENV, HttpSettings, Secret, vision_one_base_url
 from login_audit.errors import EXIT_CONFIG, LoginAuditError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
+from login_audit.redaction import Redactor
+from login_audit.service import (
+    audit_and_report,
+    configure_logging,
+    exit_code_for,
+    render_summary,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"API token (visible to other users of this machine: prefer ${TOKEN_ENV})",
     )
     args = parser.parse_args(argv)
-    state = AppState()
-    state.configure_logging("WARNING", "error.log")
+    redactor = Redactor()
+    configure_logging(redactor, "WARNING", "error.log")
     token_text = args.token or os.environ.get(TOKEN_ENV, "")
     if args.token:
         print(
@@ -47,16 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no API token: pass -t TOKEN or set {TOKEN_ENV}", file=sys.stderr)
         return EXIT_CONFIG
     token = Secret(token_text.strip())
-    state.redactor.add(token)
+    redactor.add(token)
     try:
         region, base_url = vision_one_base_url(None, os.environ.get(URL_ENV) or None)
         with HttpClient(BearerAuth(token), HttpSettings()) as http:
             summary, notes = audit_and_report(
-                state,
-                VisionOne(http, base_url, region),
-                policy=Policy(),
-                output_dir=Path.cwd(),
-                quiet=True,
+                VisionOne(http, base_url, region), policy=Policy(), output_dir=Path.cwd()
             )
     except LoginAuditError as exc:
         # Logged once: on stderr and in error.log, secrets scrubbed by the redactor.

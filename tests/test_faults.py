@@ -11,13 +11,13 @@ from dataclasses import replace
 import pytest
 
 from login_audit.audit import run_audit
-from login_audit.cli.common import exit_code_for
 from login_audit.config import HttpSettings, Secret
 from login_audit.errors import EXIT_INCOMPLETE
 from login_audit.http import ApiKeyAuth, BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.cloudone import CloudOne
 from login_audit.platforms.visionone import VisionOne
+from login_audit.service import exit_code_for
 from login_audit.simulator import (
     ALL_FAULTS,
     CHANGE_FAULTS,

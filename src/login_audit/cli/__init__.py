@@ -22,8 +22,6 @@ from login_audit.cli.common import (
     CONTEXT,
     AppState,
     audit_and_report,
-    exit_code_for,
-    render_summary,
 )
 from login_audit.cli.completion import completion
 from login_audit.cli.doctor import doctor
@@ -38,6 +36,7 @@ from login_audit.errors import (
     LoginAuditError,
 )
 from login_audit.printable import printable
+from login_audit.service import exit_code_for, render_summary
 
 __all__ = ["AppState", "audit_and_report", "cli", "exit_code_for", "main", "render_summary"]
 

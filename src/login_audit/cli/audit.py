@@ -20,12 +20,10 @@ from login_audit.cli.common import (
     evidence_options,
     evidence_settings,
     exclusion_options,
-    exit_code_for,
     http_options,
     http_settings,
     open_archive_for,
     open_platform,
-    render_summary,
     tenant_key,
     tenant_options,
 )
@@ -35,6 +33,7 @@ from login_audit.config import default_config_path
 from login_audit.models import RunSummary
 from login_audit.platforms import retention_days
 from login_audit.reports import WriteNotes
+from login_audit.service import exit_code_for, render_summary
 
 #: The longest threshold accepted with an archive (ten years).
 MAX_ARCHIVE_DAYS = 3650

@@ -8,16 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
+from login_audit import service
 from login_audit.archive import Archive, TenantKey, archive_secrets, open_archive
-from login_audit.audit import run_archived_audit, run_audit
 from login_audit.config import (
     C1_KEY_ENV,
     PLATFORMS,
@@ -36,24 +34,18 @@ from login_audit.config import (
 )
 from login_audit.errors import (
     EXIT_BROKEN_PIPE,
-    EXIT_FINDINGS,
-    EXIT_INCOMPLETE,
-    EXIT_OK,
     ConfigError,
 )
-from login_audit.exclusions import unmatched_exclusions
 from login_audit.http import HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
 from login_audit.platforms import authenticate, connect
 from login_audit.platforms.base import Platform
-from login_audit.printable import printable
 from login_audit.redaction import Redactor
-from login_audit.reports import WriteNotes, write_reports
+from login_audit.reports import WriteNotes
+from login_audit.service import LogFileError, configure_logging
 
 log = logging.getLogger("login_audit")
 F = TypeVar("F", bound=Callable[..., Any])
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class AppState:
@@ -69,33 +61,12 @@ class AppState:
 
     def configure_logging(self, level: str, log_file: str | None) -> None:
         """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
-        numeric = logging.getLevelName(level.upper())
-        if not isinstance(numeric, int):
-            raise click.BadParameter(f"unknown log level {level!r}", param_hint="--log-level")
-        root = logging.getLogger("login_audit")
-        root.handlers.clear()
-        root.setLevel(numeric)
-        root.propagate = False
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("login-audit: %(levelname)s: %(message)s"))
-        console.addFilter(self.redactor)
-        root.addHandler(console)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)
-        if log_file:
-            path = Path(log_file).expanduser()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                os.fchmod(fd, 0o600)
-                stream = os.fdopen(fd, "a", encoding="utf-8")
-            except OSError as exc:
-                raise click.BadParameter(
-                    f"cannot open log file {path}: {exc.strerror}", param_hint="--log-file"
-                ) from None
-            handler = logging.StreamHandler(stream)
-            handler.setFormatter(logging.Formatter(LOG_FORMAT))
-            handler.addFilter(self.redactor)
-            root.addHandler(handler)
+        try:
+            configure_logging(self.redactor, level, log_file)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--log-level") from None
+        except LogFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--log-file") from None
 
 
 def common_options(func: F) -> F:
@@ -225,46 +196,6 @@ def quiet_broken_pipe() -> Iterator[None]:
         raise SystemExit(EXIT_BROKEN_PIPE) from None
 
 
-def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
-    """The one-screen summary printed on stderr after an audit."""
-    counts = summary.counts()
-    window = f"{summary.window.start:%Y-%m-%d} to {summary.window.end:%Y-%m-%d}"
-    lines = [
-        f"login-audit {summary.tool_version}: {summary.platform} ({summary.region}), "
-        f"{len(summary.findings)} accounts, logons {window}, threshold {summary.policy.days} days",
-        "  " + " | ".join(f"{kind} {count}" for kind, count in counts.items()),
-        f"  to remove: {len(summary.to_remove)}",
-        f"  requests: {summary.requests}, logon events read: {summary.events_read} "
-        f"({summary.unmatched_events} identities in the log matched no account)",
-    ]
-    lines += [f"  wrote {path}" for path in notes.paths]
-    if notes.neutralised:
-        lines.append(
-            f"  warning: {notes.neutralised} CSV values began like a spreadsheet formula and "
-            "were prefixed with ' to keep them inert"
-        )
-    lines += [f"  warning: {warning}" for warning in summary.warnings]
-    if not summary.complete:
-        lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
-        lines.append("  are not on the removal list:")
-        lines += [f"    - {printable(problem)}" for problem in summary.problems]
-        if notes.paths:
-            lines.append(
-                f"  This run's reports are in {notes.paths[0].parent}; the last complete "
-                "reports beside that folder were left as they were."
-            )
-    return "\n".join(lines)
-
-
-def exit_code_for(summary: RunSummary, fail_on_findings: bool) -> int:
-    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete or unjudged."""
-    if not summary.complete or summary.counts()["unknown"]:
-        return EXIT_INCOMPLETE
-    if fail_on_findings and summary.to_remove:
-        return EXIT_FINDINGS
-    return EXIT_OK
-
-
 def build_policy(
     days: int,
     include_disabled: bool,
@@ -302,45 +233,18 @@ def audit_and_report(
     allow_short_history: bool = False,
     api_keys: bool = False,
 ) -> tuple[RunSummary, WriteNotes]:
-    """Run one audit and write its reports; shared by ``audit``, ``demo`` and the old script.
-
-    With an ``archive``, logons are synced into it first and read back from it.
-    """
-    from login_audit.reports.atomic import ensure_dir
-
-    ensure_dir(output_dir)  # fail before the network work, not after it
+    """:func:`login_audit.service.audit_and_report` with progress drawn on a terminal."""
     with progress_reporter(not quiet) as progress:
-        if archive is not None:
-            summary = run_archived_audit(
-                platform,
-                archive,
-                tenant or TenantKey(platform.name, platform.region, "default"),
-                policy,
-                progress=progress,
-                allow_short_history=allow_short_history,
-                api_keys=api_keys,
-            )
-        else:
-            summary = run_audit(platform, policy, progress=progress, api_keys=api_keys)
-    accounts = (finding.account for finding in summary.findings)
-    summary = replace(
-        summary,
-        warnings=summary.warnings + unmatched_exclusions(accounts, policy),
-        tenant_name=tenant.name if tenant else "",
-    )
-    if archive is not None and tenant is not None:
-        from login_audit.watcher import period_signals
-
-        since = summary.finished_at - timedelta(days=policy.days)
-        signals = period_signals(archive, tenant, since, summary.finished_at)
-        summary = replace(summary, signals=signals)
-    notes = write_reports(summary, output_dir)
-    if notes.neutralised:
-        log.warning(
-            "%d CSV values began like a spreadsheet formula; prefixed with ' to keep them inert",
-            notes.neutralised,
+        return service.audit_and_report(
+            platform,
+            policy=policy,
+            output_dir=output_dir,
+            progress=progress,
+            archive=archive,
+            tenant=tenant,
+            allow_short_history=allow_short_history,
+            api_keys=api_keys,
         )
-    return summary, notes
 
 
 @contextlib.contextmanager

@@ -15,7 +15,11 @@ from typing import Any
 
 from login_audit import __version__
 from login_audit.archive import archive_failure, archive_secrets, open_archive
-from login_audit.cli.common import AppState, audit_and_report, exit_code_for, tenant_key
+from login_audit.cli.common import (
+    AppState,
+    audit_and_report,
+    tenant_key,
+)
 from login_audit.config import HttpSettings, Secret, TenantConfig, load_tenants, validate_days
 from login_audit.errors import (
     EXIT_CONFIG,
@@ -35,6 +39,7 @@ from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
 from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
+from login_audit.service import exit_code_for
 from login_audit.timeutil import utcnow
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,6 @@ from login_audit.cli.common import (
     AppState,
     audit_and_report,
     common_options,
-    exit_code_for,
-    render_summary,
 )
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
 from login_audit.errors import EXIT_UNEXPECTED, ConfigError
@@ -26,6 +24,7 @@ from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports.atomic import ensure_dir
+from login_audit.service import exit_code_for, render_summary
 from login_audit.simulator.behaviours import BEHAVIOURS
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,0 +1,162 @@
+"""The audit of one tenant as a library call: audit, report, summarise, exit code.
+
+The command line (``audit``, ``demo``), the original script and the tests all run an
+audit through :func:`audit_and_report`; none of them needs the command line to do it.
+Logging for such a run is set up by :func:`configure_logging`, every record redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from login_audit.archive import Archive, TenantKey
+from login_audit.audit import run_archived_audit, run_audit
+from login_audit.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from login_audit.exclusions import unmatched_exclusions
+from login_audit.models import Policy, RunSummary
+from login_audit.platforms.base import Platform
+from login_audit.printable import printable
+from login_audit.redaction import Redactor
+from login_audit.reports import WriteNotes, write_reports
+
+log = logging.getLogger("login_audit")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+Progress = Callable[[str, int], None]
+
+
+class LogFileError(ConfigError):
+    """The log file cannot be opened for appending."""
+
+
+def configure_logging(redactor: Redactor, level: str, log_file: str | None) -> None:
+    """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed.
+
+    Raises :class:`ValueError` for an unknown level and :class:`LogFileError` for a file
+    that cannot be opened.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    root = logging.getLogger("login_audit")
+    root.handlers.clear()
+    root.setLevel(numeric)
+    root.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("login-audit: %(levelname)s: %(message)s"))
+    console.addFilter(redactor)
+    root.addHandler(console)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    if log_file:
+        path = Path(log_file).expanduser()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            stream = os.fdopen(fd, "a", encoding="utf-8")
+        except OSError as exc:
+            raise LogFileError(f"cannot open log file {path}: {exc.strerror}") from None
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(redactor)
+        root.addHandler(handler)
+
+
+def audit_and_report(
+    platform: Platform,
+    *,
+    policy: Policy,
+    output_dir: Path,
+    progress: Progress | None = None,
+    archive: Archive | None = None,
+    tenant: TenantKey | None = None,
+    allow_short_history: bool = False,
+    api_keys: bool = False,
+) -> tuple[RunSummary, WriteNotes]:
+    """Run one audit and write its reports.
+
+    With an ``archive``, logons are synced into it first and read back from it, and the
+    takeover signals of the period (when ``watch`` runs) join the reports.
+    """
+    from login_audit.reports.atomic import ensure_dir
+
+    ensure_dir(output_dir)  # fail before the network work, not after it
+    report = progress or (lambda stage, count: None)
+    if archive is not None:
+        summary = run_archived_audit(
+            platform,
+            archive,
+            tenant or TenantKey(platform.name, platform.region, "default"),
+            policy,
+            progress=report,
+            allow_short_history=allow_short_history,
+            api_keys=api_keys,
+        )
+    else:
+        summary = run_audit(platform, policy, progress=report, api_keys=api_keys)
+    accounts = (finding.account for finding in summary.findings)
+    summary = replace(
+        summary,
+        warnings=summary.warnings + unmatched_exclusions(accounts, policy),
+        tenant_name=tenant.name if tenant else "",
+    )
+    if archive is not None and tenant is not None:
+        from login_audit.watcher import period_signals
+
+        since = summary.finished_at - timedelta(days=policy.days)
+        signals = period_signals(archive, tenant, since, summary.finished_at)
+        summary = replace(summary, signals=signals)
+    notes = write_reports(summary, output_dir)
+    if notes.neutralised:
+        log.warning(
+            "%d CSV values began like a spreadsheet formula; prefixed with ' to keep them inert",
+            notes.neutralised,
+        )
+    return summary, notes
+
+
+def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
+    """The one-screen summary printed on stderr after an audit."""
+    counts = summary.counts()
+    window = f"{summary.window.start:%Y-%m-%d} to {summary.window.end:%Y-%m-%d}"
+    lines = [
+        f"login-audit {summary.tool_version}: {summary.platform} ({summary.region}), "
+        f"{len(summary.findings)} accounts, logons {window}, threshold {summary.policy.days} days",
+        "  " + " | ".join(f"{kind} {count}" for kind, count in counts.items()),
+        f"  to remove: {len(summary.to_remove)}",
+        f"  requests: {summary.requests}, logon events read: {summary.events_read} "
+        f"({summary.unmatched_events} identities in the log matched no account)",
+    ]
+    lines += [f"  wrote {path}" for path in notes.paths]
+    if notes.neutralised:
+        lines.append(
+            f"  warning: {notes.neutralised} CSV values began like a spreadsheet formula and "
+            "were prefixed with ' to keep them inert"
+        )
+    lines += [f"  warning: {warning}" for warning in summary.warnings]
+    if not summary.complete:
+        lines.append("  INCOMPLETE: accounts whose data could not be read are 'unknown' and")
+        lines.append("  are not on the removal list:")
+        lines += [f"    - {printable(problem)}" for problem in summary.problems]
+        if notes.paths:
+            lines.append(
+                f"  This run's reports are in {notes.paths[0].parent}; the last complete "
+                "reports beside that folder were left as they were."
+            )
+    return "\n".join(lines)
+
+
+def exit_code_for(summary: RunSummary, fail_on_findings: bool) -> int:
+    """0 complete, 3 findings (only with --fail-on-findings), 4 incomplete or unjudged."""
+    if not summary.complete or summary.counts()["unknown"]:
+        return EXIT_INCOMPLETE
+    if fail_on_findings and summary.to_remove:
+        return EXIT_FINDINGS
+    return EXIT_OK
