@@ -37,7 +37,6 @@ TOKEN_ENV = "TMV1_TOKEN"  # noqa: S105 - a variable name, not a secret
 URL_ENV = "TMV1_URL"
 C1_KEY_ENV = "C1_API_KEY"
 PLATFORMS = ("visionone", "cloudone")
-_C1_REGION = re.compile(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*-[0-9]{1,2}$")
 
 
 class Secret:
@@ -205,21 +204,14 @@ def resolve_target(
     """Validate where a tenant lives. Vision One also reads ``TMV1_URL`` like the vendor's
     samples; Cloud One accepts any region name of the vendor's form (``us-1``, ``trend-us-1``).
     """
-    environ = os.environ if env is None else env
-    if platform == "visionone":
-        label, url = vision_one_base_url(region, base_url or environ.get(URL_ENV) or None)
-        return Target(platform, label, url, TOKEN_ENV)
-    if platform != "cloudone":
-        raise ConfigError(f"unknown platform {platform!r}: use visionone or cloudone")
-    if base_url:
-        return Target(platform, "custom", normalise_base_url(base_url), C1_KEY_ENV)
-    name = (region or "us-1").strip().lower()
-    if not _C1_REGION.match(name):
-        raise ConfigError(
-            f"unknown Cloud One region {region!r}: use a region such as us-1, de-1, gb-1, "
-            "au-1, jp-1, sg-1, in-1, ca-1 or trend-us-1, or --base-url URL"
-        )
-    return Target(platform, name, None, C1_KEY_ENV)
+    # Imported here: each platform module describes its own targets, and imports this one.
+    from login_audit.platforms import client_class
+
+    try:
+        client = client_class(platform)
+    except ValueError:
+        raise ConfigError(f"unknown platform {platform!r}: use visionone or cloudone") from None
+    return client.resolve(region, base_url, os.environ if env is None else env)
 
 
 def _warn_if_world_readable(path: Path, what: str = "token file") -> None:

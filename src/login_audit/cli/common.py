@@ -38,7 +38,7 @@ from login_audit.errors import (
 )
 from login_audit.http import HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
-from login_audit.platforms import authenticate, connect
+from login_audit.platforms import authenticate, client_class, connect
 from login_audit.platforms.base import Platform
 from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
@@ -273,12 +273,13 @@ def chosen_target(platform: str, region: str | None, base_url: str | None) -> Ta
     region and a base URL both apply, the tool says which one it uses.
     """
     ctx = click.get_current_context()
-    url_env = os.environ.get(URL_ENV, "").strip() if platform == "visionone" else ""
+    url_variable = client_class(platform).url_env
+    url_env = os.environ.get(url_variable, "").strip() if url_variable else ""
     region_rank = _rank(ctx, "region", region)
     url_rank = _rank(ctx, "base_url", base_url)
     url_from = "--base-url" if url_rank == 2 else "LOGIN_AUDIT_BASE_URL"
     if not url_rank and url_env:
-        base_url, url_rank, url_from = url_env, 1, URL_ENV
+        base_url, url_rank, url_from = url_env, 1, str(url_variable)
     region_from = "--region" if region_rank == 2 else "LOGIN_AUDIT_REGION"
     if url_rank and region_rank:
         if region_rank > url_rank:

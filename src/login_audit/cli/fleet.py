@@ -20,7 +20,14 @@ from login_audit.cli.common import (
     audit_and_report,
     tenant_key,
 )
-from login_audit.config import HttpSettings, Secret, TenantConfig, load_tenants, validate_days
+from login_audit.config import (
+    PLATFORMS,
+    HttpSettings,
+    Secret,
+    TenantConfig,
+    load_tenants,
+    validate_days,
+)
 from login_audit.errors import (
     EXIT_CONFIG,
     EXIT_FINDINGS,
@@ -248,7 +255,7 @@ def audit_all(
         open_archive(options.archive_spec).close()
     pacers = {
         platform: Pacer(options.settings.rate_limit, options.settings.rate_window)
-        for platform in ("visionone", "cloudone")
+        for platform in PLATFORMS
     }
     with ThreadPoolExecutor(max_workers=min(4, len(tenants))) as pool:
         outcomes = list(pool.map(lambda t: run_tenant(state, t, options, pacers), tenants))

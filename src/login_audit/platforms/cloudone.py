@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from login_audit.config import Secret, Target
-from login_audit.errors import ProtocolError, UnsupportedActionError
+from login_audit.config import C1_KEY_ENV, Secret, Target, normalise_base_url
+from login_audit.errors import ConfigError, ProtocolError, UnsupportedActionError
 from login_audit.http import ApiKeyAuth, HttpClient
 from login_audit.models import (
     Account,
@@ -44,6 +45,9 @@ PERMISSION_USERS = "Users and roles: read"
 #: The built-in role with every permission, by name and by id (when roles cannot be named).
 ADMIN_ROLES: tuple[str, ...] = ("Full Access", "administrator")
 NO_DISABLE = "Cloud One documents no API to disable a user"
+
+
+_REGION = re.compile(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*-[0-9]{1,2}$")
 
 
 def service_urls(region: str, base_url: str | None) -> dict[str, str]:
@@ -148,6 +152,23 @@ class CloudOne:
         self.urls = service_urls(region, base_url)
         self.base_url = base_url or self.urls["audit"]
         self.activity: list[LoginEvent] = []
+
+    token_env = C1_KEY_ENV
+    url_env: str | None = None
+
+    @classmethod
+    def resolve(cls, region: str | None, base_url: str | None, env: Mapping[str, str]) -> Target:
+        """Where the account is: a base URL, or any region name of the vendor's form
+        (``us-1``, ``trend-us-1``)."""
+        if base_url:
+            return Target(cls.name, "custom", normalise_base_url(base_url), C1_KEY_ENV)
+        name = (region or "us-1").strip().lower()
+        if not _REGION.match(name):
+            raise ConfigError(
+                f"unknown Cloud One region {region!r}: use a region such as us-1, de-1, gb-1, "
+                "au-1, jp-1, sg-1, in-1, ca-1 or trend-us-1, or --base-url URL"
+            )
+        return Target(cls.name, name, None, C1_KEY_ENV)
 
     @classmethod
     def connect(cls, target: Target, http: HttpClient) -> CloudOne:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from login_audit.config import Secret, Target
+from login_audit.config import TOKEN_ENV, URL_ENV, Secret, Target, vision_one_base_url
 from login_audit.errors import ConfigError, ProtocolError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import (
@@ -160,6 +160,17 @@ class VisionOne:
         self.base_url = base_url
         self.region = region
         self.clock = clock
+
+    #: Where the token is read from, and the variable naming the API's origin (as in the
+    #: vendor's samples).
+    token_env = TOKEN_ENV
+    url_env: str | None = URL_ENV
+
+    @classmethod
+    def resolve(cls, region: str | None, base_url: str | None, env: Mapping[str, str]) -> Target:
+        """Where the tenant is: a region or a base URL, else ``$TMV1_URL``, else ``us``."""
+        label, url = vision_one_base_url(region, base_url or env.get(URL_ENV) or None)
+        return Target(cls.name, label, url, TOKEN_ENV)
 
     @classmethod
     def connect(cls, target: Target, http: HttpClient) -> VisionOne:
