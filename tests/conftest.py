@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -122,30 +121,6 @@ def process_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
         return env
 
     return make
-
-
-def run_process(
-    args: list[str],
-    *,
-    env: dict[str, str],
-    cwd: Path | None = None,
-    timeout: float = 120,
-) -> CliResult:
-    """Run ``python -m login_audit ARGS`` as a separate process, and capture everything.
-
-    Only for what a function call cannot prove (signals, locks held by another process,
-    terminals): every other CLI test uses the in-process :func:`cli` fixture.
-    """
-    proc = subprocess.run(
-        [sys.executable, "-m", "login_audit", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def truth_rows(tenant: Tenant) -> set[tuple[str, str, str]]:
