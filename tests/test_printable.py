@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_audit.cli.common import Redactor
+from login_audit.cli.state import Redactor
 from login_audit.config import HttpSettings, Secret
 from login_audit.errors import ProtocolError
 from login_audit.http import BearerAuth, HttpClient

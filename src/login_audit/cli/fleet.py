@@ -15,7 +15,8 @@ from typing import Any
 
 from login_audit import __version__
 from login_audit.archive import archive_failure, archive_secrets, open_archive
-from login_audit.cli.common import AppState, audit_and_report, exit_code_for, tenant_key
+from login_audit.cli.common import audit_and_report, exit_code_for, tenant_key
+from login_audit.cli.state import AppState
 from login_audit.config import HttpSettings, Secret, TenantConfig, load_tenants, validate_days
 from login_audit.errors import (
     EXIT_CONFIG,
