@@ -396,6 +396,8 @@ class Simulator:
 
     def iam_accounts(self, query: dict[str, str], filter_text: str) -> dict[str, Any]:
         """``GET /v3.0/iam/accounts``."""
+        if filter_text and "account-filters-refused" in self.behaviours:
+            raise _HttpError(400, "BadRequest", "invalid TMV1-Filter: not supported here")
         try:
             predicate = parse_filter(filter_text, ACCOUNT_FIELDS)
         except FilterSyntaxError as exc:
