@@ -23,6 +23,7 @@ COMMANDS = (
     ["simulate"],
     ["demo"],
     ["completion"],
+    ["watch"],
 )
 HEADING = "## Command reference\n"
 

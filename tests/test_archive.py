@@ -52,7 +52,11 @@ def test_time_conversion_round_trips() -> None:
 
 
 def test_migrations_are_named_recorded_and_applied_once(archive: SqlArchive) -> None:
-    assert archive.migrations() == ["0001_initial", "0002_audit_runs_and_apply_journal"]
+    assert archive.migrations() == [
+        "0001_initial",
+        "0002_audit_runs_and_apply_journal",
+        "0003_watch_signals",
+    ]
     assert archive.migrate() == []
 
 

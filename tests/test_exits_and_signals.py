@@ -110,15 +110,25 @@ def test_a_damaged_sqlite_archive_is_detected_by_every_command(cli, synced, tmp_
     assert "ok    visionone" in doctor.stdout  # the other checks still ran and printed
 
 
-def test_the_file_size_limit_is_a_local_problem(cli, start_sim, tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["while syncing", "while creating the archive"])
+def test_the_file_size_limit_is_a_local_problem(cli, start_sim, tmp_path: Path, when) -> None:
     import resource
 
+    from login_audit.archive import open_archive
+
     sim = start_sim(build_tenant(seed=5, accounts=120))
+    archive = tmp_path / "a.sqlite3"
+    if when == "while syncing":
+        # Room for the empty archive and its migrations, not for the sync's records.
+        open_archive(str(archive)).close()
+        limit = archive.stat().st_size + 64 * 1024
+    else:
+        limit = 16 * 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (96 * 1024, hard))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
         result = cli(
-            ["sync", "--base-url", sim.base_url, "--archive", str(tmp_path / "a.sqlite3"), *FAST],
+            ["sync", "--base-url", sim.base_url, "--archive", str(archive), *FAST],
             {"TMV1_TOKEN": sim.token},
         )
     finally:
@@ -126,6 +136,7 @@ def test_the_file_size_limit_is_a_local_problem(cli, start_sim, tmp_path: Path) 
     assert result.code == 2, result.stderr
     assert "file-size limit (ulimit -f)" in result.stderr
     assert "unexpected" not in result.stderr
+    assert "no other program holds it" not in result.stderr
 
 
 def test_a_lost_postgresql_connection_is_said(cli, postgres_url, tmp_path: Path) -> None:

@@ -28,6 +28,12 @@ def test_region_flag_beats_a_base_url_in_the_environment(cli, start_sim, tenant,
         assert "using --region eu" in result.stderr and variable in result.stderr
         audit = cli(["audit", "--region", "eu", "--output-dir", str(tmp_path / "o")], env)
         assert audit.code == 2 and "using --region eu" in audit.stderr
+        watch = cli(
+            ["watch", "--region", "eu", "--archive", str(tmp_path / "a.sqlite3"),
+             "--jsonl", str(tmp_path / "s.jsonl")],
+            env,
+        )  # fmt: skip
+        assert watch.code == 2 and "using --region eu" in watch.stderr
     assert sim.stats.requests == 0
 
 

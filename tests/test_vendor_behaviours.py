@@ -435,3 +435,26 @@ def test_trust_empty_evidence_all_trusts_every_type(
     result = audit(cli, sim, out, "--no-archive", "--trust-empty-evidence", "all")
     assert result.code == 0, result.stderr
     assert rows(out) == truth_rows(tenant)
+
+
+@pytest.mark.parametrize(("known", "refused"), [(0, True), (19, True), (20, False), (100, False)])
+def test_the_same_tenant_check_allows_for_new_accounts(known: int, refused: bool) -> None:
+    from datetime import datetime, timezone
+
+    from login_audit.archive.base import TenantKey
+    from login_audit.audit import check_same_tenant
+    from login_audit.errors import ConfigError
+    from login_audit.models import Account, AccountStatus
+
+    sample = [
+        Account(f"id-{n}", f"u{n}@x.example", "Operator", "local", AccountStatus.ENABLED)
+        for n in range(100)
+    ]
+    seen = {f"id-{n}": datetime.now(timezone.utc) for n in range(known)}
+    seen["id-elsewhere"] = datetime.now(timezone.utc)
+    key = TenantKey("visionone", "eu", "default")
+    if refused:
+        with pytest.raises(ConfigError, match="another tenant"):
+            check_same_tenant(sample, seen, key, "https://h")
+    else:
+        check_same_tenant(sample, seen, key, "https://h")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from login_audit.errors import ConfigError, CredentialsError
+from login_audit.errors import ConfigError, CredentialsError, LoginAuditError
 
 log = logging.getLogger(__name__)
 
@@ -222,17 +222,30 @@ def resolve_target(
     return Target(platform, name, None, C1_KEY_ENV)
 
 
-def _warn_if_world_readable(path: Path) -> None:
+def _warn_if_world_readable(path: Path, what: str = "token file") -> None:
     try:
         mode = path.stat().st_mode
     except OSError:
         return
     if stat.S_ISREG(mode) and mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning(
-            "token file %s can be read by other users; restrict it with: chmod 600 %s",
+            "%s %s can be read by other users; restrict it with: chmod 600 %s",
+            what,
             path,
             path,
         )
+
+
+def read_secret_file(path: Path, what: str, error: type[LoginAuditError]) -> str:
+    """The text of a file holding a secret; a file others can read is warned about."""
+    _warn_if_world_readable(path, what)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise error(
+            f"cannot read {what} {path}: {reason}; check the path and its permissions"
+        ) from None
 
 
 def load_token(
@@ -259,14 +272,7 @@ def load_token(
                     f"it takes the path of a file holding the token; or set {env_var}"
                 )
             path = Path(token_file).expanduser()
-            _warn_if_world_readable(path)
-            try:
-                value = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise CredentialsError(
-                    f"cannot read token file {path}: {reason}; check the path and its permissions"
-                ) from None
+            value = read_secret_file(path, "token file", CredentialsError)
             source = f"token file {path}"
     else:
         value = environ.get(env_var, "")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any
 
 
 class AccountStatus(str, enum.Enum):
@@ -255,6 +256,7 @@ class RunSummary:
     warnings: tuple[str, ...] = ()
     #: The tenant's name (``--tenant``, or its name in the tenants file), for people.
     tenant_name: str = ""
+    signals: tuple[Signal, ...] | None = None  # watch's signals of the period, if it runs
 
     def counts(self) -> dict[str, int]:
         """Number of findings of each kind, every kind present (zero when none)."""
@@ -267,3 +269,67 @@ class RunSummary:
     def to_remove(self) -> tuple[Finding, ...]:
         """The findings that belong on the cleanup CSV, in report order."""
         return tuple(f for f in self.findings if f.kind.removable)
+
+
+class SignalKind(str, enum.Enum):
+    """What ``watch`` reports: signs that someone may have taken over an account."""
+
+    REACTIVATED = "dormant-reactivated"
+    FAILED_BURST = "failed-logon-burst"
+    ACCOUNT_CREATED = "account-created"
+    ROLE_ADMIN = "role-changed-to-admin"
+    API_KEY_CREATED = "api-key-created"
+
+    @property
+    def label(self) -> str:
+        """The signal's name for people."""
+        return {
+            "dormant-reactivated": "Dormant account reactivated",
+            "failed-logon-burst": "Failed logons on a stale account",
+            "account-created": "Account created",
+            "role-changed-to-admin": "Role changed to an administrator role",
+            "api-key-created": "API key created",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One takeover signal: what happened, to whom, when, and the records that show it.
+
+    ``id`` is a hash of the kind and the evidence, so the same signal found twice (after
+    a crash, or by a second watcher) is the same value.
+    """
+
+    id: str
+    kind: SignalKind
+    subject: str
+    occurred_at: datetime
+    summary: str
+    actor: str = ""
+    evidence: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Signal:
+        """The inverse of :meth:`to_json`."""
+        when = datetime.strptime(str(data["occurredAt"]), "%Y-%m-%dT%H:%M:%S.%fZ")
+        return cls(
+            id=str(data["id"]),
+            kind=SignalKind(data["kind"]),
+            subject=str(data["subject"]),
+            occurred_at=when.replace(tzinfo=timezone.utc),
+            summary=str(data["summary"]),
+            actor=str(data.get("actor") or ""),
+            evidence=tuple((str(k), str(v)) for k, v in (data.get("evidence") or {}).items()),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The signal as the JSON Lines output and the webhook carry it."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "occurredAt": self.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "summary": self.summary,
+            "actor": self.actor or None,
+            "evidence": dict(self.evidence),
+        }

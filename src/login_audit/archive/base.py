@@ -25,12 +25,13 @@ def from_us(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
 
 
-def busy_message(location: str) -> str:
-    """What a process is told when another holds the lock of its tenant."""
-    return (
-        f"another login-audit process is syncing this tenant into {location} or applying "
-        "changes to it; wait for it to finish, then run again"
-    )
+def busy_message(location: str, purpose: str = "sync") -> str:
+    """What a process is told when another holds the ``purpose`` lock of its tenant."""
+    if purpose == "sync":
+        doing = f"syncing this tenant into {location} or applying changes to it"
+    else:
+        doing = f"{purpose}ing this tenant in {location}"
+    return f"another login-audit process is {doing}; wait for it to finish, then run again"
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,10 @@ class Archive(Protocol):
         """The id of ``key``, or None when the archive has never seen it."""
         ...
 
-    def lock(self, tenant: int) -> AbstractContextManager[None]:
-        """Hold the tenant's lock (sync, archived audit, apply); raise ``ArchiveBusyError``
-        with :func:`busy_message` if another process holds it."""
+    def lock(self, tenant: int, purpose: str = "sync") -> AbstractContextManager[None]:
+        """Hold the tenant's ``purpose`` lock: "sync" (sync, archived audit, apply) or
+        "watch", which is separate so a watcher never delays a sync; raise
+        ``ArchiveBusyError`` with :func:`busy_message` if another process holds it."""
         ...
 
     def state(self, tenant: int, stream: str) -> SyncState | None:

@@ -12,6 +12,7 @@ from login_audit.config import Secret
 from login_audit.errors import ArchiveBusyError, ConfigError
 
 _LOCK_SPACE = 0x4C41  # "LA": keeps our advisory locks apart from other applications'
+_WATCH_LOCK_SPACE = 0x4C57  # "LW": the watch lock of a tenant, apart from its sync lock
 
 
 class PostgresDialect:
@@ -31,15 +32,18 @@ class PostgresDialect:
             yield
 
     @contextlib.contextmanager
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> Iterator[None]:
+    def tenant_lock(
+        self, conn: Any, location: str, tenant: int, purpose: str = "sync"
+    ) -> Iterator[None]:
         """A session advisory lock; PostgreSQL releases it if the process dies."""
-        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_SPACE, tenant)).fetchone()
+        space = _LOCK_SPACE if purpose == "sync" else _WATCH_LOCK_SPACE
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, tenant)).fetchone()
         if not got[0]:
-            raise ArchiveBusyError(busy_message(location))
+            raise ArchiveBusyError(busy_message(location, purpose))
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_SPACE, tenant))
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, tenant))
 
     def size_bytes(self, conn: Any) -> int:
         """``pg_database_size`` of the current database."""

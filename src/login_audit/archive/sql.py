@@ -24,6 +24,7 @@ from login_audit.archive.base import (
     from_us,
     to_us,
 )
+from login_audit.archive.signals import WATCH_MIGRATION
 from login_audit.models import Account, AuditRecord, RecordKind, ReportedAccount
 
 #: Named migrations, applied in order and recorded in ``schema_migrations``.
@@ -103,6 +104,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX apply_journal_by_time ON apply_journal (tenant_id, at)",
         ),
     ),
+    WATCH_MIGRATION,
 )
 
 
@@ -120,8 +122,10 @@ class Dialect(Protocol):
         """A write transaction on ``conn``."""
         ...
 
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> AbstractContextManager[None]:
-        """An exclusive, non-waiting lock of one tenant's sync."""
+    def tenant_lock(
+        self, conn: Any, location: str, tenant: int, purpose: str = "sync"
+    ) -> AbstractContextManager[None]:
+        """An exclusive, non-waiting lock of one tenant's ``purpose`` (sync or watch)."""
         ...
 
     def size_bytes(self, conn: Any) -> int:
@@ -284,9 +288,9 @@ class SqlArchive:
             row = self._one(find, params)
         return int(row[0])
 
-    def lock(self, tenant: int) -> AbstractContextManager[None]:
-        """Hold the tenant's sync lock (refuses at once if another process holds it)."""
-        return self.dialect.tenant_lock(self.conn, self.location, tenant)
+    def lock(self, tenant: int, purpose: str = "sync") -> AbstractContextManager[None]:
+        """Hold the tenant's sync (or watch) lock; refuses at once if another process holds it."""
+        return self.dialect.tenant_lock(self.conn, self.location, tenant, purpose)
 
     # -- sync state -----------------------------------------------------------------------
 
@@ -334,16 +338,28 @@ class SqlArchive:
         ]
         inserted = 0
         with self.dialect.transaction(self.conn):
+            # Records already stored get no number: a sweep reads some pages twice (its
+            # probe page, an overlap), and the numbers stay dense, one per stored record.
+            rows = self._new_rows(tenant, rows)
             if rows:
+                # Numbers in insertion order, from a per-tenant counter whose row stays locked
+                # until the commit: a watcher reading "after N" never skips a late commit.
+                last = self._all(
+                    "UPDATE tenants SET record_seq = record_seq + ? WHERE id = ?"
+                    " RETURNING record_seq",
+                    (len(rows), tenant),
+                )[0][0]
+                first = int(last) - len(rows) + 1
+                numbered = [(*row, first + n) for n, row in enumerate(rows)]
                 inserted = self.dialect.insert_many(
                     self.conn,
                     self.dialect.sql(
                         "INSERT INTO records (tenant_id, key, logged_at, category, activity,"
-                        " result, kind, principal, account_id, raw)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " result, kind, principal, account_id, raw, seq)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (tenant_id, key) DO NOTHING"
                     ),
-                    rows,
+                    numbered,
                 )
             self._ensure_state(tenant, stream)
             self._execute(
@@ -351,6 +367,27 @@ class SqlArchive:
                 (_checkpoint_json(checkpoint), tenant, stream),
             )
         return inserted
+
+    def _new_rows(self, tenant: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``rows`` without those whose key the tenant already holds or that repeat one."""
+        keys = list(dict.fromkeys(row[1] for row in rows))
+        known: set[str] = set()
+        for at in range(0, len(keys), 500):
+            chunk = keys[at : at + 500]
+            marks = ", ".join("?" * len(chunk))
+            known.update(
+                str(found[0])
+                for found in self._all(
+                    f"SELECT key FROM records WHERE tenant_id = ? AND key IN ({marks})",  # noqa: S608 - placeholders only
+                    (tenant, *chunk),
+                )
+            )
+        fresh: list[tuple[Any, ...]] = []
+        for row in rows:
+            if row[1] not in known:
+                known.add(row[1])
+                fresh.append(row)
+        return fresh
 
     def finish_window(
         self, tenant: int, stream: str, start: datetime, end: datetime, at: datetime

@@ -21,6 +21,9 @@ from login_audit.locks import file_lock
 
 log = logging.getLogger(__name__)
 
+#: Words of SQLite's errors when it cannot write (see :func:`login_audit.archive.archive_failure`).
+_WRITE_FAILURES = ("full", "i/o error", "too large", "readonly", "read-only")
+
 
 class SqliteDialect:
     """SQLite specifics: ``?`` placeholders, ``BEGIN IMMEDIATE``, lock files."""
@@ -43,9 +46,14 @@ class SqliteDialect:
             raise
         conn.execute("COMMIT")
 
-    def tenant_lock(self, conn: Any, location: str, tenant: int) -> AbstractContextManager[None]:
-        """An ``flock`` on ``<archive>.tenant-<id>.lock``, released by the OS if we die."""
-        return file_lock(f"{location}.tenant-{tenant}.lock", busy_message(location))
+    def tenant_lock(
+        self, conn: Any, location: str, tenant: int, purpose: str = "sync"
+    ) -> AbstractContextManager[None]:
+        """An ``flock`` on ``<archive>.tenant-<id>[.<purpose>].lock``, released by the OS if
+        we die; the sync lock keeps the name it always had, so older versions still meet it."""
+        suffix = "" if purpose == "sync" else f".{purpose}"
+        path = f"{location}.tenant-{tenant}{suffix}.lock"
+        return file_lock(path, busy_message(location, purpose))
 
     def size_bytes(self, conn: sqlite3.Connection) -> int:
         """Pages times page size (the WAL file is not counted)."""
@@ -84,10 +92,18 @@ def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) 
         raise ConfigError(
             f"cannot create the archive {path}: {exc.strerror}; choose another with --archive"
         ) from None
+    from login_audit.archive import archive_failure
+
     for attempt in range(50):
         try:
             return _connect(path)
         except sqlite3.OperationalError as exc:
+            # Migrations write at opening too: a full disk, the file-size limit or a
+            # read-only file is said as such, not as a file held by another program.
+            if any(word in str(exc).lower() for word in _WRITE_FAILURES):
+                failure = archive_failure(exc, str(path))
+                assert failure is not None
+                raise failure from None
             # Another process is creating or migrating the same file: wait for it.
             if "locked" not in str(exc) or attempt == 49:
                 raise ConfigError(

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("login_audit.cli.simulate", "simulate"),
     "demo": ("login_audit.cli.simulate", "demo"),
     "completion": ("login_audit.cli.completion", "completion"),
+    "watch": ("login_audit.cli.watch", "watch"),
 }
 #: What ``from login_audit.cli import X`` still offers, loaded on first use.
 _LAZY_NAMES = {

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from login_audit.archive.base import Archive, TenantInfo
+from login_audit.archive.base import Archive, TenantInfo, TenantKey
 from login_audit.audit import SAMPLE, check_same_tenant
 from login_audit.cli.common import (
     archive_options,
@@ -27,6 +27,7 @@ from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import Target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, check_output, export_records, guess_format
+from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
 from login_audit.sync import ALL, SyncResult, sync_stream
@@ -61,21 +62,36 @@ def run_sync(
     """Snapshot the accounts and bring the ``all`` stream of one tenant up to date."""
     settings = http_settings(settings_kwargs)
     with open_platform(state, target, token_file, settings) as platform:
-        key = tenant_key(target, tenant_name)
-        tenant = archive.tenant_id(key)
-        with archive.lock(tenant), progress_reporter(True) as progress:
-            accounts = list(platform.list_accounts())
-            known, _ = archive.first_seen(tenant)
-            check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
-            archive.store_accounts(tenant, accounts, utcnow())
-            return sync_stream(
-                archive,
-                platform,
-                tenant,
-                ALL,
-                overlap=timedelta(minutes=overlap_minutes),
-                progress=progress,
-            )
+        return sync_platform(archive, platform, tenant_key(target, tenant_name), overlap_minutes)
+
+
+def sync_platform(
+    archive: Archive,
+    platform: Platform,
+    key: TenantKey,
+    overlap_minutes: int,
+    *,
+    quiet: bool = False,
+) -> SyncResult:
+    """Under the tenant's sync lock: snapshot the accounts, then sync the ``all`` stream.
+
+    Refuses, before storing anything, accounts that are mostly unknown to the archive's
+    tenant of that key (see :func:`~login_audit.audit.check_same_tenant`).
+    """
+    tenant = archive.tenant_id(key)
+    with archive.lock(tenant), progress_reporter(not quiet) as progress:
+        accounts = list(platform.list_accounts())
+        known, _ = archive.first_seen(tenant)
+        check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
+        archive.store_accounts(tenant, accounts, utcnow())
+        return sync_stream(
+            archive,
+            platform,
+            tenant,
+            ALL,
+            overlap=timedelta(minutes=overlap_minutes),
+            progress=progress,
+        )
 
 
 def describe_sync(result: SyncResult) -> str:

@@ -29,6 +29,7 @@ from login_audit.cli.common import (
 )
 from login_audit.cli.fleet import FleetOptions, audit_all
 from login_audit.cli.state import CONTEXT, AppState
+from login_audit.cli.watch import notify_owners, notify_webhook, webhook_options
 from login_audit.config import default_config_path
 from login_audit.models import RunSummary
 from login_audit.reports import WriteNotes
@@ -116,6 +117,14 @@ MAX_ARCHIVE_DAYS = 3650
     envvar="LOGIN_AUDIT_JSON",
     help="Print a JSON summary on stdout (counts, reports written, exit code) for scripts.",
 )
+@click.option(
+    "--notify",
+    is_flag=True,
+    envvar="LOGIN_AUDIT_NOTIFY",
+    help="Post to the webhook (--webhook-file, or $LOGIN_AUDIT_WEBHOOK_URL) which accounts became "
+    "stale since the last audit in the archive, and whether the run was incomplete.",
+)
+@webhook_options
 @http_options
 @common_options
 def audit(
@@ -140,6 +149,9 @@ def audit(
     tenant_name: str,
     all_tenants: bool,
     config_path: str | None,
+    notify: bool,
+    webhook_file: str | None,
+    webhook_format: str,
     **kwargs: Any,
 ) -> None:
     """Audit a Vision One or Cloud One tenant; write the cleanup CSV and detailed reports.
@@ -168,6 +180,7 @@ def audit(
     state.json_mode = json_summary
     settings = http_settings(kwargs)
     evidence = evidence_settings(kwargs)
+    webhook = notify_webhook(state, notify, all_tenants, webhook_file, webhook_format, settings)
     if all_tenants:
         explicit = frozenset(
             name
@@ -218,6 +231,7 @@ def audit(
         evidence,
     )
     archive = None if no_archive else open_archive_for(state, archive_spec)
+    key = tenant_key(target, tenant_name)
     try:
         with open_platform(state, target, token_file, settings) as client:
             summary, notes = audit_and_report(
@@ -227,14 +241,16 @@ def audit(
                 output_dir=Path(output_dir),
                 quiet=quiet,
                 archive=archive,
-                tenant=tenant_key(target, tenant_name),
+                tenant=key,
                 allow_short_history=allow_short_history,
                 api_keys=audit_keys,
             )
+        code = exit_code_for(summary, fail_on_findings)
+        if webhook is not None:
+            code = notify_owners(webhook, archive, key, summary, code)
     finally:
         if archive is not None:
             archive.close()
-    code = exit_code_for(summary, fail_on_findings)
     if json_summary:
         click.echo(json.dumps(script_summary(summary, notes, code), indent=2))
     if not quiet:

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -280,6 +281,12 @@ def audit_and_report(
         warnings=summary.warnings + unmatched_exclusions(accounts, policy),
         tenant_name=tenant.name if tenant else "",
     )
+    if archive is not None and tenant is not None:
+        from login_audit.watcher import period_signals
+
+        since = summary.finished_at - timedelta(days=policy.days)
+        signals = period_signals(archive, tenant, since, summary.finished_at)
+        summary = replace(summary, signals=signals)
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -24,6 +26,19 @@ from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
 from login_audit.reports.atomic import ensure_dir
 from login_audit.simulator.behaviours import BEHAVIOURS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scenario_option(help_text: str) -> Callable[[F], F]:
+    """``--scenario``: which synthetic tenant, ``audit`` (the default) or ``takeover``."""
+    return click.option(
+        "--scenario",
+        type=click.Choice(["audit", "takeover"]),
+        default="audit",
+        show_default=True,
+        help=help_text,
+    )
 
 
 @click.command(context_settings=CONTEXT)
@@ -65,6 +80,10 @@ from login_audit.simulator.behaviours import BEHAVIOURS
     type=click.Path(dir_okay=False),
     help="Write the tenant's ground truth (what the default policy must flag) here.",
 )
+@scenario_option(
+    "audit: accounts of every class; takeover: normal traffic with planted takeover signals "
+    "for 'watch' (the truth lists them)."
+)
 @click.option(
     "--behave",
     "behaviours",
@@ -91,6 +110,7 @@ def simulate(
     rate_window: float,
     time_scale: float,
     truth: str | None,
+    scenario: str,
     behaviours: tuple[str, ...],
     identity_map_out: str | None,
 ) -> None:
@@ -107,10 +127,19 @@ def simulate(
     from login_audit.simulator import FaultConfig, Simulator, build_tenant
     from login_audit.simulator.cloudone import build_cloudone_tenant
 
-    tenant = build_tenant(seed, accounts)
-    c1 = build_cloudone_tenant(seed, accounts)
+    if scenario == "takeover":
+        from login_audit.simulator.takeover import build_takeover_cloudone, build_takeover_tenant
+
+        tenant, v1_signals = build_takeover_tenant(seed, accounts)
+        c1, c1_signals = build_takeover_cloudone(seed, max(12, accounts // 2))
+    else:
+        tenant, c1 = build_tenant(seed, accounts), build_cloudone_tenant(seed, accounts)
+        v1_signals = c1_signals = []
     if truth:
-        data = {"visionone": tenant.truth(), "cloudone": c1.truth()}
+        data = {
+            "visionone": {**tenant.truth(), "signals": v1_signals},
+            "cloudone": {**c1.truth(), "signals": c1_signals},
+        }
         Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if identity_map_out:
         from login_audit.simulator.behaviours import identity_map
@@ -168,8 +197,12 @@ def simulate(
     show_default=True,
     help="Share of the simulator's answers that fail, to show the retries at work.",
 )
+@scenario_option(
+    "audit: the stale-account audit; takeover: sync and watch a tenant with planted takeover "
+    "signals."
+)
 @common_options
-def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
+def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str) -> None:
     """Audit a built-in simulated tenant end to end and show where the reports are.
 
     Starts the simulator in this process, audits it exactly as 'audit' would audit a
@@ -177,12 +210,17 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float) -> None:
     list with the simulator's ground truth.
 
     \b
-    Example:
+    Examples:
       login-audit demo --output-dir /tmp/demo --accounts 1000 --faults 0.3
+      login-audit demo --scenario takeover
     """
     from login_audit.simulator import FaultConfig, Simulator, build_tenant
 
     state = click.get_current_context().ensure_object(AppState)
+    if scenario == "takeover":
+        from login_audit.cli.watch import takeover_demo
+
+        raise SystemExit(takeover_demo(state, Path(output_dir), accounts, seed, faults))
     tenant = build_tenant(seed, accounts)
     out = ensure_dir(Path(output_dir))
     # The simulator is new on every run (a new port, so a new tenant key): its archive is

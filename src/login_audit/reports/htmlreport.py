@@ -239,6 +239,25 @@ def keys_section(summary: RunSummary) -> str:
     )
 
 
+def signals_section(summary: RunSummary) -> str:
+    """Takeover signals of the period, when ``watch`` runs on the tenant."""
+    if summary.signals is None:
+        return ""
+    rows = "".join(
+        f'<tr class="alert"><td>{escape(_day(s.occurred_at))}</td>'
+        f"<td>{escape(s.kind.label)}</td>"
+        f"<td>{escape(s.subject)}</td><td>{escape(s.summary)}</td></tr>"
+        for s in summary.signals
+    )
+    return (
+        f"<h2>Takeover signals in the last {summary.policy.days} days: "
+        f"{len(summary.signals)}</h2>"
+        '<table id="signals"><thead><tr><th>Time</th><th>Signal</th><th>Subject</th>'
+        f"<th>What happened</th></tr></thead><tbody>{rows}</tbody></table>"
+        '<p class="meta">Found by <code>login-audit watch</code> in the archive.</p>'
+    )
+
+
 _KIND_NOTE = {
     "display-name": "could be any account: map it or accept it",
     "email": "no such account (deleted?)",
@@ -347,7 +366,7 @@ def render(summary: RunSummary) -> str:
         f"<tbody>{rows}</tbody></table>"
         '<p class="meta">&#9888; marks accounts to remove that saw failed logons within the '
         "threshold: someone may be trying to get in.</p>"
-        f"{unmatched_section(summary)}{keys_section(summary)}"
+        f"{signals_section(summary)}{unmatched_section(summary)}{keys_section(summary)}"
         f"<script>{SCRIPT}</script></body></html>\n"
     )
 
