@@ -33,10 +33,10 @@ from login_audit.models import RecordPage, TimeWindow
 
 log = logging.getLogger(__name__)
 
-#: The fewest pages worth a slice of their own: a slice's partly filled last page then
-#: costs under a tenth of its requests, and a window of 26 pages (400 accounts) is read
-#: by 4 chains instead of one, for about 2 requests more.
-PAGES_PER_SLICE = 6
+#: The fewest pages worth a slice of their own. A slice costs about half a request (its
+#: partly filled last page), so a window of 7 pages is read by 2 chains of 4 for about
+#: one request more, and one of 24 pages or more by 8 chains for about four more.
+PAGES_PER_SLICE = 3
 MAX_SLICES = 8
 
 #: Called, under the sweep's lock, with each page and the state of every slice after it.
