@@ -57,7 +57,8 @@ def test_a_command_loads_what_it_needs_not_the_simulator(command: str) -> None:
 def test_top_level_help_lists_every_command() -> None:
     code, _, out = loaded_by("--help")
     assert code == 0
-    for name in ("audit", "apply", "sync", "export", "archive", "doctor", "demo", "completion"):
+    names = ("audit", "apply", "sync", "export", "archive", "doctor", "demo", "completion", "watch")
+    for name in names:
         assert f"  {name} " in out
 
 
