@@ -5,8 +5,10 @@ Prints figures, asserts nothing. Run from the repository root:
     .venv/bin/python bench/bench_archive.py --records 1000000
 
 1. Records parsed and stored per second: synthetic Vision One audit records are parsed
-   (``parse_record``: canonical JSON, hash, timestamps) and committed in pages of 200
-   with their checkpoint, as ``sync`` does. The rate is the median over ten equal chunks.
+   (``parse_record``: canonical JSON, hash, timestamps) and committed ``COMMIT_PAGES``
+   pages of 200 at a time with their checkpoint, as ``sync`` does. The rate is the
+   median over ten equal chunks; the last chunk against the first shows whether it
+   stays flat as the table grows.
 2. Peak memory (max RSS) of ``login-audit export --no-sync`` of the whole archive to JSON,
    in a child process, against the same command on an archive a tenth the size.
 3. Requests and seconds of a first ``audit`` of a simulated tenant and of a second one
@@ -37,6 +39,7 @@ from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne, parse_record
 from login_audit.simulator import Simulator, build_tenant
+from login_audit.sync import COMMIT_PAGES
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 CATEGORIES = (
@@ -78,16 +81,33 @@ def ingest(url: str, items: list[dict], chunks: int = 10) -> list[float]:
     size = len(items) // chunks
     rates = []
     checkpoint = Checkpoint.single(NOW - timedelta(days=180), NOW, "next", 0)
+    held: list = []
     for c in range(chunks):
         chunk = items[c * size : (c + 1) * size]
         started = time.perf_counter()
         for i in range(0, len(chunk), 200):
-            page = [parse_record(item) for item in chunk[i : i + 200]]
-            archive.commit_page(tenant, "all", page, checkpoint)  # type: ignore[arg-type]
+            held += [parse_record(item) for item in chunk[i : i + 200]]
+            if len(held) >= 200 * COMMIT_PAGES or i + 200 >= len(chunk):
+                archive.commit_page(tenant, "all", held, checkpoint)
+                held = []
         rates.append(len(chunk) / (time.perf_counter() - started))
     archive.finish_window(tenant, "all", NOW - timedelta(days=180), NOW, NOW)
     archive.close()
     return rates
+
+
+def export_batch_ms(url: str, batch: int = 5000) -> tuple[float, float]:
+    """Median milliseconds of the first and of the last ten export batches."""
+    archive = open_archive(url)
+    tenant = archive.tenant_id(TenantKey("visionone", "bench.invalid", "ingest"))
+    times, started = [], time.perf_counter()
+    for n, _ in enumerate(archive.iter_records(tenant, batch=batch), 1):
+        if n % batch == 0:
+            now = time.perf_counter()
+            times.append((now - started) * 1000)
+            started = now
+    archive.close()
+    return statistics.median(times[:10]), statistics.median(times[-10:])
 
 
 def export_peak_rss_mib(archive_path: str) -> tuple[float, float]:
@@ -190,7 +210,13 @@ def main() -> None:
         print(
             f"SQLite ingest: median {statistics.median(rates):,.0f} records/s "
             f"(min {min(rates):,.0f}, max {max(rates):,.0f}, 10 chunks of "
-            f"{args.records // 10:,})",
+            f"{args.records // 10:,}); last chunk {rates[-1] / rates[0]:.0%} of the first",
+            flush=True,
+        )
+        first, last = export_batch_ms(path)
+        print(
+            f"export batches of 5,000: first ten {first:.1f} ms each, last ten {last:.1f} ms "
+            f"each (median); ratio {last / first:.2f}",
             flush=True,
         )
         small = str(Path(tmp) / "small.sqlite3")
@@ -211,7 +237,8 @@ def main() -> None:
                 pg_rates = ingest(url, items)
                 print(
                     f"PostgreSQL ingest: median {statistics.median(pg_rates):,.0f} records/s "
-                    f"(min {min(pg_rates):,.0f}, max {max(pg_rates):,.0f})",
+                    f"(min {min(pg_rates):,.0f}, max {max(pg_rates):,.0f}); last chunk "
+                    f"{pg_rates[-1] / pg_rates[0]:.0%} of the first",
                     flush=True,
                 )
     figures = incremental_audit(args.accounts, args.latency_ms)

@@ -171,12 +171,20 @@ def test_an_outage_on_every_endpoint_flags_nobody(tenants, start_sim) -> None:
     assert not summary.complete and summary.findings == () and summary.to_remove == ()
 
 
+@pytest.mark.parametrize("partitioned", [False, True])
 @pytest.mark.parametrize("limit", [1, None])
-def test_an_account_deleted_while_the_list_is_paged(start_sim, tmp_path, limit) -> None:
-    """One deletion is absorbed by reading the list again; endless changes are incomplete."""
+def test_an_account_deleted_while_the_list_is_paged(
+    start_sim, tmp_path, limit, partitioned, monkeypatch
+) -> None:
+    """One deletion is absorbed by reading the list again; endless changes are incomplete.
+    The same when the list is read as parallel partitions (the snapshot says it is long)."""
     from login_audit.archive import open_archive
     from login_audit.archive.base import TenantKey
     from login_audit.audit import run_archived_audit
+    from login_audit.platforms import visionone
+
+    if partitioned:
+        monkeypatch.setattr(visionone, "PARTITION_FROM", 500)
 
     tenant = build_tenant(seed=83, accounts=700)
     sim = start_sim(tenant)

@@ -276,7 +276,7 @@ def test_tls_is_always_verified_and_no_option_turns_it_off() -> None:
     client.close()
     names = {
         opt
-        for command in cli.commands.values()
+        for command in cli.loaded_commands().values()
         for param in getattr(command, "params", [])
         if isinstance(param, click.Option)
         for opt in param.opts

@@ -42,7 +42,7 @@ def test_the_options_without_an_environment_variable_are_the_ones_the_readme_lis
         }
 
     actual: dict[str, set[str]] = {}
-    for name, command in cli.commands.items():
+    for name, command in cli.loaded_commands().items():
         subcommands = command.commands if isinstance(command, click.Group) else {"": command}
         for sub, leaf in subcommands.items():
             if missing(leaf):

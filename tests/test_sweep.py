@@ -51,8 +51,10 @@ def page(minutes: list[float], link: str | None) -> RecordPage:
     ("first_page_spans_minutes", "link", "expected"),
     [
         (180 * 24 * 60 * 2, "next", 1),  # the first page reaches past the window: 1 page
-        (180 * 24 * 60 / 10, "next", 1),  # ~10 pages: slicing would cost more than 2%
-        (180 * 24 * 60 / 120, "next", 3),  # ~120 pages: 1 + 120 // 50
+        (180 * 24 * 60 / 4, "next", 1),  # ~4 pages: one chain, no half-empty pages
+        (180 * 24 * 60 / 7, "next", 2),  # ~7 pages (400 accounts): 2 chains of 4
+        (180 * 24 * 60 / 14, "next", 4),  # ~14 pages: 14 // 3 chains
+        (180 * 24 * 60 / 120, "next", 8),  # ~120 pages: capped
         (180 * 24 * 60 / 5000, "next", 8),  # ~5000 pages: capped
         (60, None, 1),  # the only page
     ],
@@ -64,18 +66,19 @@ def test_planner_choice(first_page_spans_minutes: float, link, expected: int) ->
 
 
 def test_planner_estimates_from_the_pages_own_span_not_the_window_start() -> None:
-    """A tenant with no logons in the oldest 100 days still holds ~120 pages after them."""
+    """A tenant with no logons in the oldest 100 days still holds ~20 pages after them
+    (measured from the window's start, the same page would suggest 45, capped to 8)."""
     window = TimeWindow(NOW - timedelta(days=180), NOW)
-    span = 80 * 24 * 60 / 120
+    span = 80 * 24 * 60 / 20
     first = page([100 * 24 * 60 + span * i / 199 for i in range(200)], "next")
-    assert slices_for(window, first, max_slices=8) == 3
+    assert slices_for(window, first, max_slices=8) == 6
 
 
 def test_one_record_out_of_order_does_not_change_the_estimate_much() -> None:
     window = TimeWindow(NOW - timedelta(days=180), NOW)
-    span = 180 * 24 * 60 / 120
+    span = 180 * 24 * 60 / 20
     minutes = [span * i / 199 for i in range(199)] + [170 * 24 * 60]  # indexed late
-    assert slices_for(window, page(minutes, "next"), max_slices=8) == 3
+    assert slices_for(window, page(minutes, "next"), max_slices=8) == 6
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,42 @@ def test_interrupted_sync_resumes_from_its_checkpoint(archive_url, start_sim) ->
     archive.close()
 
 
+def test_pages_are_stored_in_batches_with_the_checkpoint_of_the_last(
+    archive_url, start_sim, monkeypatch
+) -> None:
+    sim = start_sim(build_tenant(seed=35, accounts=600))
+    archive = open_archive(archive_url)
+    tenant_id = archive.tenant_id(KEY)
+    stored: list[tuple[int, int]] = []  # (records, pages the checkpoint says were read)
+    original = archive.commit_page
+
+    def counting(tenant, stream, records, checkpoint):
+        stored.append((len(list(records)), checkpoint.pages))
+        return original(tenant, stream, records, checkpoint)
+
+    monkeypatch.setattr(archive, "commit_page", counting)
+
+    def interrupt(stage: str, count: int) -> None:
+        if count >= 7 * 200:  # Ctrl-C after the seventh page
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sync_stream(
+            archive, platform_for(sim), tenant_id, ALL, slices=1, commit_pages=3, progress=interrupt
+        )
+    # Pages 1-3 and 4-6 in two transactions; page 7, read before the interruption, kept.
+    assert [pages for _, pages in stored] == [3, 6, 7]
+    state = archive.state(tenant_id, ALL)
+    assert state.checkpoint is not None and state.checkpoint.pages == 7
+    assert len(archived_keys(archive, tenant_id)) == sum(n for n, _ in stored)
+    before = sim.stats.by_path["/v3.0/audit/logs"]
+    resumed = sync_stream(archive, platform_for(sim), tenant_id, ALL, commit_pages=3)
+    assert resumed.complete and resumed.resumed
+    assert sim.stats.by_path["/v3.0/audit/logs"] - before == resumed.pages  # none twice
+    assert archived_keys(archive, tenant_id) == served_keys(sim)
+    archive.close()
+
+
 def test_audit_from_archive_matches_truth_and_second_run_is_cheap(archive_url, start_sim) -> None:
     tenant = build_tenant(seed=34, accounts=400)
     sim = start_sim(tenant)

@@ -77,9 +77,9 @@ def check_same_tenant(
 class _AccountReader(threading.Thread):
     """Lists the accounts in the background while the logons are being read."""
 
-    def __init__(self, platform: Platform, progress: Progress) -> None:
+    def __init__(self, platform: Platform, progress: Progress, expected: int = 0) -> None:
         super().__init__(name="accounts", daemon=True)
-        self.platform, self.progress = platform, progress
+        self.platform, self.progress, self.expected = platform, progress, expected
         self.accounts: list[Account] = []
         self.problem = ""
         self.error: BaseException | None = None
@@ -88,7 +88,7 @@ class _AccountReader(threading.Thread):
 
     def run(self) -> None:
         try:
-            for account in self.platform.list_accounts():
+            for account in self.platform.list_accounts(self.expected):
                 self.accounts.append(account)
                 self.progress("accounts", len(self.accounts))
                 if len(self.accounts) >= SAMPLE:
@@ -355,7 +355,8 @@ def run_archived_audit(
         raise ConfigError(problem)
     problems: list[str] = []
     with archive.lock(tenant):
-        reader = _AccountReader(platform, progress)
+        previous = archive.last_snapshot_ids(tenant)
+        reader = _AccountReader(platform, progress, expected=len(previous))
         reader.start()
         known, _ = archive.first_seen(tenant)
         if known:
@@ -380,9 +381,7 @@ def run_archived_audit(
         if reader.problem:
             problems.append(reader.problem)
         else:
-            accounts = confirm_account_list(
-                platform, accounts, archive.last_snapshot_ids(tenant), problems
-            )
+            accounts = confirm_account_list(platform, accounts, previous, problems)
         # After the sync: the archive's connection is used by one thread at a time.
         archive.store_accounts(tenant, accounts, started)
     if not result.complete:

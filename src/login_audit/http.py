@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from login_audit import __version__
 from login_audit.config import HttpSettings, Secret
@@ -246,8 +248,22 @@ class _DeadlinePassed(Exception):
 
 
 def _decode_json(content: bytes) -> Any:
-    """Decode a body (``RecursionError`` when it is nested too deep to read)."""
+    """Decode a body (``RecursionError`` when it is nested too deep to read).
+
+    orjson reads a page several times faster; what it refuses (``NaN``, escaped lone
+    surrogates, UTF-16, nesting past 1024) is read as the standard library reads it, and
+    so is a body with a run of 19 digits or more, an integer orjson might turn into a
+    float. A body therefore means what it meant before, and a record's key is unchanged.
+    """
+    if not _LONG_DIGITS.search(content):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(content)
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

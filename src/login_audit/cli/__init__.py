@@ -6,27 +6,16 @@ error to one line on stderr and a documented exit code.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from login_audit import __version__
-from login_audit.archive import archive_failure
-from login_audit.cli.apply import apply
-from login_audit.cli.archive import archive_group, export, sync
-from login_audit.cli.audit import audit
-from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
-    audit_and_report,
-)
-from login_audit.cli.completion import completion
-from login_audit.cli.doctor import doctor
-from login_audit.cli.simulate import demo, simulate
-from login_audit.cli.watch import watch
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, Secret, looks_like_token
 from login_audit.errors import (
     EXIT_CONFIG,
@@ -36,14 +25,59 @@ from login_audit.errors import (
     LoginAuditError,
 )
 from login_audit.printable import printable
-from login_audit.service import exit_code_for, render_summary
 
 __all__ = ["AppState", "audit_and_report", "cli", "exit_code_for", "main", "render_summary"]
 
 log = logging.getLogger("login_audit")
 
+#: Where each command lives. A command's module (and what it needs: the HTTP client, the
+#: archive drivers, the simulator) is imported only when that command runs, so
+#: ``--version``, ``--help`` of one command and completion start in a fraction of the time.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("login_audit.cli.audit", "audit"),
+    "apply": ("login_audit.cli.apply", "apply"),
+    "sync": ("login_audit.cli.archive", "sync"),
+    "export": ("login_audit.cli.archive", "export"),
+    "archive": ("login_audit.cli.archive", "archive_group"),
+    "doctor": ("login_audit.cli.doctor", "doctor"),
+    "simulate": ("login_audit.cli.simulate", "simulate"),
+    "demo": ("login_audit.cli.simulate", "demo"),
+    "completion": ("login_audit.cli.completion", "completion"),
+    "watch": ("login_audit.cli.watch", "watch"),
+}
+#: What ``from login_audit.cli import X`` still offers, loaded on first use.
+_LAZY_NAMES = {
+    "audit_and_report": "login_audit.cli.common",
+    "exit_code_for": "login_audit.service",
+    "render_summary": "login_audit.service",
+}
 
-@click.group(context_settings=CONTEXT)
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported the first time they are asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, loaded or not."""
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module on first use."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            _show_envvars(command)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def loaded_commands(self) -> dict[str, click.Command]:
+        """Every command, imported now (for ``--help`` checks and documentation tests)."""
+        loaded = {
+            name: self.get_command(None, name) for name in sorted({*self.commands, *COMMANDS})
+        }
+        return {name: command for name, command in loaded.items() if command is not None}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="login-audit")
 def cli() -> None:
     """Find stale Trend Vision One and Cloud One accounts from the platforms' audit logs.
@@ -60,20 +94,17 @@ def cli() -> None:
     """
 
 
-for _command in (audit, apply, sync, export, archive_group, doctor, simulate, demo, completion):
-    cli.add_command(_command)
-cli.add_command(watch)
-
-
-def _show_envvars(group: click.Group) -> None:
+def _show_envvars(command: click.Command) -> None:
     """List each option's environment variable in ``--help``."""
-    for command in group.commands.values():
-        for param in command.params:
-            if isinstance(param, click.Option) and param.envvar:
-                param.show_envvar = True
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar:
+            param.show_envvar = True
 
 
-_show_envvars(cli)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") -> NoReturn:
@@ -96,10 +127,9 @@ def usage_hint(exc: click.UsageError, args: list[str]) -> str:
                 f"user of this machine; set {TOKEN_ENV} ({C1_KEY_ENV} for Cloud One) or pass "
                 "--token-file PATH ('-' reads it from stdin)"
             )
-        command = next((a for a in args if a in cli.commands), None)
-        known = command is not None and any(
-            name in param.opts for param in cli.commands[command].params
-        )
+        command = next((a for a in args if a in COMMANDS), None)
+        chosen = cli.get_command(exc.ctx, command) if command is not None else None
+        known = chosen is not None and any(name in param.opts for param in chosen.params)
         if exc.ctx is not None and exc.ctx.command is cli and command is not None and known:
             at = args.index(command)
             example = " ".join(["login-audit", command, *args[:at], *args[at + 1 :]])
@@ -140,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(state, EXIT_INTERRUPTED, "interrupted")
     except Exception as exc:
         log.debug("unexpected error", exc_info=True)
+        from login_audit.archive import archive_failure
+
         failure = archive_failure(exc, state.archive_location or "the archive")
         if failure is not None:
             _fail(state, failure.exit_code, str(failure))

@@ -33,8 +33,6 @@ from login_audit.actions import (
 )
 from login_audit.archive.base import Archive
 from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
     archive_options,
     build_policy,
     chosen_target,
@@ -49,6 +47,7 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.locks import file_lock
 from login_audit.printable import printable

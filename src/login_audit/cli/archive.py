@@ -11,8 +11,6 @@ import click
 from login_audit.archive.base import Archive, TenantInfo, TenantKey
 from login_audit.audit import SAMPLE, check_same_tenant
 from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
     archive_options,
     chosen_target,
     common_options,
@@ -25,6 +23,7 @@ from login_audit.cli.common import (
     tenant_key,
     tenant_options,
 )
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import Target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, check_output, export_records, guess_format

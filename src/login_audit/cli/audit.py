@@ -10,8 +10,6 @@ import click
 from click.core import ParameterSource
 
 from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
     archive_options,
     audit_and_report,
     build_policy,
@@ -28,6 +26,7 @@ from login_audit.cli.common import (
     tenant_options,
 )
 from login_audit.cli.fleet import FleetOptions, audit_all
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.cli.watch import notify_owners, notify_webhook, webhook_options
 from login_audit.config import default_config_path
 from login_audit.models import RunSummary

@@ -16,6 +16,7 @@ from click.core import ParameterSource
 
 from login_audit import service
 from login_audit.archive import Archive, TenantKey, archive_secrets, open_archive
+from login_audit.cli.state import AppState
 from login_audit.config import (
     C1_KEY_ENV,
     PLATFORMS,
@@ -40,33 +41,10 @@ from login_audit.http import HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
 from login_audit.platforms import authenticate, client_class, connect
 from login_audit.platforms.base import Platform
-from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
-from login_audit.service import LogFileError, configure_logging
 
 log = logging.getLogger("login_audit")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class AppState:
-    """Per-invocation state the commands share: logging set-up and the redactor."""
-
-    def __init__(self) -> None:
-        self.redactor = Redactor()
-        self.quiet = False
-        #: Set by commands given ``--json``: every way out then prints one JSON document.
-        self.json_mode = False
-        #: The archive this run opened, named in messages about its failures.
-        self.archive_location = ""
-
-    def configure_logging(self, level: str, log_file: str | None) -> None:
-        """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed."""
-        try:
-            configure_logging(self.redactor, level, log_file)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--log-level") from None
-        except LogFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--log-file") from None
 
 
 def common_options(func: F) -> F:
@@ -459,6 +437,3 @@ def open_archive_for(
     archive = open_archive(spec, existing=existing, read_only=read_only)
     state.archive_location = archive.location
     return archive
-
-
-CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

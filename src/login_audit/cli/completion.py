@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from click.shell_completion import get_completion_class
 
-from login_audit.cli.common import CONTEXT
+from login_audit.cli.state import CONTEXT
 
 SHELLS = ("bash", "zsh", "fish")
 

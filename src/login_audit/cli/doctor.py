@@ -17,8 +17,6 @@ from login_audit.archive import (
     open_archive,
 )
 from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
     chosen_target,
     common_options,
     http_options,
@@ -26,6 +24,7 @@ from login_audit.cli.common import (
     open_platform,
     tenant_options,
 )
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import (
     HttpSettings,
     Secret,

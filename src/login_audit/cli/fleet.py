@@ -15,11 +15,8 @@ from typing import Any
 
 from login_audit import __version__
 from login_audit.archive import archive_failure, archive_secrets, open_archive
-from login_audit.cli.common import (
-    AppState,
-    audit_and_report,
-    tenant_key,
-)
+from login_audit.cli.common import audit_and_report, tenant_key
+from login_audit.cli.state import AppState
 from login_audit.config import (
     PLATFORMS,
     HttpSettings,

@@ -13,11 +13,10 @@ import click
 
 from login_audit.archive import open_archive
 from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
     audit_and_report,
     common_options,
 )
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
 from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient

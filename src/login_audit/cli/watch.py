@@ -19,8 +19,6 @@ from login_audit.archive.signals import SignalStore
 from login_audit.archive.sql import SqlArchive
 from login_audit.cli.archive import overlap_option, sync_platform
 from login_audit.cli.common import (
-    CONTEXT,
-    AppState,
     archive_options,
     chosen_target,
     common_options,
@@ -34,6 +32,7 @@ from login_audit.cli.common import (
     tenant_options,
 )
 from login_audit.cli.fleet import worst
+from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import (
     HttpSettings,
     TenantConfig,

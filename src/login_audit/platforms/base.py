@@ -23,8 +23,12 @@ class Platform(Protocol):
     admin_roles: tuple[str, ...]
     http: HttpClient
 
-    def list_accounts(self) -> Iterator[Account]:
-        """Yield every account of the tenant, each once."""
+    def list_accounts(self, expected: int = 0) -> Iterator[Account]:
+        """Yield every account of the tenant, each once.
+
+        ``expected`` is how many accounts the caller expects (0: unknown); a platform may
+        read a long list in several parallel listings.
+        """
         ...
 
     def account_activity(self) -> list[LoginEvent]:

@@ -203,8 +203,11 @@ class CloudOne:
                     names[role_id] = name or role_id
         return names
 
-    def list_accounts(self) -> Iterator[Account]:
-        """Local users, then SAML users; a user's ``lastActivity`` is kept as activity."""
+    def list_accounts(self, expected: int = 0) -> Iterator[Account]:
+        """Local users, then SAML users; a user's ``lastActivity`` is kept as activity.
+
+        Two short listings one after the other: ``expected`` changes nothing here.
+        """
         roles = self.roles()
         self.activity = []
         seen: set[str] = set()

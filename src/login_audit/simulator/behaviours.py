@@ -25,6 +25,7 @@ BEHAVIOURS: dict[str, str] = {
     "reject-old-start": "a startDateTime older than the retention is refused with 400",
     "future-times": "a few logons of dormant accounts carry a time far in the future",
     "bare-429": "the rate limit answers 429 without Retry-After",
+    "account-filters-refused": "a TMV1-Filter on the account list is refused with 400",
 }
 
 LOGON_CATEGORY = "Logon and Logoff"

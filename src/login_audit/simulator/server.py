@@ -96,6 +96,8 @@ class Simulator:
         #: test's hook to act at an exact point of a client's run (kill it, change the data).
         self.on_request: Callable[[str], None] | None = None
         self.lock = threading.Lock()
+        #: Filtered account lists by filter (see ``VisionOneApi.iam_accounts``).
+        self.account_rows: dict[str, list[Any]] = {}
         self.visionone = VisionOneApi(self)
         self.cloudone_api = CloudOneApi(self)
         self._server = QuietServer((host, port), make_handler(self))
@@ -153,6 +155,7 @@ class Simulator:
         """Create an account in the tenant."""
         with self.lock:
             self.accounts.append(account)
+            self.account_rows.clear()
 
     @property
     def faults(self) -> FaultConfig:

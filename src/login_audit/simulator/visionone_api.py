@@ -83,6 +83,7 @@ class VisionOneApi:
             with sim.lock:
                 if sim.accounts:
                     sim.accounts.pop(0)
+                    sim.account_rows.clear()
         if method == "GET" and path == "/v3.0/audit/logs":
             require(granted, PERM_AUDIT)
             body = self.audit_logs(query, filter_text)
@@ -227,6 +228,7 @@ class VisionOneApi:
             index = next((i for i, a in enumerate(sim.accounts) if a["id"] == account_id), None)
             if index is None:
                 raise ApiError(404, "NotFound", "The account does not exist.")
+            sim.account_rows.clear()
             if method == "DELETE":
                 del sim.accounts[index]
                 sim.changes.append(("delete", account_id))
@@ -244,11 +246,21 @@ class VisionOneApi:
 
     def iam_accounts(self, query: dict[str, str], filter_text: str) -> dict[str, Any]:
         """``GET /v3.0/iam/accounts``."""
+        if filter_text and "account-filters-refused" in self.sim.behaviours:
+            raise ApiError(400, "BadRequest", "invalid TMV1-Filter: not supported here")
         try:
             predicate = parse_filter(filter_text, ACCOUNT_FIELDS)
         except FilterSyntaxError as exc:
             raise ApiError(400, "BadRequest", f"invalid TMV1-Filter: {exc}") from None
         key = hashlib.sha256(json.dumps(["accounts", filter_text]).encode()).hexdigest()[:24]
         with self.sim.lock:
-            rows = [a for a in self.sim.accounts if predicate(a)]
+            # Filtered lists are kept until an account changes: a tenant of 50,000 accounts
+            # read as parallel partitions would otherwise be filtered whole for every page
+            # (the simulator's time, not the client's). The unfiltered list is never kept,
+            # so tests may edit ``accounts`` in place.
+            rows = self.sim.account_rows.get(key) if filter_text else None
+            if rows is None:
+                rows = [a for a in self.sim.accounts if predicate(a)]
+                if filter_text:
+                    self.sim.account_rows[key] = rows
         return self._page(rows, query, key, "/v3.0/iam/accounts")
