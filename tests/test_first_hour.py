@@ -280,3 +280,12 @@ def test_tls_failure_is_said_in_words(cli, start_sim, tenant: Tenant, tmp_path: 
     assert result.code == 4
     assert f"TLS with {host} failed" in result.stderr, result.stderr
     assert json.loads(result.stdout)["requests"] <= 3
+
+
+def test_a_bare_command_prints_the_help_as_help(cli) -> None:
+    """``login-audit`` alone used to squash its help into one error line of control bytes."""
+    result = cli([])
+    assert result.code == 0
+    assert result.stdout.startswith("Usage: login-audit")
+    assert "\n  audit " in result.stdout and "\ufffd" not in result.stdout
+    assert result.stderr == ""

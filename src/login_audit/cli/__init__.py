@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps every error to an exit code."""
     state = AppState()
     args = sys.argv[1:] if argv is None else argv
+    if not args:
+        # A bare ``login-audit`` is a person asking what the tool does: the help, as help.
+        args = ["--help"]
     # Parsing errors come before any command runs: look for the flag itself.
     state.json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     for arg in args:
