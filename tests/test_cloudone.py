@@ -220,3 +220,21 @@ def test_a_sign_in_whose_time_cannot_be_read_makes_its_user_unknown(
     assert verdict.kind is FindingKind.UNKNOWN, verdict.reason
     assert dormant.email not in {f.account.email for f in summary.to_remove}
     assert not summary.complete  # and the run says so (exit 4)
+
+
+def test_cursor_pager_refuses_a_cursor_handed_back(c1, v1_small, start_sim) -> None:
+    """A page that answers with the cursor it was asked for would loop: the pager stops,
+    whether the cursor came from an earlier page or is the one a resumed read starts at."""
+    from login_audit.errors import ProtocolError
+    from login_audit.platforms.pagination import CursorPager
+
+    sim = start_sim(v1_small, cloudone=c1)
+    platform = client_for(sim)
+    pager = CursorPager(platform.http, f"{sim.base_url}/api/logs", "logs")
+    first_items, cursor = next(pager.pages())
+    assert first_items and cursor
+    sim.faults = FaultConfig(rate=1.0, kinds=("repeat-link",), paths=("/api/logs",))
+    before = sim.stats.by_path["/api/logs"]
+    with pytest.raises(ProtocolError, match="repeats an earlier cursor"):
+        list(CursorPager(platform.http, f"{sim.base_url}/api/logs", "logs").pages(cursor))
+    assert sim.stats.by_path["/api/logs"] - before == 1

@@ -35,10 +35,6 @@ class Platform(Protocol):
         """Activity the account list itself reports (after ``list_accounts``), if any."""
         ...
 
-    def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
-        """Yield every logon attempt (successful or not) logged inside ``window``."""
-        ...
-
     def record_pages(
         self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
     ) -> Iterator[RecordPage]:

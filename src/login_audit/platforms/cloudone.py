@@ -13,12 +13,11 @@ import itertools
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from login_audit.config import C1_KEY_ENV, Secret, Target, normalise_base_url
-from login_audit.errors import ConfigError, ProtocolError, UnsupportedActionError
+from login_audit.errors import ConfigError, UnsupportedActionError
 from login_audit.http import ApiKeyAuth, HttpClient
 from login_audit.models import (
     Account,
@@ -31,15 +30,13 @@ from login_audit.models import (
     TimeWindow,
 )
 from login_audit.platforms.fields import canonical, lowered, text, time_or_none
-from login_audit.platforms.pagination import expect_list
+from login_audit.platforms.pagination import CursorPager
 from login_audit.timeutil import parse_timestamp
 
 log = logging.getLogger(__name__)
 
 RETENTION_DAYS = 365
 SIGN_IN = "audit.user-signed-in.v1"
-PAGE_LIMIT = 100
-FALLBACK_LIMIT = 25
 PERMISSION_AUDIT = "Audit logs: read (an API key whose role can read the audit log)"
 PERMISSION_USERS = "Users and roles: read"
 #: The built-in role with every permission, by name and by id (when roles cannot be named).
@@ -86,55 +83,6 @@ def parse_record(item: Any) -> AuditRecord | None:
         account_id=None,
         raw=raw,
     )
-
-
-@dataclass
-class CursorPager:
-    """Cloud One's ``limit``/``cursor`` paging; ``next`` is absent on the last page."""
-
-    http: HttpClient
-    url: str
-    list_key: str
-    permission: str = ""
-    limit: int = PAGE_LIMIT
-    pages_read: int = field(default=0, init=False)
-
-    def pages(self, cursor: str | None = None) -> Iterator[tuple[list[Any], str | None]]:
-        """Yield ``(items, next cursor)`` per page, starting at ``cursor``."""
-        seen: set[str] = set()
-        while True:
-            params: dict[str, str | int] = {"limit": self.limit}
-            if cursor:
-                params["cursor"] = cursor
-            try:
-                body = self.http.get_json(
-                    self.url,
-                    params=params,
-                    permission=self.permission,
-                    expect=expect_list(self.list_key),
-                )
-            except ProtocolError as exc:
-                # The maximum limit is not published: step down once if it is refused.
-                if exc.status == 400 and self.limit > FALLBACK_LIMIT and self.pages_read == 0:
-                    log.info("limit %d refused; retrying with %d", self.limit, FALLBACK_LIMIT)
-                    self.limit = FALLBACK_LIMIT
-                    continue
-                raise
-            self.pages_read += 1
-            following = body.get("next")
-            if following is not None and not isinstance(following, str):
-                raise ProtocolError(f"page {self.pages_read} has a 'next' that is not a string")
-            following = following or None
-            if following is not None and following in seen:
-                raise ProtocolError(
-                    f"page {self.pages_read} repeats an earlier cursor; the listing would loop"
-                )
-            if following is not None:
-                seen.add(following)
-            yield body[self.list_key], following
-            if following is None:
-                return
-            cursor = following
 
 
 class CloudOne:
@@ -333,13 +281,3 @@ class CloudOne:
             yield RecordPage(records=records, next_link=None if done else following)
             if done:
                 return
-
-    def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
-        """Sign-in events inside ``window``, then the users' ``lastActivity``."""
-        for page in self.record_pages(window, logons_only=True):
-            for record in page.records:
-                event = record.login_event()
-                if event is not None and (
-                    event.when is None or window.start <= event.when < window.end
-                ):
-                    yield event

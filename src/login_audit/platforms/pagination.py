@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 #: this long (or one holding CR/LF) is a broken or hostile answer, not a page to request.
 MAX_LINK = 65536
 
+#: Cloud One's page size; its maximum is not published, so a refused one steps down once.
+CURSOR_LIMIT = 100
+CURSOR_FALLBACK = 25
+
 
 def expect_list(key: str, *, null_ends: tuple[str, ...] = ()) -> Any:
     """A body check for :meth:`HttpClient.request_json`: ``body[key]`` must be a list.
@@ -104,3 +108,53 @@ class NextLinkPager:
             seen.add(link)
             yield body[self.items_key], link
             url, params = link, None
+
+
+@dataclass
+class CursorPager:
+    """Cloud One's ``limit``/``cursor`` paging; ``next`` is absent on the last page."""
+
+    http: HttpClient
+    url: str
+    list_key: str
+    permission: str = ""
+    limit: int = CURSOR_LIMIT
+    pages_read: int = field(default=0, init=False)
+
+    def pages(self, cursor: str | None = None) -> Iterator[tuple[list[Any], str | None]]:
+        """Yield ``(items, next cursor)`` per page, starting at ``cursor``."""
+        # The cursor resumed from counts as seen: a page that hands it back would loop.
+        seen: set[str] = {cursor} if cursor else set()
+        while True:
+            params: dict[str, str | int] = {"limit": self.limit}
+            if cursor:
+                params["cursor"] = cursor
+            try:
+                body = self.http.get_json(
+                    self.url,
+                    params=params,
+                    permission=self.permission,
+                    expect=expect_list(self.list_key),
+                )
+            except ProtocolError as exc:
+                # The maximum limit is not published: step down once if it is refused.
+                if exc.status == 400 and self.limit > CURSOR_FALLBACK and self.pages_read == 0:
+                    log.info("limit %d refused; retrying with %d", self.limit, CURSOR_FALLBACK)
+                    self.limit = CURSOR_FALLBACK
+                    continue
+                raise
+            self.pages_read += 1
+            following = body.get("next")
+            if following is not None and not isinstance(following, str):
+                raise ProtocolError(f"page {self.pages_read} has a 'next' that is not a string")
+            following = following or None
+            if following is not None and following in seen:
+                raise ProtocolError(
+                    f"page {self.pages_read} repeats an earlier cursor; the listing would loop"
+                )
+            if following is not None:
+                seen.add(following)
+            yield body[self.list_key], following
+            if following is None:
+                return
+            cursor = following

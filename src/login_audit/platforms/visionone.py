@@ -409,19 +409,3 @@ class VisionOne:
                 records = tuple(r for r in map(parse_record, items) if r is not None)
                 yield RecordPage(records=records, next_link=link)
             return
-
-    def iter_logins(self, window: TimeWindow) -> Iterator[LoginEvent]:
-        """Yield every ``Log on`` event, successful or failed, logged inside ``window``."""
-        pager = NextLinkPager(
-            self.http,
-            f"{self.base_url}/v3.0/audit/logs",
-            self.base_url,
-            params=self.logon_query(self.clamp(window)),
-            headers={"TMV1-Filter": LOGON_FILTER},
-            permission=PERMISSION_AUDIT,
-        )
-        for page in pager.pages():
-            for item in page:
-                event = parse_logon(item)
-                if event is not None:
-                    yield event
