@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.postgres import postgres_server
 
 from login_audit.archive import open_archive
-from login_audit.archive.base import Checkpoint, TenantKey
+from login_audit.archive.base import TenantKey
 from login_audit.audit import run_archived_audit
 from login_audit.config import HttpSettings, Secret
 from login_audit.http import BearerAuth, HttpClient
@@ -40,6 +40,7 @@ from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne, parse_record
 from login_audit.simulator import Simulator, build_tenant
 from login_audit.sync import COMMIT_PAGES
+from login_audit.syncstate import Checkpoint
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 CATEGORIES = (

@@ -30,10 +30,11 @@ from bench_archive import NOW, synthetic_items
 from tests.postgres import postgres_server
 
 from login_audit.archive import open_archive
-from login_audit.archive.base import Checkpoint, TenantKey
+from login_audit.archive.base import TenantKey
 from login_audit.delivery import FileSink
 from login_audit.models import Account, AccountStatus
 from login_audit.platforms.visionone import parse_record
+from login_audit.syncstate import Checkpoint
 from login_audit.watch import WatchRules
 from login_audit.watcher import run_watch
 

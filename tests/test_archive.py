@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from login_audit.archive import open_archive
-from login_audit.archive.base import Checkpoint, TenantKey, from_us, to_us
+from login_audit.archive.base import TenantKey, from_us, to_us
 from login_audit.archive.sql import LOGON_AGGREGATES_SQL, SqlArchive
 from login_audit.errors import ArchiveBusyError, ConfigError
 from login_audit.models import Account, AccountStatus
 from login_audit.platforms.visionone import parse_record
+from login_audit.syncstate import Checkpoint
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 KEY = TenantKey("visionone", "eu", "prod")

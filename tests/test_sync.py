@@ -230,7 +230,7 @@ def test_archive_history_lets_days_exceed_retention(archive_url, start_sim) -> N
     now = datetime.now(timezone.utc)
     ken = next(a for a in tenant.accounts if a.email.startswith("ken."))
     old = now - timedelta(days=250)
-    from login_audit.archive.base import Checkpoint
+    from login_audit.syncstate import Checkpoint
 
     archive.commit_page(
         tenant_id,

@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol
 
-from login_audit.archive.base import SliceState
 from login_audit.errors import ProtocolError, RetryLaterError
 from login_audit.models import RecordPage, TimeWindow
+from login_audit.syncstate import SliceState
 
 log = logging.getLogger(__name__)
 

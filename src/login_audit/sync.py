@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
-from login_audit.archive.base import Archive, Checkpoint, SliceState, SyncState
+from login_audit.archive.base import Archive
 from login_audit.models import AuditRecord, RecordPage, TimeWindow
 from login_audit.sweep import MAX_SLICES, Sweep
+from login_audit.syncstate import Checkpoint, SliceState, SyncState
 from login_audit.timeutil import Clock, utcnow
 
 log = logging.getLogger(__name__)

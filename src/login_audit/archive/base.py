@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from login_audit.models import Account, AuditRecord, ReportedAccount
+from login_audit.syncstate import Checkpoint, SyncState
 
 
 def to_us(moment: datetime) -> int:
@@ -41,57 +42,6 @@ class TenantKey:
     platform: str
     region: str
     name: str = "default"
-
-
-@dataclass(frozen=True)
-class SliceState:
-    """One time slice of a sweep: where it continues, and whether it is finished."""
-
-    start: datetime
-    end: datetime
-    next_link: str | None = None
-    pages: int = 0
-    done: bool = False
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A sweep under way: its window and the state of each of its time slices."""
-
-    start: datetime
-    end: datetime
-    slices: tuple[SliceState, ...]
-
-    @classmethod
-    def single(
-        cls, start: datetime, end: datetime, next_link: str | None, pages: int
-    ) -> Checkpoint:
-        """A one-slice checkpoint (done when there is no next link)."""
-        return cls(start, end, (SliceState(start, end, next_link, pages, next_link is None),))
-
-    @property
-    def pages(self) -> int:
-        """Pages committed so far, over all slices."""
-        return sum(s.pages for s in self.slices)
-
-    @property
-    def done(self) -> bool:
-        """True when every slice has read its last page."""
-        return all(s.done for s in self.slices)
-
-
-@dataclass(frozen=True)
-class SyncState:
-    """How far a stream of one tenant is archived.
-
-    Records logged in ``[covered_from, watermark)`` are all in the archive; ``checkpoint``
-    is set while a sweep is under way.
-    """
-
-    covered_from: datetime | None
-    watermark: datetime | None
-    last_sync_at: datetime | None
-    checkpoint: Checkpoint | None
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
-from login_audit.archive.base import (
-    Checkpoint,
-    LogonAggregate,
-    SliceState,
-    SyncState,
-    TenantInfo,
-    TenantKey,
-    from_us,
-    to_us,
-)
+from login_audit.archive.base import LogonAggregate, TenantInfo, TenantKey, from_us, to_us
 from login_audit.archive.signals import WATCH_MIGRATION
 from login_audit.models import Account, AuditRecord, RecordKind, ReportedAccount
+from login_audit.syncstate import Checkpoint, SliceState, SyncState
 
 #: Named migrations, applied in order and recorded in ``schema_migrations``.
 #: ``{id}`` is the dialect's auto-increment primary key, ``{blob}`` its text type.
