@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from login_audit import __version__
@@ -210,39 +211,6 @@ def evidence_warnings(index: ActivityIndex, policy: Policy, now: datetime) -> li
     return warnings
 
 
-def _summary(
-    platform: Platform,
-    policy: Policy,
-    started: datetime,
-    finished: datetime,
-    window: TimeWindow,
-    problems: list[str],
-    events: int,
-    index: ActivityIndex,
-    findings: tuple[Finding, ...],
-    keys: tuple[ApiKeyFinding, ...] | None,
-) -> RunSummary:
-    return RunSummary(
-        tool_version=__version__,
-        platform=platform.name,
-        region=platform.region,
-        base_url=platform.base_url,
-        started_at=started,
-        finished_at=finished,
-        window=window,
-        policy=policy,
-        complete=not problems,
-        problems=tuple(problems),
-        requests=platform.requests_made(),
-        events_read=events,
-        unmatched_events=index.unmatched,
-        findings=findings,
-        api_keys=keys,
-        unmatched=index.unmatched_identities(),
-        warnings=tuple(evidence_warnings(index, policy, started)),
-    )
-
-
 def audit_api_keys(
     platform: Platform, days: int, now: datetime, problems: list[str]
 ) -> tuple[ApiKeyFinding, ...]:
@@ -256,6 +224,75 @@ def audit_api_keys(
     findings = [judge_api_key(k, days, now) for k in keys]
     findings.sort(key=lambda f: (not f.flagged, f.key.name.lower(), f.key.id))
     return tuple(findings)
+
+
+@dataclass
+class Reading:
+    """What the read step of an audit gathered, for the steps every audit shares."""
+
+    accounts: list[Account]
+    #: Logon evidence besides what the account list reports; read once, lazily.
+    logons: Iterable[LoginEvent]
+    events_read: int
+    window: TimeWindow
+    logins_complete: bool
+    #: When accounts created since the first snapshot were first seen (archived audits).
+    first_seen: dict[str, datetime] | None = None
+
+
+#: The read step: given the start time and the run's problem list, read the tenant.
+Read = Callable[[datetime, list[str]], Reading]
+
+
+def audit_with(
+    platform: Platform,
+    policy: Policy,
+    read: Read,
+    *,
+    clock: Clock = utcnow,
+    api_keys: bool = False,
+) -> RunSummary:
+    """The skeleton of every audit: read, judge the API keys, index, judge, summarise.
+
+    Only ``read`` differs between the direct and the archived audit; what it could not
+    read it adds to the problems, which make the run incomplete.
+    """
+    started = clock()
+    problems: list[str] = []
+    reading = read(started, problems)
+    keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
+    index = ActivityIndex(reading.accounts, policy)
+    index.add_all(platform.account_activity())
+    index.add_all(reading.logons)
+    findings = judge(
+        reading.accounts,
+        index,
+        policy,
+        started,
+        reading.window.start,
+        problems,
+        logins_complete=reading.logins_complete,
+        first_seen=reading.first_seen,
+    )
+    return RunSummary(
+        tool_version=__version__,
+        platform=platform.name,
+        region=platform.region,
+        base_url=platform.base_url,
+        started_at=started,
+        finished_at=clock(),
+        window=reading.window,
+        policy=policy,
+        complete=not problems,
+        problems=tuple(problems),
+        requests=platform.requests_made(),
+        events_read=reading.events_read,
+        unmatched_events=index.unmatched,
+        findings=findings,
+        api_keys=keys,
+        unmatched=index.unmatched_identities(),
+        warnings=tuple(evidence_warnings(index, policy, started)),
+    )
 
 
 def run_audit(
@@ -272,38 +309,32 @@ def run_audit(
     Accounts are listed while the logon records are swept (in parallel time slices on a
     large window), all under the one pacer of the platform's HTTP client.
     """
-    started = clock()
-    problems: list[str] = []
-    window = TimeWindow(start=started - timedelta(days=platform.retention_days), end=started)
-    reader = _AccountReader(platform, progress)
-    reader.start()
-    fold = LogonFold(window)
 
-    def commit(page: RecordPage, states: object) -> None:
-        fold.add(page.records)
-        progress("logon events", fold.events)
+    def read(started: datetime, problems: list[str]) -> Reading:
+        window = TimeWindow(start=started - timedelta(days=platform.retention_days), end=started)
+        reader = _AccountReader(platform, progress)
+        reader.start()
+        fold = LogonFold(window)
 
-    sweep = Sweep(platform, window, logons_only=True, max_slices=max_slices)
-    try:
-        sweep_problems = sweep.run(commit)
-    finally:
-        accounts = reader.result()
-    if reader.problem:
-        problems.append(reader.problem)
-    logins_complete = not sweep_problems
-    if sweep_problems:
-        problems.append(f"logon records incomplete after {fold.events} events: {sweep_problems[0]}")
-        log.error("%s", problems[-1])
-    keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
-    index = ActivityIndex(accounts, policy)
-    index.add_all(platform.account_activity())
-    index.add_all(fold.events_for_index())
-    findings = judge(
-        accounts, index, policy, started, window.start, problems, logins_complete=logins_complete
-    )
-    return _summary(
-        platform, policy, started, clock(), window, problems, fold.events, index, findings, keys
-    )
+        def commit(page: RecordPage, states: object) -> None:
+            fold.add(page.records)
+            progress("logon events", fold.events)
+
+        sweep = Sweep(platform, window, logons_only=True, max_slices=max_slices)
+        try:
+            sweep_problems = sweep.run(commit)
+        finally:
+            accounts = reader.result()
+        if reader.problem:
+            problems.append(reader.problem)
+        if sweep_problems:
+            problems.append(
+                f"logon records incomplete after {fold.events} events: {sweep_problems[0]}"
+            )
+            log.error("%s", problems[-1])
+        return Reading(accounts, fold.events_for_index(), fold.events, window, not sweep_problems)
+
+    return audit_with(platform, policy, read, clock=clock, api_keys=api_keys)
 
 
 def required_history_error(
@@ -345,97 +376,83 @@ def run_archived_audit(
     ``--days`` may exceed the vendor's retention once the archive covers that much
     history; otherwise the run refuses (``ConfigError``) unless ``allow_short_history``.
     """
-    started = clock()
     tenant = archive.tenant_id(tenant_key)
-    before = coverage(archive, tenant, LOGONS)
-    problem = required_history_error(
-        policy, before.covered_from if before else None, platform.retention_days, started
-    )
-    if problem and not allow_short_history:
-        raise ConfigError(problem)
-    problems: list[str] = []
-    with archive.lock(tenant):
-        previous = archive.last_snapshot_ids(tenant)
-        reader = _AccountReader(platform, progress, expected=len(previous))
-        reader.start()
-        known, _ = archive.first_seen(tenant)
-        if known:
-            # Before anything is stored: the logs of another tenant must not move this
-            # tenant's watermark.
-            reader.sampled.wait()
-            if reader.error is not None:
-                raise reader.error
-            check_same_tenant(reader.accounts[:SAMPLE], known, tenant_key, platform.base_url)
-        try:
-            result = sync_stream(
-                archive,
-                platform,
-                tenant,
-                LOGONS,
-                clock=clock,
-                overlap=overlap,
-                progress=progress,
-            )
-        finally:
-            accounts = reader.result()
-        if reader.problem:
-            problems.append(reader.problem)
-        else:
-            accounts = confirm_account_list(platform, accounts, previous, problems)
-        # After the sync: the archive's connection is used by one thread at a time.
-        archive.store_accounts(tenant, accounts, started)
-    if not result.complete:
-        problems.append(result.problem)
-    keys = audit_api_keys(platform, policy.days, started, problems) if api_keys else None
-    state = coverage(archive, tenant, LOGONS)
-    window_start = state.covered_from if state and state.covered_from else result.window.start
-    index = ActivityIndex(accounts, policy)
-    index.add_all(platform.account_activity())
-    for aggregate in archive.logon_aggregates(tenant):
-        if aggregate.last is not None:
-            index.add(
-                LoginEvent(
-                    aggregate.last, aggregate.successful, aggregate.principal, aggregate.account_id
+
+    def read(started: datetime, problems: list[str]) -> Reading:
+        before = coverage(archive, tenant, LOGONS)
+        problem = required_history_error(
+            policy, before.covered_from if before else None, platform.retention_days, started
+        )
+        if problem and not allow_short_history:
+            raise ConfigError(problem)
+        with archive.lock(tenant):
+            previous = archive.last_snapshot_ids(tenant)
+            reader = _AccountReader(platform, progress, expected=len(previous))
+            reader.start()
+            known, _ = archive.first_seen(tenant)
+            if known:
+                # Before anything is stored: the logs of another tenant must not move this
+                # tenant's watermark.
+                reader.sampled.wait()
+                if reader.error is not None:
+                    raise reader.error
+                check_same_tenant(reader.accounts[:SAMPLE], known, tenant_key, platform.base_url)
+            try:
+                result = sync_stream(
+                    archive,
+                    platform,
+                    tenant,
+                    LOGONS,
+                    clock=clock,
+                    overlap=overlap,
+                    progress=progress,
                 )
-            )
-        if aggregate.undated:
-            index.add(
-                LoginEvent(None, aggregate.successful, aggregate.principal, aggregate.account_id)
-            )
-    first_seen, first_snapshot = archive.first_seen(tenant)
-    witnessed = {
-        account_id: seen
-        for account_id, seen in first_seen.items()
-        if first_snapshot is not None and seen > first_snapshot
-    }
-    findings = judge(
-        accounts,
-        index,
-        policy,
-        started,
-        window_start,
-        problems,
-        logins_complete=result.complete,
-        first_seen=witnessed,
-    )
-    summary = _summary(
-        platform,
-        policy,
-        started,
-        clock(),
-        TimeWindow(window_start, started),
-        problems,
-        result.fetched,
-        index,
-        findings,
-        keys,
-    )
+            finally:
+                accounts = reader.result()
+            if reader.problem:
+                problems.append(reader.problem)
+            else:
+                accounts = confirm_account_list(platform, accounts, previous, problems)
+            # After the sync: the archive's connection is used by one thread at a time.
+            archive.store_accounts(tenant, accounts, started)
+        if not result.complete:
+            problems.append(result.problem)
+        state = coverage(archive, tenant, LOGONS)
+        window_start = state.covered_from if state and state.covered_from else result.window.start
+        first_seen, first_snapshot = archive.first_seen(tenant)
+        witnessed = {
+            account_id: seen
+            for account_id, seen in first_seen.items()
+            if first_snapshot is not None and seen > first_snapshot
+        }
+        return Reading(
+            accounts,
+            archived_logons(archive, tenant),
+            result.fetched,
+            TimeWindow(window_start, started),
+            result.complete,
+            witnessed,
+        )
+
+    summary = audit_with(platform, policy, read, clock=clock, api_keys=api_keys)
     archive.record_audit(
         tenant,
         summary.finished_at,
-        started,
+        summary.started_at,
         summary.complete,
         policy.days,
         [ReportedAccount.of(f) for f in summary.to_remove],
     )
     return summary
+
+
+def archived_logons(archive: Archive, tenant: int) -> Iterator[LoginEvent]:
+    """The newest successful and failed logon of each identity the archive holds, and an
+    undated one where undated records exist."""
+    for aggregate in archive.logon_aggregates(tenant):
+        if aggregate.last is not None:
+            yield LoginEvent(
+                aggregate.last, aggregate.successful, aggregate.principal, aggregate.account_id
+            )
+        if aggregate.undated:
+            yield LoginEvent(None, aggregate.successful, aggregate.principal, aggregate.account_id)
