@@ -197,3 +197,58 @@ token_env = "TOKEN_MISSING"
     assert "no-secret: FAILED" in result.stderr and "TOKEN_MISSING" in result.stderr
     assert (tmp_path / "out" / "ok" / "filtered_accounts_report.csv").exists()
     assert (tmp_path / "out" / "ok" / "stale_api_keys.csv").exists()
+
+
+@pytest.mark.e2e
+def test_the_fleet_run_is_a_library_call(start_sim, tmp_path: Path) -> None:
+    """``login_audit.fleet`` audits every tenant without the command line: the exact
+    findings per tenant, one failing tenant alone, and every token learnt by the redactor."""
+    from login_audit.config import HttpSettings
+    from login_audit.fleet import FleetOptions, audit_all
+    from login_audit.models import Policy
+    from login_audit.redaction import Redactor
+
+    v1 = build_tenant(seed=65, accounts=40)
+    sim = start_sim(v1)
+    good, wrong = tmp_path / "good.token", tmp_path / "wrong.token"
+    good.write_text(sim.token)
+    wrong.write_text("wrong-token-0123456789")
+    for path in (good, wrong):
+        path.chmod(0o600)
+    config = write(
+        tmp_path,
+        f"""
+[[tenant]]
+name = "good"
+base_url = "{sim.base_url}"
+token_file = "{good}"
+
+[[tenant]]
+name = "wrong"
+base_url = "{sim.base_url}"
+token_file = "{wrong}"
+""",
+    )
+    options = FleetOptions(
+        policy=Policy(),
+        explicit=frozenset(),
+        settings=HttpSettings(backoff_base=0.001, retry_after_cap=0.01),
+        output_dir=tmp_path / "out",
+        archive_spec=None,
+        no_archive=True,
+        allow_short_history=False,
+        fail_on_findings=False,
+        max_archive_days=180,
+    )
+    redactor = Redactor()
+    code, text, document = audit_all(redactor, config, options)
+    assert code == 2  # the wrong token: a credentials failure, reported for its tenant only
+    assert {t["tenant"]: t["exitCode"] for t in document["tenants"]} == {"good": 0, "wrong": 2}
+    assert "wrong: FAILED (exit 2)" in text
+    found = rows(tmp_path / "out" / "good" / "filtered_accounts_report.csv")
+    assert {(r["UserId"], r["RoleName"]) for r in found} == {
+        (r["UserId"], r["RoleName"]) for r in v1.truth()["remove"]
+    }
+    for secret in (sim.token, "wrong-token-0123456789"):
+        assert secret not in text and secret not in json.dumps(document)
+        assert secret not in redactor.scrub(f"Authorization: Bearer {secret}")

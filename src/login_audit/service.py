@@ -17,6 +17,7 @@ from pathlib import Path
 
 from login_audit.archive import Archive, TenantKey
 from login_audit.audit import run_archived_audit, run_audit
+from login_audit.config import Target
 from login_audit.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.exclusions import unmatched_exclusions
 from login_audit.models import Policy, RunSummary
@@ -151,6 +152,11 @@ def render_summary(summary: RunSummary, notes: WriteNotes) -> str:
                 "reports beside that folder were left as they were."
             )
     return "\n".join(lines)
+
+
+def tenant_key(target: Target, name: str) -> TenantKey:
+    """How the archive names a tenant: platform, region (or the host of a custom URL), name."""
+    return TenantKey(target.platform, target.key_region, name)
 
 
 def exit_code_for(summary: RunSummary, fail_on_findings: bool) -> int:

@@ -44,7 +44,6 @@ from login_audit.cli.common import (
     http_settings,
     open_archive_for,
     open_platform,
-    tenant_key,
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
@@ -52,6 +51,7 @@ from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigErro
 from login_audit.locks import file_lock
 from login_audit.printable import printable
 from login_audit.reports.atomic import ensure_dir
+from login_audit.service import tenant_key
 from login_audit.timeutil import format_minute, utcnow
 
 

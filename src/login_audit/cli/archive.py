@@ -20,7 +20,6 @@ from login_audit.cli.common import (
     open_platform,
     progress_reporter,
     quiet_broken_pipe,
-    tenant_key,
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
@@ -30,6 +29,7 @@ from login_audit.export import FORMATS, check_output, export_records, guess_form
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
+from login_audit.service import tenant_key
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import format_minute, format_z, parse_timestamp, utcnow
 

@@ -22,17 +22,16 @@ from login_audit.cli.common import (
     http_settings,
     open_archive_for,
     open_platform,
-    tenant_key,
     tenant_options,
 )
-from login_audit.cli.fleet import FleetOptions, audit_all
 from login_audit.cli.state import CONTEXT, AppState
 from login_audit.cli.watch import notify_owners, notify_webhook, webhook_options
 from login_audit.config import default_config_path
+from login_audit.fleet import FleetOptions, audit_all
 from login_audit.models import RunSummary
 from login_audit.platforms import retention_days
 from login_audit.reports import WriteNotes
-from login_audit.service import exit_code_for, render_summary
+from login_audit.service import exit_code_for, render_summary, tenant_key
 
 #: The longest threshold accepted with an archive (ten years).
 MAX_ARCHIVE_DAYS = 3650
@@ -211,7 +210,7 @@ def audit(
             api_keys=audit_keys,
         )
         code, text, document = audit_all(
-            state, Path(config_path) if config_path else default_config_path(), options
+            state.redactor, Path(config_path) if config_path else default_config_path(), options
         )
         if json_summary:
             click.echo(json.dumps(document, indent=2))

@@ -278,11 +278,6 @@ def chosen_target(platform: str, region: str | None, base_url: str | None) -> Ta
     return resolve_target(platform, region, base_url, env={})
 
 
-def tenant_key(target: Target, name: str) -> TenantKey:
-    """How the archive names a tenant: platform, region (or the host of a custom URL), name."""
-    return TenantKey(target.platform, target.key_region, name)
-
-
 def exclusion_options(func: F) -> F:
     """The accounts never to flag (``audit``) and never to change (``apply``)."""
     options = [

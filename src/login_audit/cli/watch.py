@@ -28,10 +28,8 @@ from login_audit.cli.common import (
     http_settings,
     open_archive_for,
     open_platform,
-    tenant_key,
     tenant_options,
 )
-from login_audit.cli.fleet import worst
 from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import (
     HttpSettings,
@@ -56,11 +54,13 @@ from login_audit.errors import (
     LoginAuditError,
     RetryLaterError,
 )
+from login_audit.fleet import worst
 from login_audit.http import HttpClient, RetryPolicy
 from login_audit.models import RunSummary
 from login_audit.platforms import authenticate, connect
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
+from login_audit.service import tenant_key
 from login_audit.watch import DEFAULT_ADMIN_ROLES, WatchRules
 from login_audit.watcher import WatchResult, repeat, run_watch
 

@@ -1,4 +1,4 @@
-"""``login-audit audit --all``: every tenant of the configuration file in one run.
+"""Every tenant of the configuration file in one run (``login-audit audit --all``).
 
 Tenants run concurrently; tenants of the same platform share one pacer, so together
 they stay within the platform's rate limit. One failing tenant does not stop the others,
@@ -15,8 +15,6 @@ from typing import Any
 
 from login_audit import __version__
 from login_audit.archive import archive_failure, archive_secrets, open_archive
-from login_audit.cli.common import audit_and_report, tenant_key
-from login_audit.cli.state import AppState
 from login_audit.config import (
     PLATFORMS,
     HttpSettings,
@@ -38,12 +36,13 @@ from login_audit.http import HttpClient, Pacer
 from login_audit.models import Policy, RunSummary
 from login_audit.platforms import authenticate, connect, retention_days
 from login_audit.printable import printable
+from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
 from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
-from login_audit.service import exit_code_for
+from login_audit.service import audit_and_report, exit_code_for, tenant_key
 from login_audit.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,8 @@ def worst(codes: list[int]) -> int:
 
 @dataclass(frozen=True)
 class FleetOptions:
-    """The command-line side of a fleet run."""
+    """How a fleet run audits: the shared policy (file values fill what the command line
+    did not set, ``explicit``), HTTP settings, reports and archive."""
 
     policy: Policy
     explicit: frozenset[str]
@@ -114,7 +114,7 @@ def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
 
 
 def run_tenant(
-    state: AppState, tenant: TenantConfig, options: FleetOptions, pacers: dict[str, Pacer]
+    redactor: Redactor, tenant: TenantConfig, options: FleetOptions, pacers: dict[str, Pacer]
 ) -> TenantOutcome:
     """Audit one tenant into ``<output-dir>/<name>/``; failures are caught and reported."""
     outcome = TenantOutcome(tenant)
@@ -122,16 +122,14 @@ def run_tenant(
     try:
         policy = tenant_policy(tenant, options)
         token = tenant.load_token()
-        state.redactor.add(token)
+        redactor.add(token)
         auth = authenticate(tenant.target.platform, token)
         archive = None if options.no_archive else open_archive(options.archive_spec)
         with HttpClient(auth, options.settings, pacer=pacers[tenant.target.platform]) as http:
             summary, notes = audit_and_report(
-                state,
                 connect(tenant.target, http),
                 policy=policy,
                 output_dir=options.output_dir / tenant.name,
-                quiet=True,
                 archive=archive,
                 tenant=tenant_key(tenant.target, tenant.name),
                 allow_short_history=options.allow_short_history,
@@ -140,15 +138,15 @@ def run_tenant(
         outcome.summary, outcome.notes = summary, notes
         outcome.code = exit_code_for(summary, options.fail_on_findings)
     except LoginAuditError as exc:
-        outcome.error, outcome.code = state.redactor.scrub(str(exc)), exc.exit_code
+        outcome.error, outcome.code = redactor.scrub(str(exc)), exc.exit_code
         log.error("tenant %s: %s", tenant.name, outcome.error)
     except Exception as exc:  # one tenant's bug must not lose the others' reports
         failure = archive_failure(exc, archive.location if archive else "the archive")
         if failure is not None:
-            outcome.error, outcome.code = state.redactor.scrub(str(failure)), failure.exit_code
+            outcome.error, outcome.code = redactor.scrub(str(failure)), failure.exit_code
             log.error("tenant %s: %s", tenant.name, outcome.error)
         else:
-            outcome.error = state.redactor.scrub(f"{type(exc).__name__}: {exc}")
+            outcome.error = redactor.scrub(f"{type(exc).__name__}: {exc}")
             outcome.code = EXIT_UNEXPECTED
             log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
     finally:
@@ -236,17 +234,18 @@ def fleet_json(outcomes: list[TenantOutcome], notes: WriteNotes) -> dict[str, An
 
 
 def audit_all(
-    state: AppState, config_path: Path, options: FleetOptions
+    redactor: Redactor, config_path: Path, options: FleetOptions
 ) -> tuple[int, str, dict[str, Any]]:
     """Audit every configured tenant; return the worst exit code, a summary text and the
-    ``--json`` document."""
+    ``--json`` document. Every secret met is added to ``redactor``, which the caller's
+    logging scrubs with."""
     tenants = load_tenants(config_path)
     ensure_dir(options.output_dir)
     for tenant in tenants:
         if "/" in tenant.name or tenant.name in (".", ".."):
             raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
     for secret in archive_secrets(options.archive_spec):
-        state.redactor.add(Secret(secret))
+        redactor.add(Secret(secret))
     if not options.no_archive:
         # Create and migrate the shared archive once, before the tenants open it together.
         open_archive(options.archive_spec).close()
@@ -255,7 +254,7 @@ def audit_all(
         for platform in PLATFORMS
     }
     with ThreadPoolExecutor(max_workers=min(4, len(tenants))) as pool:
-        outcomes = list(pool.map(lambda t: run_tenant(state, t, options, pacers), tenants))
+        outcomes = list(pool.map(lambda t: run_tenant(redactor, t, options, pacers), tenants))
     notes = write_combined(outcomes, options.output_dir)
     lines = [f"login-audit {__version__}: {len(outcomes)} tenants"]
     for o in outcomes:
