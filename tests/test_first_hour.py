@@ -289,3 +289,66 @@ def test_a_bare_command_prints_the_help_as_help(cli) -> None:
     assert result.stdout.startswith("Usage: login-audit")
     assert "\n  audit " in result.stdout and "\ufffd" not in result.stdout
     assert result.stderr == ""
+
+
+def test_a_group_without_its_command_prints_its_help(cli) -> None:
+    result = cli(["archive"])
+    assert result.code == 0
+    assert result.stdout.startswith("Usage: login-audit archive")
+    assert "\ufffd" not in result.stdout + result.stderr
+
+
+def test_the_json_variable_gives_json_on_usage_errors_too(cli) -> None:
+    result = cli(["audit", "--regoin", "eu"], {"LOGIN_AUDIT_JSON": "1"})
+    assert result.code == 2
+    document = json.loads(result.stdout)
+    assert document["exitCode"] == 2 and "--regoin" in document["error"]
+
+
+def test_audit_json_carries_the_warnings(cli, start_sim, tenant, tmp_path: Path) -> None:
+    sim = start_sim(tenant)
+    args = ["audit", "--base-url", sim.base_url, "--no-archive", "--output-dir", str(tmp_path)]
+    result = cli([*args, "--json", "--exclude", "nomatch*"], {"TMV1_TOKEN": sim.token})
+    assert result.code == 0, result.stderr
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("nomatch*" in w for w in warnings)
+
+
+def test_doctor_says_whole_sentences_about_a_new_archive(cli, tmp_path: Path) -> None:
+    args = ["doctor", "--base-url", "http://127.0.0.1:9", "--archive", str(tmp_path / "n.db")]
+    result = cli(args, {"TMV1_TOKEN": "x" * 30})  # port 9 refuses: nothing leaves the machine
+    assert "the first audit or sync will create it" in result.stdout + result.stderr
+
+
+def test_every_command_ends_quietly_with_141_when_stdout_is_closed(tmp_path: Path) -> None:
+    """A real process: the closed pipe is the point. The read end is closed before the
+    process starts, so its first write fails whatever its speed."""
+    import os
+    import subprocess
+    import sys
+
+    for args in (["completion", "bash"], ["--help"]):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "login_audit", *args],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                cwd=tmp_path,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(write)
+        assert proc.returncode == 141, (args, proc.stderr)
+        assert proc.stderr == b"", args
+
+
+def test_the_takeover_truth_never_lists_an_account_that_woke_up() -> None:
+    from login_audit.simulator.takeover import build_takeover_tenant
+
+    tenant, planted = build_takeover_tenant(seed=5, accounts=150)
+    woke = {p["subject"] for p in planted if p["kind"] == "dormant-reactivated"}
+    listed = {row["UserId"].lower() for row in tenant.truth()["remove"]}
+    assert woke and not woke & listed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -18,6 +19,7 @@ from login_audit import __version__
 from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, Secret, looks_like_token
 from login_audit.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -29,6 +31,10 @@ from login_audit.printable import printable
 __all__ = ["AppState", "audit_and_report", "cli", "exit_code_for", "main", "render_summary"]
 
 log = logging.getLogger("login_audit")
+#: The wrapper click puts on stdout when a write found the pipe closed.
+_PACIFIED = ("PacifyFlushWrapper", "_PacifyFlushWrapper")
+#: Raised by click when a group is named without a command (click 8.2 and later).
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 #: Where each command lives. A command's module (and what it needs: the HTTP client, the
 #: archive drivers, the simulator) is imported only when that command runs, so
@@ -141,7 +147,24 @@ def usage_hint(exc: click.UsageError, args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: runs the CLI and maps every error to an exit code."""
+    """Console-script entry point: runs the CLI and maps every error to an exit code.
+
+    When the reader of stdout goes away (``login-audit doctor | head -1``), the run ends
+    quietly with 141 (128 + SIGPIPE), whatever the command was writing.
+    """
+    try:
+        try:
+            _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        sys.exit(EXIT_BROKEN_PIPE)
+
+
+def _main(argv: list[str] | None) -> None:
     state = AppState()
     args = sys.argv[1:] if argv is None else argv
     if not args:
@@ -149,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         args = ["--help"]
     # Parsing errors come before any command runs: look for the flag itself.
     state.json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+    if os.environ.get("LOGIN_AUDIT_JSON", "").strip().lower() in ("1", "true", "yes", "on"):
+        state.json_mode = True  # the variable stands for --json on every way out too
     for arg in args:
         # A token pasted where a path or a name belongs is never echoed back.
         value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
@@ -160,6 +185,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc.__context__, KeyboardInterrupt):
             _fail(state, EXIT_INTERRUPTED, "interrupted")
         _fail(state, EXIT_UNEXPECTED, "aborted")
+    except _NO_ARGS_IS_HELP as exc:
+        # A group named without its command (``login-audit archive``): show its help.
+        if exc.ctx is not None:
+            click.echo(exc.ctx.get_help())
+        sys.exit(EXIT_OK)
     except click.ClickException as exc:
         # One line, as every other error: usage problems are configuration problems.
         if isinstance(exc, click.UsageError):
@@ -167,10 +197,15 @@ def main(argv: list[str] | None = None) -> None:
         _fail(state, EXIT_CONFIG, exc.format_message())
     except LoginAuditError as exc:
         _fail(state, exc.exit_code, str(exc))
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == 1 and type(sys.stdout).__name__ in _PACIFIED:
+            # click ends a run whose stdout pipe closed (EPIPE) with 1 and quiets the stream.
+            sys.exit(EXIT_BROKEN_PIPE)
         raise
     except KeyboardInterrupt:
         _fail(state, EXIT_INTERRUPTED, "interrupted")
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: see ``main``
     except Exception as exc:
         log.debug("unexpected error", exc_info=True)
         from login_audit.archive import archive_failure

@@ -269,5 +269,6 @@ def script_summary(summary: RunSummary, notes: WriteNotes, code: int) -> dict[st
         ),
         "requests": summary.requests,
         "problems": list(summary.problems),
+        "warnings": list(summary.warnings),
         "reports": [str(path) for path in notes.paths],
     }

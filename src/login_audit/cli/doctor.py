@@ -131,7 +131,9 @@ def check_archive(spec: str | None) -> Check:
     if not (spec and "://" in spec):
         path = Path(spec).expanduser() if spec else default_archive_path()
         if not path.exists():
-            return Check(f"archive {path}", True, "not created yet; the first audit or sync will")
+            return Check(
+                f"archive {path}", True, "not created yet; the first audit or sync will create it"
+            )
     try:
         archive = open_archive(spec, read_only=True)
         try:

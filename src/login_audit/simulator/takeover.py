@@ -108,10 +108,12 @@ def build_takeover_tenant(
         b.event(a, when)
         if i < 2:
             b.event(a, when + timedelta(hours=1))
+        a.klass = "active"  # awake now: the truth of an audit must not list it
         planted.append(_planted("dormant-reactivated", a.email, when))
     for a in never[:1]:
         when = b.ago(b.rng.uniform(1, 20))
         b.event(a, when)
+        a.klass = "active"
         planted.append(_planted("dormant-reactivated", a.email, when))
     # Planted: bursts of failed logons on stale accounts; one account is tried twice.
     for a in dormant[4:7]:
@@ -210,6 +212,7 @@ def build_takeover_cloudone(
     for u in dormant[:3]:
         days = b.rng.uniform(1, 20)
         b.log(u, days)
+        u.klass = "active"  # awake now: the truth of an audit must not list it
         planted.append(_planted("dormant-reactivated", u.urn, b.ago(days)))
     for u in active[1:2]:
         when = entry(
