@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.postgres import postgres_server
 
+from bench import logons_of_a_day
 from login_audit.archive import open_archive
 from login_audit.archive.base import TenantKey
 from login_audit.audit import run_archived_audit
@@ -171,23 +172,8 @@ def incremental_audit(accounts: int, latency_ms: float) -> dict[str, float]:
 
         results["first_requests"], results["first_seconds"] = audit(timedelta(0))
         # One simulated day: every active account logs on once more.
-        rng = random.Random(9)
-        day = []
-        for account in tenant.accounts[: accounts // 2]:
-            when = datetime.now(timezone.utc) + timedelta(hours=rng.uniform(0, 23))
-            day.append(
-                (
-                    when,
-                    {
-                        "loggedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "loggedUser": account.email,
-                        "category": "Logon and Logoff",
-                        "activity": "Log on",
-                        "result": "Successful",
-                        "details": {"day": 2},
-                    },
-                )
-            )
+        emails = (a.email for a in tenant.accounts[: accounts // 2])
+        day = logons_of_a_day(emails, datetime.now(timezone.utc), timedelta(hours=23), 9)
         sim.add_records(day)
         results["second_requests"], results["second_seconds"] = audit(timedelta(days=1))
         results["new_logons"] = len(day)

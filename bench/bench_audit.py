@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import logons_of_a_day
 from login_audit.config import HttpSettings, Secret
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.platforms.visionone import LOGON_FILTER, filter_and, filter_eq
@@ -174,23 +174,8 @@ def main() -> None:
             # which changes no request count.
             first_end = datetime.now(timezone.utc)
             time.sleep(2.0)
-            rng = random.Random(size)
-            day = []
-            for account in tenant.accounts[: size // 2]:
-                when = first_end + timedelta(seconds=rng.uniform(0, 1.5))
-                day.append(
-                    (
-                        when,
-                        {
-                            "loggedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "loggedUser": account.email,
-                            "category": "Logon and Logoff",
-                            "activity": "Log on",
-                            "result": "Successful",
-                            "details": {"day": 2},
-                        },
-                    )
-                )
+            emails = (a.email for a in tenant.accounts[: size // 2])
+            day = logons_of_a_day(emails, first_end, timedelta(seconds=1.5), size)
             sim.add_records(day)
             requests2, seconds2, _ = run_audit_cli(sim, archive, Path(tmp) / "two", scale)
         print(

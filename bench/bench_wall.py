@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import logons_of_a_day
 from bench.bench_audit import logons_in_window, per_user_requests
 from login_audit.config import HttpSettings
 from login_audit.simulator import Simulator, build_tenant
@@ -87,23 +87,8 @@ def audit(sim: Simulator, archive: Path, out: Path) -> tuple[float, int]:
 def next_day(sim: Simulator, tenant, seed: int) -> int:
     """Half the accounts log on once more, after everything read so far."""
     now = datetime.now(timezone.utc)
-    rng = random.Random(seed)
-    day = []
-    for account in tenant.accounts[: len(tenant.accounts) // 2]:
-        when = now + timedelta(seconds=rng.uniform(0, 1.5))
-        day.append(
-            (
-                when,
-                {
-                    "loggedDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "loggedUser": account.email,
-                    "category": "Logon and Logoff",
-                    "activity": "Log on",
-                    "result": "Successful",
-                    "details": {"day": seed},
-                },
-            )
-        )
+    half = tenant.accounts[: len(tenant.accounts) // 2]
+    day = logons_of_a_day((a.email for a in half), now, timedelta(seconds=1.5), seed, seed)
     sim.add_records(day)
     time.sleep(2.0)  # the new records are older than the next audit's start
     return len(day)

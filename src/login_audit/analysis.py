@@ -6,7 +6,6 @@ Nothing here does I/O or reads the clock, so every rule is testable with plain v
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,6 +22,7 @@ from login_audit.models import (
     Policy,
     TimeWindow,
     UnmatchedIdentity,
+    looks_like_uuid,
 )
 from login_audit.timeutil import days_between, format_day
 
@@ -50,8 +50,6 @@ class Activity:
 #: (clock skew between the vendor's servers and ours).
 FUTURE_TOLERANCE = timedelta(hours=1)
 
-_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
-
 
 def identity_kind(principal: str, account_id: str | None) -> str:
     """What an identity that matches no account looks like: ``email``, ``id`` or
@@ -61,7 +59,7 @@ def identity_kind(principal: str, account_id: str | None) -> str:
     is not in the account list: a deleted account or an API key. A display name could
     stand for any account.
     """
-    if account_id or principal.startswith("urn:") or _UUID.match(principal):
+    if account_id or principal.startswith("urn:") or looks_like_uuid(principal):
         return "id"
     if "@" in principal:
         return "email"
@@ -393,17 +391,19 @@ def analyse(
     logins_complete: bool,
     incomplete_reason: str = "",
     first_seen: dict[str, datetime] | None = None,
+    doubts: tuple[str | None, dict[str, str]] | None = None,
 ) -> tuple[Finding, ...]:
     """One finding per account: accounts to remove first, then by user id.
 
     Accounts that would be removed become ``unknown`` when :func:`evidence_doubts` finds
-    a reason not to trust the absence of their logons. ``first_seen`` maps account ids
-    to when the archive first saw them, for the accounts
-    whose appearance the archive witnessed; they get ``policy.grace_days`` of grace.
+    a reason not to trust the absence of their logons (``doubts``, when the caller has
+    them already). ``first_seen`` maps account ids to when the archive first saw them,
+    for the accounts whose appearance the archive witnessed; they get
+    ``policy.grace_days`` of grace.
     """
     seen = first_seen or {}
     accounts = list(accounts)
-    everyone, by_type = evidence_doubts(accounts, index, policy, now, window_start)
+    everyone, by_type = doubts or evidence_doubts(accounts, index, policy, now, window_start)
     findings = [
         decide(
             account,

@@ -150,6 +150,7 @@ def judge(
     first_seen: dict[str, datetime] | None = None,
 ) -> tuple[Finding, ...]:
     """The findings of one audit; doubts that made accounts ``unknown`` become problems."""
+    everyone, by_type = evidence_doubts(accounts, index, policy, now, window_start)
     findings = analyse(
         accounts,
         index,
@@ -159,8 +160,8 @@ def judge(
         logins_complete=logins_complete,
         incomplete_reason="the audit log could not be read completely",
         first_seen=first_seen,
+        doubts=(everyone, by_type),
     )
-    everyone, by_type = evidence_doubts(accounts, index, policy, now, window_start)
     doubted = {f.account.auth_type.lower() for f in findings if f.reason.startswith("not proven")}
     lines = [f"accounts not judged: {everyone}"] if everyone and doubted else []
     if not everyone:

@@ -6,6 +6,7 @@ Vendor JSON never leaves ``platforms/``; everything downstream sees these types.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -123,6 +124,14 @@ class TimeWindow:
 
     start: datetime
     end: datetime
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+
+
+def looks_like_uuid(text: str) -> bool:
+    """True for a UUID, with or without its hyphens: an id, never a name."""
+    return bool(_UUID.match(text))
 
 
 #: Identities the vendor logs that are no account of the tenant's list (Vision One's

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Protocol
 
 from login_audit.http import HttpClient
-from login_audit.models import Account, ApiKey, LoginEvent, RecordPage, TimeWindow
+from login_audit.models import Account, ApiKey, LoginEvent, RecordPage, TimeWindow, looks_like_uuid
 
 
 class Platform(Protocol):
@@ -74,9 +73,6 @@ def is_administrator(platform: Platform, role: str) -> bool:
     return any(wanted == _spelling(admin) for admin in platform.admin_roles)
 
 
-_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
-
-
 def role_is_opaque(platform: Platform, role: str) -> bool:
     """True when ``role`` is an id rather than a name (empty, a UUID, or a word that is
     mostly digits such as ``role-0001``), so whether it administers the tenant cannot be
@@ -84,7 +80,7 @@ def role_is_opaque(platform: Platform, role: str) -> bool:
     text = role.strip()
     if is_administrator(platform, text):
         return False
-    if not text or _UUID.match(text):
+    if not text or looks_like_uuid(text):
         return True
     digits = sum(ch.isdigit() for ch in text)
     return not any(ch.isspace() for ch in text) and digits * 5 >= len(text) * 2
