@@ -33,7 +33,7 @@ types: $(STAMP_TEST)
 unit: $(STAMP_TEST)
 	scripts/ensure-postgres.sh
 	scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 test: lint types unit
 

@@ -44,12 +44,12 @@ SETTINGS = HttpSettings(backoff_base=0.001, retry_after_cap=0.01, max_attempts=8
 
 def faults_of(kind: str, path: str, seed: int) -> tuple[FaultConfig, HttpSettings]:
     """Half the requests to ``path`` get ``kind``; at most two slow answers of 3 s each,
-    against a client that waits 0.5 s."""
+    against a client that waits 0.3 s."""
     if kind == "slow":
         config = FaultConfig(
             rate=0.5, seed=seed, kinds=(kind,), paths=(path,), slow_seconds=3.0, limit=2
         )
-        return config, replace(SETTINGS, timeout=0.5)
+        return config, replace(SETTINGS, timeout=0.3)
     return FaultConfig(rate=0.5, seed=seed, kinds=(kind,), paths=(path,)), SETTINGS
 
 

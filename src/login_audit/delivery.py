@@ -29,7 +29,13 @@ import httpx
 from login_audit import __version__
 from login_audit.config import Secret, is_loopback_host, read_secret_file
 from login_audit.errors import ConfigError
-from login_audit.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, parse_retry_after
+from login_audit.http import (
+    RETRY_STATUSES,
+    USER_AGENT,
+    RetryPolicy,
+    parse_retry_after,
+    tls_context,
+)
 from login_audit.models import RunSummary, SignalKind
 from login_audit.timeutil import format_z
 
@@ -406,6 +412,7 @@ class WebhookSink:
             headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
             follow_redirects=False,
             transport=transport,
+            verify=tls_context(),
         )
 
     def __repr__(self) -> str:
