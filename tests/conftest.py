@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +20,8 @@ from login_audit.simulator import FaultConfig, Simulator, Tenant, build_tenant
 from tests.postgres import postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
+_NAMED = "LOGIN_AUDIT_TEST_POSTGRES"
+_SERVER = pytest.StashKey[ExitStack]()
 
 # A property test is judged by what it finds, not by how fast a shared machine runs an
 # example; and the same examples every run, so a red run can be run again and stays red.
@@ -32,6 +35,33 @@ def tenant() -> Tenant:
     return build_tenant(seed=11, accounts=400)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With several workers, start one PostgreSQL server for all of them.
+
+    Each worker would otherwise make and start its own (seconds of ``initdb`` each); the
+    workers inherit the server's URL from the environment, and create their own
+    databases in it, named after their process.
+    """
+    workers = getattr(config.option, "numprocesses", None)
+    if not workers or hasattr(config, "workerinput") or os.environ.get(_NAMED):
+        return
+    stack = ExitStack()
+    url = stack.enter_context(postgres_server())
+    if url is None:
+        stack.close()
+        return
+    os.environ[_NAMED] = url
+    config.stash[_SERVER] = stack
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the server :func:`pytest_configure` started, if it did."""
+    stack = config.stash.get(_SERVER, None)
+    if stack is not None:
+        os.environ.pop(_NAMED, None)
+        stack.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """A PostgreSQL server for the whole session (None when none can be had)."""
@@ -43,7 +73,7 @@ _database_counter = iter(range(1, 1_000_000))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def archive_url(request, tmp_path: Path, postgres_url: str | None) -> str:
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty archive of each backend: a SQLite path, or a fresh PostgreSQL database.
 
     PostgreSQL tests are skipped only outside CI when no server can be started; in CI
@@ -51,6 +81,7 @@ def archive_url(request, tmp_path: Path, postgres_url: str | None) -> str:
     """
     if request.param == "sqlite":
         return str(tmp_path / "archive.sqlite3")
+    postgres_url = request.getfixturevalue("postgres_url")
     if postgres_url is None:
         if os.environ.get("CI"):
             pytest.fail("no PostgreSQL server could be started for the archive tests")
