@@ -17,7 +17,7 @@ from login_audit.cli.common import (
     common_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
-from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, HttpSettings, Secret
+from login_audit.config import C1_KEY_ENV, TOKEN_ENV, URL_ENV, Secret
 from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
@@ -213,7 +213,7 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
       login-audit demo --output-dir /tmp/demo --accounts 1000 --faults 0.3
       login-audit demo --scenario takeover
     """
-    from login_audit.simulator import FaultConfig, Simulator, build_tenant
+    from login_audit.simulator import DEMO_HTTP, FaultConfig, Simulator, build_tenant
 
     state = click.get_current_context().ensure_object(AppState)
     if scenario == "takeover":
@@ -238,8 +238,7 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
         )
         token = Secret(sim.token)
         state.redactor.add(token)
-        settings = HttpSettings(backoff_base=0.2, backoff_cap=2.0, retry_after_cap=2.0)
-        with HttpClient(BearerAuth(token), settings) as http:
+        with HttpClient(BearerAuth(token), DEMO_HTTP) as http:
             summary, notes = audit_and_report(
                 state,
                 VisionOne(http, sim.base_url, "simulator"),

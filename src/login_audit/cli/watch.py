@@ -438,7 +438,7 @@ def takeover_demo(
     from login_audit.http import BearerAuth
     from login_audit.platforms.visionone import VisionOne
     from login_audit.reports.atomic import ensure_dir
-    from login_audit.simulator import FaultConfig, Simulator
+    from login_audit.simulator import DEMO_HTTP, FaultConfig, Simulator
     from login_audit.simulator.takeover import build_takeover_tenant
 
     tenant, planted = build_takeover_tenant(seed, accounts)
@@ -457,8 +457,7 @@ def takeover_demo(
         token = Secret(sim.token)
         state.redactor.add(token)
         key = TenantKey("visionone", "simulator", "demo")
-        settings = HttpSettings(backoff_base=0.2, backoff_cap=2.0, retry_after_cap=2.0)
-        with HttpClient(BearerAuth(token), settings) as http:
+        with HttpClient(BearerAuth(token), DEMO_HTTP) as http:
             platform = VisionOne(http, sim.base_url, "simulator")
             problem = _sync(archive, platform, key, 30)
         result = run_watch(archive, key, WatchRules(), [FileSink(str(signals), "jsonl")])

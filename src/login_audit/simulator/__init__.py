@@ -1,6 +1,7 @@
 """The fake vendor: synthetic tenants served over loopback HTTP, with faults on demand."""
 
 from login_audit.simulator.cloudone import CloudOneTenant, build_cloudone_tenant
+from login_audit.simulator.faults import DEMO_HTTP
 from login_audit.simulator.server import (
     ALL_FAULTS,
     CHANGE_FAULTS,
@@ -14,6 +15,7 @@ __all__ = [
     "ALL_FAULTS",
     "CHANGE_FAULTS",
     "DEFAULT_FAULTS",
+    "DEMO_HTTP",
     "CloudOneTenant",
     "FaultConfig",
     "Simulator",

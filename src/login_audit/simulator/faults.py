@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from login_audit.config import HttpSettings
+
 #: Faults injected by default when a fault rate is set.
 DEFAULT_FAULTS = (
     "429",
@@ -54,6 +56,11 @@ ALL_FAULTS = (
     "shift-accounts",
     *CHANGE_FAULTS,
 )
+
+
+#: The client settings of the demos: they inject faults to show the retries at work, and
+#: short waits keep the demo quick without hiding any retry.
+DEMO_HTTP = HttpSettings(backoff_base=0.05, backoff_cap=0.5, retry_after_cap=0.5)
 
 
 @dataclass
