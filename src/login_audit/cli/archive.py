@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
 
 from login_audit.archive.base import Archive, TenantInfo, TenantKey
-from login_audit.audit import SAMPLE, check_same_tenant
 from login_audit.cli.common import (
     archive_options,
     chosen_target,
@@ -29,9 +28,9 @@ from login_audit.export import FORMATS, check_output, export_records, guess_form
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
-from login_audit.service import tenant_key
-from login_audit.sync import ALL, SyncResult, sync_stream
-from login_audit.timeutil import format_minute, format_z, parse_timestamp, utcnow
+from login_audit.service import sync_tenant, tenant_key
+from login_audit.sync import SyncResult
+from login_audit.timeutil import format_minute, format_z, parse_timestamp
 
 
 def _date(value: str | None, option: str) -> datetime | None:
@@ -73,25 +72,9 @@ def sync_platform(
     *,
     quiet: bool = False,
 ) -> SyncResult:
-    """Under the tenant's sync lock: snapshot the accounts, then sync the ``all`` stream.
-
-    Refuses, before storing anything, accounts that are mostly unknown to the archive's
-    tenant of that key (see :func:`~login_audit.audit.check_same_tenant`).
-    """
-    tenant = archive.tenant_id(key)
-    with archive.lock(tenant), progress_reporter(not quiet) as progress:
-        accounts = list(platform.list_accounts())
-        known, _ = archive.first_seen(tenant)
-        check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
-        archive.store_accounts(tenant, accounts, utcnow())
-        return sync_stream(
-            archive,
-            platform,
-            tenant,
-            ALL,
-            overlap=timedelta(minutes=overlap_minutes),
-            progress=progress,
-        )
+    """:func:`login_audit.service.sync_tenant` with progress drawn on a terminal."""
+    with progress_reporter(not quiet) as progress:
+        return sync_tenant(archive, platform, key, overlap_minutes, progress=progress)
 
 
 def describe_sync(result: SyncResult) -> str:
