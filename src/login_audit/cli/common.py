@@ -37,9 +37,8 @@ from login_audit.errors import (
     EXIT_BROKEN_PIPE,
     ConfigError,
 )
-from login_audit.http import HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
-from login_audit.platforms import authenticate, client_class, connect
+from login_audit.platforms import client_class, open_client
 from login_audit.platforms.base import Platform
 from login_audit.reports import WriteNotes
 
@@ -232,8 +231,8 @@ def open_platform(
     """The platform client of ``target``, its token read and registered for redaction."""
     token = load_token(token_file, env_var=target.token_env)
     state.redactor.add(token)
-    with HttpClient(authenticate(target.platform, token), settings) as http:
-        yield connect(target, http)
+    with open_client(target, token, settings) as platform:
+        yield platform
 
 
 def _rank(ctx: click.Context, name: str, value: str | None) -> int:

@@ -57,7 +57,7 @@ from login_audit.errors import (
 from login_audit.fleet import worst
 from login_audit.http import HttpClient, RetryPolicy
 from login_audit.models import RunSummary
-from login_audit.platforms import authenticate, connect
+from login_audit.platforms import open_client
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.service import tenant_key
@@ -74,8 +74,8 @@ def _tenant_platform(
 ) -> Iterator[Platform]:
     token = tenant.load_token()
     state.redactor.add(token)
-    with HttpClient(authenticate(tenant.target.platform, token), settings) as http:
-        yield connect(tenant.target, http)
+    with open_client(tenant.target, token, settings) as platform:
+        yield platform
 
 
 def _sync(archive: Archive, platform: Platform, key: TenantKey, overlap: int) -> str | None:
