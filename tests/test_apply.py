@@ -326,3 +326,21 @@ def test_delete_on_a_terminal_asks_for_the_count_typed_back(
         assert "not confirmed; nothing changed" in result.stderr and sim.changes == []
     else:
         assert len(sim.changes) == count
+
+
+def test_a_plan_is_carried_out_once_and_only_while_its_locks_are_held(
+    cli, small, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    request, connect = cleanup_request(sim, tmp_path)
+    with prepare(request, connect, dry_run=False) as cleanup:
+        assert cleanup.carry_out().complete
+        with pytest.raises(ConfigError, match="carried out already"):
+            cleanup.carry_out()
+    changed = len(sim.changes)
+    with prepare(request, connect, dry_run=False) as stale:
+        pass
+    with pytest.raises(ConfigError, match="locks were released"):
+        stale.carry_out()
+    assert len(sim.changes) == changed == len(flagged(tmp_path))

@@ -202,6 +202,8 @@ class Cleanup:
         self._platform, self._archive, self._tenant = platform, archive, tenant
         self._locked, self._clock = locked, clock
         self._carried_out = False
+        #: False once :func:`prepare`'s context ended: the locks and the client are gone.
+        self.open = True
 
     def carry_out(self, on_change: Callable[[Change], None] | None = None) -> ApplyResult:
         """Journal and make the planned changes in order, stopping at the first failure.
@@ -211,6 +213,8 @@ class Cleanup:
         """
         if not self._locked:
             raise ConfigError("a dry run cannot carry out its plan: prepare it with dry_run=False")
+        if not self.open:
+            raise ConfigError("the plan's locks were released: prepare it again to carry it out")
         if self._carried_out:
             raise ConfigError("this plan was carried out already: prepare a new one")
         refused = self.plan.refusal()
@@ -294,7 +298,7 @@ def prepare(
         platform = stack.enter_context(connect())
         found = recheck(platform, request.policy, clock())
         changes = plan(requests, found, request.policy, request.action, platform)
-        yield Cleanup(
+        cleanup = Cleanup(
             ApplyPlan(request, requests, found, changes),
             platform,
             archive,
@@ -302,6 +306,10 @@ def prepare(
             locked=not dry_run,
             clock=clock,
         )
+        try:
+            yield cleanup
+        finally:
+            cleanup.open = False
 
 
 def run_cleanup(
