@@ -6,7 +6,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -21,21 +20,26 @@ from login_audit.cleanup import (
     prepare,
 )
 from login_audit.cli.common import (
+    MAX_ARCHIVE_DAYS,
+    ArchiveChoice,
+    Evidence,
+    Exclusions,
+    TenantChoice,
     archive_options,
     build_policy,
     chosen_target,
     common_options,
     evidence_options,
-    evidence_settings,
     exclusion_options,
     http_options,
-    http_settings,
     open_archive_for,
     open_platform,
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
+from login_audit.config import HttpSettings
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from login_audit.models import Policy
 from login_audit.printable import printable
 from login_audit.service import tenant_key
 from login_audit.timeutil import format_minute
@@ -73,7 +77,7 @@ from login_audit.timeutil import format_minute
 @click.option(
     "--days",
     type=int,
-    default=90,
+    default=Policy.days,
     show_default=True,
     envvar="LOGIN_AUDIT_DAYS",
     help="Act only on accounts with no successful logon in this many days, read again "
@@ -117,21 +121,15 @@ def apply(
     confirm_delete: bool,
     max_changes: int,
     days: int,
-    include_disabled: bool,
-    exclude: tuple[str, ...],
-    exclude_role: tuple[str, ...],
-    exclude_file: str | None,
+    exclusions: Exclusions,
+    evidence: Evidence,
     output_dir: str,
     unverified_cloudone_actions: bool,
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
-    archive_spec: str | None,
-    tenant_name: str,
+    tenant_choice: TenantChoice,
+    archive_choice: ArchiveChoice,
     no_archive: bool,
     as_json: bool,
-    **kwargs: Any,
+    http: HttpSettings,
 ) -> None:
     """Disable (or delete) the accounts of a cleanup CSV, each proven stale again first.
 
@@ -152,14 +150,10 @@ def apply(
       login-audit apply --from f.csv --json > plan.json                      # for approval
     """
     state = click.get_current_context().ensure_object(AppState)
-    settings = http_settings(kwargs)
-    evidence = evidence_settings(kwargs)
-    target = chosen_target(platform, region, base_url)
-    policy = build_policy(
-        days, include_disabled, exclude, exclude_role, exclude_file, 3650, evidence=evidence
-    )
+    target = chosen_target(tenant_choice)
+    policy = build_policy(days, exclusions, evidence, MAX_ARCHIVE_DAYS)
     request = ApplyRequest(
-        tenant=tenant_key(target, tenant_name),
+        tenant=tenant_key(target, archive_choice.tenant_name),
         policy=policy,
         action=action,
         source=Path(from_csv) if from_csv else None,
@@ -168,8 +162,8 @@ def apply(
         allow_undocumented=unverified_cloudone_actions,
     )
     check_request(request, has_archive=not no_archive)
-    archive = None if no_archive else open_archive_for(state, archive_spec)
-    connect = functools.partial(open_platform, state, target, token_file, settings)
+    archive = None if no_archive else open_archive_for(state, archive_choice.archive_spec)
+    connect = functools.partial(open_platform, state, target, tenant_choice.token_file, http)
     try:
         with prepare(request, connect, archive, dry_run=not yes) as cleanup:
             result = _review_then_carry_out(state, cleanup, yes, confirm_delete, as_json)
