@@ -11,6 +11,7 @@ import functools
 import io
 import stat
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -344,3 +345,20 @@ def test_a_plan_is_carried_out_once_and_only_while_its_locks_are_held(
     with pytest.raises(ConfigError, match="locks were released"):
         stale.carry_out()
     assert len(sim.changes) == changed == len(flagged(tmp_path))
+
+
+def test_a_connection_to_another_platform_than_the_request_names_is_refused(
+    cli, small, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    request, connect = cleanup_request(sim, tmp_path)
+    cloud_one = replace(
+        request,
+        tenant=replace(request.tenant, platform="cloudone"),
+        action="delete",
+        allow_undocumented=True,
+    )
+    with pytest.raises(ConfigError, match="connection is to visionone"):
+        run_cleanup(cloud_one, connect)
+    assert sim.changes == [] and not (tmp_path / "apply_journal.csv").exists()

@@ -296,6 +296,11 @@ def prepare(
             if archive is not None and tenant is not None:
                 stack.enter_context(archive.lock(tenant))
         platform = stack.enter_context(connect())
+        if platform.name != request.tenant.platform:
+            raise ConfigError(
+                f"the request names a {request.tenant.platform} tenant but the connection is "
+                f"to {platform.name}; nothing was read or changed"
+            )
         found = recheck(platform, request.policy, clock())
         changes = plan(requests, found, request.policy, request.action, platform)
         cleanup = Cleanup(
