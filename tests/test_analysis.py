@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from login_audit.analysis import ActivityIndex, analyse, decide, exclusion_reason
-from login_audit.models import Account, AccountStatus, FindingKind, LoginEvent, Policy
+from login_audit.models import Account, AccountStatus, Doubt, FindingKind, LoginEvent, Policy
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 START = NOW - timedelta(days=180)
@@ -120,6 +120,37 @@ def test_undated_successful_logon_is_never_a_reason_to_remove() -> None:
     undated = LoginEvent(when=None, successful=True, principal="a@example.com")
     assert verdict(account(), [undated]).kind is FindingKind.UNKNOWN
     assert verdict(account(), [undated, logon(2)]).kind is FindingKind.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("events", "complete", "doubt", "expected"),
+    [
+        ([logon(-3)], True, None, Doubt.FUTURE_LOGON),
+        ([logon(150)], False, None, Doubt.RECORDS_INCOMPLETE),
+        (
+            [LoginEvent(when=None, successful=True, principal="a@example.com")],
+            True,
+            None,
+            Doubt.UNDATED_LOGON,
+        ),
+        ([logon(150)], True, "an identity matches no account", Doubt.NOT_PROVEN_STALE),
+        ([], True, "an identity matches no account", Doubt.NOT_PROVEN_STALE),
+        ([logon(3)], True, "an identity matches no account", None),
+        ([logon(150)], True, None, None),
+        ([], True, None, None),
+    ],
+)
+def test_an_unknown_finding_names_its_doubt_and_no_other_finding_has_one(
+    events: list[LoginEvent], complete: bool, doubt: str | None, expected: Doubt | None
+) -> None:
+    acc = account()
+    index = ActivityIndex([acc])
+    index.add_all(events)
+    found = decide(
+        acc, index.get(acc.id), Policy(), NOW, START, logins_complete=complete, doubt=doubt
+    )
+    assert found.doubt is expected
+    assert (found.kind is FindingKind.UNKNOWN) == (expected is not None)
 
 
 def test_custom_days() -> None:

@@ -1,15 +1,32 @@
-"""apply against the simulator: dry run, fresh re-check, caps, journal, idempotence."""
+"""apply against the simulator: dry run, fresh re-check, caps, journal, idempotence.
+
+The workflow is driven through the library (:mod:`login_audit.cleanup`); the command
+line is run where its flags, exit codes, prompt and output are the point.
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import stat
+import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from login_audit.simulator import build_cloudone_tenant, build_tenant
+from login_audit.archive import Archive
+from login_audit.cleanup import ApplyRequest, ApplyResult, PlanRefused, prepare, run_cleanup
+from login_audit.config import HttpSettings, Secret, resolve_target
+from login_audit.errors import ConfigError
+from login_audit.locks import file_lock
+from login_audit.models import Policy
+from login_audit.platforms import open_client
+from login_audit.service import tenant_key
+from login_audit.simulator import Simulator, build_cloudone_tenant, build_tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +70,31 @@ def audit_then(cli, sim, tmp_path: Path, token: str | None = None, platform: str
     return apply
 
 
+def cleanup_request(
+    sim: Simulator, tmp_path: Path, *, token: str | None = None, **request: Any
+) -> tuple[ApplyRequest, functools.partial[Any]]:
+    """The library's request to act on the audit's CSV in ``tmp_path``, and its connection."""
+    platform = request.pop("platform", "visionone")
+    target = resolve_target(platform, None, sim.base_url, env={})
+    wanted = ApplyRequest(
+        tenant=tenant_key(target, "default"),
+        policy=request.pop("policy", Policy()),
+        source=request.pop("source", tmp_path / "filtered_accounts_report.csv"),
+        output_dir=tmp_path,
+        max_changes=request.pop("max_changes", 100),
+        **request,
+    )
+    settings = HttpSettings(backoff_base=0.01)
+    return wanted, functools.partial(open_client, target, Secret(token or sim.token), settings)
+
+
+def run_apply(
+    sim: Simulator, tmp_path: Path, archive: Archive | None = None, **request: Any
+) -> ApplyResult:
+    """Plan and carry out through the library, as ``apply --yes`` does."""
+    return run_cleanup(*cleanup_request(sim, tmp_path, **request), archive)
+
+
 def flagged(tmp_path: Path) -> list[str]:
     with (tmp_path / "filtered_accounts_report.csv").open(newline="") as handle:
         return [row["UserId"] for row in csv.DictReader(handle)]
@@ -80,10 +122,10 @@ def test_dry_run_changes_nothing(cli, small, start_sim, tmp_path: Path) -> None:
 
 def test_disable_then_rerun_is_idempotent(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
-    apply = audit_then(cli, sim, tmp_path)
+    audit_then(cli, sim, tmp_path)
     users = flagged(tmp_path)
-    result = apply("--yes", "--max-changes", "100")
-    assert result.code == 0, result.stderr
+    result = run_apply(sim, tmp_path)
+    assert result.complete and {c.user_id for c in result.done} == set(users)
     disabled = {a["email"] for a in sim.accounts if a["status"] == "disabled"}
     originally = {a.email for a in small.accounts if a.status == "disabled"}
     assert disabled - originally == set(users)
@@ -91,17 +133,17 @@ def test_disable_then_rerun_is_idempotent(cli, small, start_sim, tmp_path: Path)
     rows = journal(tmp_path)
     assert {r["UserId"] for r in rows if r["Outcome"] == "done"} == set(users)
     assert stat.S_IMODE((tmp_path / "apply_journal.csv").stat().st_mode) == 0o600
-    again = apply("--yes", "--max-changes", "100")
-    assert again.code == 0
+    again = run_apply(sim, tmp_path)
+    assert again.complete and not again.done
     assert len(sim.changes) == len(users)  # nothing more changed
-    assert "already disabled" in again.stderr
+    assert {c.reason for c in again.changes if c.user_id in users} == {"already disabled"}
 
 
 def test_an_account_that_signed_in_after_the_report_is_skipped(
     cli, small, start_sim, tmp_path
 ) -> None:
     sim = start_sim(small)
-    apply = audit_then(cli, sim, tmp_path)
+    audit_then(cli, sim, tmp_path)
     target = flagged(tmp_path)[0]
     now = datetime.now(timezone.utc)
     sim.add_records(
@@ -119,8 +161,7 @@ def test_an_account_that_signed_in_after_the_report_is_skipped(
             )
         ]
     )
-    result = apply("--yes", "--max-changes", "100")
-    assert result.code == 0, result.stderr
+    assert run_apply(sim, tmp_path).complete
     assert target not in {a["email"] for a in sim.accounts if a["status"] == "disabled"}
     assert any(
         r["UserId"] == target and "within the last 90 days" in r["Reason"]
@@ -144,10 +185,9 @@ def test_the_last_master_administrator_is_kept(cli, start_sim, tmp_path: Path) -
             account.role = "Operator"
     dormant.role = "Master Administrator"
     sim = start_sim(tenant)
-    apply = audit_then(cli, sim, tmp_path)
+    audit_then(cli, sim, tmp_path)
     assert dormant.email in flagged(tmp_path)
-    result = apply("--yes", "--max-changes", "100")
-    assert result.code == 0, result.stderr
+    assert run_apply(sim, tmp_path).complete
     row = next(r for r in journal(tmp_path) if r["UserId"] == dormant.email)
     assert (
         row["Outcome"] == "skipped"
@@ -157,10 +197,10 @@ def test_the_last_master_administrator_is_kept(cli, start_sim, tmp_path: Path) -
 
 def test_a_failure_stops_the_run_and_says_what_was_done(cli, small, start_sim, tmp_path) -> None:
     sim = start_sim(small, tokens={"read-only-token-123": frozenset({"audit", "accounts"})})
-    apply = audit_then(cli, sim, tmp_path, token="read-only-token-123")
-    result = apply("--yes", "--max-changes", "100")
-    assert result.code == 4
-    assert "User Accounts: Configure account settings" in result.stderr
+    audit_then(cli, sim, tmp_path)
+    result = run_apply(sim, tmp_path, token="read-only-token-123")
+    assert not result.complete and len(result.failed) == 1
+    assert "User Accounts: Configure account settings" in result.failed[0].reason
     outcomes = [r["Outcome"] for r in journal(tmp_path) if r["Outcome"] != "skipped"]
     assert outcomes[0] == "failed" and set(outcomes[1:]) <= {"not-run"}
     assert sim.changes == []
@@ -210,11 +250,10 @@ def test_apply_the_last_audit_in_the_archive(cli, small, start_sim, tmp_path: Pa
     base = ["--base-url", sim.base_url, "--archive", archive, "--output-dir", str(tmp_path)]
     assert cli(["audit", *base], env=env).code == 0
     users = flagged(tmp_path)
-    result = cli(["apply", *base, "--yes", "--max-changes", "100"], env=env)
-    assert result.code == 0, result.stderr
-    assert "accounts in the last audit" in result.stderr
-    assert {a["email"] for a in sim.accounts if a["status"] == "disabled"} >= set(users)
     store = open_archive(archive)
+    result = run_apply(sim, tmp_path, store, source=None)
+    assert result.complete and result.plan.requests.source.startswith("the last audit")
+    assert {a["email"] for a in sim.accounts if a["status"] == "disabled"} >= set(users)
     tenant = store.tenant_id(TenantKey("visionone", sim.base_url.split("//")[1], "default"))
     entries = store.journal_entries(tenant)
     store.close()
@@ -228,3 +267,98 @@ def test_apply_without_an_audit_in_the_archive(cli, small, start_sim, tmp_path: 
         env=dict(TMV1_TOKEN=sim.token),
     )
     assert result.code == 2 and "run 'login-audit audit' first" in result.stderr
+
+
+def test_a_dry_run_takes_no_lock_and_cannot_carry_out(cli, small, start_sim, tmp_path) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    request, connect = cleanup_request(sim, tmp_path)
+    lock = tmp_path / "apply_journal.csv.lock"
+    with file_lock(lock, "held by the test"), prepare(request, connect, dry_run=True) as cleanup:
+        assert cleanup.plan.planned == len(flagged(tmp_path))
+        with pytest.raises(ConfigError, match="a dry run cannot carry out its plan"):
+            cleanup.carry_out()
+    assert sim.changes == [] and not (tmp_path / "apply_journal.csv").exists()
+
+
+def test_a_plan_over_max_changes_is_refused_with_the_plan(cli, small, start_sim, tmp_path) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    with pytest.raises(PlanRefused, match="more than --max-changes 2") as refused:
+        run_apply(sim, tmp_path, max_changes=2)
+    assert refused.value.plan.planned == len(flagged(tmp_path)) > 2
+    assert sim.changes == [] and not (tmp_path / "apply_journal.csv").exists()
+
+
+def test_cloud_one_needs_undocumented_actions_allowed_before_any_request(
+    cli, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(
+        build_tenant(seed=114, accounts=10), cloudone=build_cloudone_tenant(seed=113, users=20)
+    )
+    audit_then(cli, sim, tmp_path, platform="cloudone")
+    requests = sim.stats.requests
+    with pytest.raises(ConfigError, match="documents no API to disable or delete users"):
+        run_apply(sim, tmp_path, platform="cloudone", action="delete")
+    assert sim.stats.requests == requests and sim.changes == []
+
+
+class Terminal(io.StringIO):
+    """Standard input that is a terminal: someone who can answer the prompt."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("word", "code"), [("delete 1", 2), ("yes", 2), ("", 2), (None, 0)])
+def test_delete_on_a_terminal_asks_for_the_count_typed_back(
+    cli, small, start_sim, tmp_path: Path, monkeypatch, word: str | None, code: int
+) -> None:
+    sim = start_sim(small)
+    apply = audit_then(cli, sim, tmp_path)
+    count = len(flagged(tmp_path))
+    assert count > 1
+    typed = f"delete {count}" if word is None else word
+    monkeypatch.setattr(sys, "stdin", Terminal(typed + "\n"))
+    result = apply("--yes", "--action", "delete", "--max-changes", "100")
+    assert f"Type 'delete {count}' to delete these accounts" in result.stderr
+    assert result.code == code, result.stderr
+    if code:
+        assert "not confirmed; nothing changed" in result.stderr and sim.changes == []
+    else:
+        assert len(sim.changes) == count
+
+
+def test_a_plan_is_carried_out_once_and_only_while_its_locks_are_held(
+    cli, small, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    request, connect = cleanup_request(sim, tmp_path)
+    with prepare(request, connect, dry_run=False) as cleanup:
+        assert cleanup.carry_out().complete
+        with pytest.raises(ConfigError, match="carried out already"):
+            cleanup.carry_out()
+    changed = len(sim.changes)
+    with prepare(request, connect, dry_run=False) as stale:
+        pass
+    with pytest.raises(ConfigError, match="locks were released"):
+        stale.carry_out()
+    assert len(sim.changes) == changed == len(flagged(tmp_path))
+
+
+def test_a_connection_to_another_platform_than_the_request_names_is_refused(
+    cli, small, start_sim, tmp_path: Path
+) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    request, connect = cleanup_request(sim, tmp_path)
+    cloud_one = replace(
+        request,
+        tenant=replace(request.tenant, platform="cloudone"),
+        action="delete",
+        allow_undocumented=True,
+    )
+    with pytest.raises(ConfigError, match="connection is to visionone"):
+        run_cleanup(cloud_one, connect)
+    assert sim.changes == [] and not (tmp_path / "apply_journal.csv").exists()

@@ -1,17 +1,20 @@
 """apply attacked: tampered CSVs, concurrent runs, late logons, vendor refusals, links.
 
-Every test runs the real CLI in-process against the simulator over loopback HTTP and
-ends with the same two checks, made from the simulator's own records rather than from
-login-audit's analysis: no account that logged on successfully within the threshold was
-changed, and an enabled administrator remains.
+Every test runs the apply workflow (the library, or the real CLI in-process where its
+output is the point) against the simulator over loopback HTTP and ends with the same two
+checks, made from the simulator's own records rather than from login-audit's analysis: no
+account that logged on successfully within the threshold was changed, and an enabled
+administrator remains.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,14 @@ from typing import Any
 import pytest
 
 from login_audit.archive import open_archive
-from login_audit.archive.base import TenantKey
+from login_audit.archive.base import Archive, TenantKey
+from login_audit.cleanup import ApplyPlan, ApplyRequest, ApplyResult, prepare
+from login_audit.config import HttpSettings, Secret, resolve_target
+from login_audit.errors import ArchiveBusyError, ConfigError, IncompleteDataError
 from login_audit.locks import file_lock
+from login_audit.models import Policy
+from login_audit.platforms import open_client
+from login_audit.platforms.base import Platform
 from login_audit.simulator import FaultConfig, Simulator, build_cloudone_tenant, build_tenant
 from login_audit.simulator.tenant import SimAccount, Tenant
 from tests.conftest import CliResult
@@ -57,6 +66,43 @@ class Scene:
         self.out = root / "out"
         self.csv = self.reports / "filtered_accounts_report.csv"
         self.env = {"TMV1_TOKEN": sim.token}
+        self.platform = "visionone"
+
+    @property
+    def key(self) -> TenantKey:
+        return TenantKey(self.platform, self.sim.base_url.split("//")[1], "default")
+
+    @contextlib.contextmanager
+    def connect(self, max_attempts: int = 3) -> Iterator[Platform]:
+        target = resolve_target(self.platform, None, self.sim.base_url, env={})
+        settings = HttpSettings(max_attempts=max_attempts, backoff_base=0)
+        with open_client(target, Secret(self.sim.token), settings) as platform:
+            yield platform
+
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        source: Path | None = None,
+        archive: Archive | None = None,
+        policy: Policy | None = None,
+        max_attempts: int = 3,
+        **request: Any,
+    ) -> ApplyResult | ApplyPlan:
+        """apply through the library: the plan (``dry_run``) or what carrying it out did."""
+        wanted = ApplyRequest(
+            tenant=self.key,
+            policy=policy or Policy(),
+            source=None if archive is not None and source is None else source or self.csv,
+            output_dir=self.out,
+            max_changes=request.pop("max_changes", 100),
+            **request,
+        )
+        opener = functools.partial(self.connect, max_attempts)
+        # The oracle reads the Vision One tenant of the simulator; Cloud One has its own.
+        checked = self.checked() if self.platform == "visionone" else contextlib.nullcontext()
+        with checked, prepare(wanted, opener, archive, dry_run=dry_run) as cleanup:
+            return cleanup.plan if dry_run else cleanup.carry_out()
 
     def audit(self) -> CliResult:
         result = self.cli(
@@ -74,30 +120,38 @@ class Scene:
         return result
 
     def apply(self, *extra: str, source: Path | None = None) -> CliResult:
+        """apply through the command line, with ``extra`` flags."""
+        with self.checked():
+            return self.cli(
+                [
+                    "apply",
+                    "--base-url",
+                    self.sim.base_url,
+                    "--from",
+                    str(source or self.csv),
+                    "--output-dir",
+                    str(self.out),
+                    "--no-archive",
+                    "--backoff-base",
+                    "0",
+                    "--max-changes",
+                    "100",
+                    *extra,
+                ],
+                env=self.env,
+            )
+
+    @contextlib.contextmanager
+    def checked(self) -> Iterator[None]:
+        """Check the invariants after the block, whatever it raised."""
         now = datetime.now(timezone.utc)
         before = {a["id"]: dict(a) for a in self.sim.accounts}
         active = successful_logons(self.sim, now - timedelta(days=90))
         changes = len(self.sim.changes)
-        result = self.cli(
-            [
-                "apply",
-                "--base-url",
-                self.sim.base_url,
-                "--from",
-                str(source or self.csv),
-                "--output-dir",
-                str(self.out),
-                "--no-archive",
-                "--backoff-base",
-                "0",
-                "--max-changes",
-                "100",
-                *extra,
-            ],
-            env=self.env,
-        )
-        self.check_invariants(before, active, changes)
-        return result
+        try:
+            yield
+        finally:
+            self.check_invariants(before, active, changes)
 
     def check_invariants(
         self, before: dict[str, dict[str, Any]], active: set[str], changes: int
@@ -210,8 +264,7 @@ def test_added_active_accounts_are_never_changed_even_with_a_forged_report(scene
             item.update(remove=True, finding="no-login")
     (s.reports / "audit_report.json").write_text(json.dumps(report))
 
-    result = s.apply("--yes")
-    assert result.code == 0, result.stderr
+    s.run()
     assert not {five.email, ten.email} & s.changed()
     reasons = {r["UserId"]: r["Reason"] for r in s.journal()}
     assert "within the last 90 days" in reasons[five.email]
@@ -227,8 +280,7 @@ def test_rows_missing_from_the_report_beside_the_csv_are_skipped(scene) -> None:
     report = json.loads((s.reports / "audit_report.json").read_text())
     report["accounts"] = [a for a in report["accounts"] if a["userId"] != stale.email]
     (s.reports / "audit_report.json").write_text(json.dumps(report))
-    result = s.apply("--yes")
-    assert result.code == 0, result.stderr
+    s.run()
     assert stale.email not in s.changed()
     row = next(r for r in s.journal() if r["UserId"] == stale.email)
     assert row["Outcome"] == "skipped" and "not on the removal list" in row["Reason"]
@@ -242,8 +294,7 @@ def test_a_quoted_email_disables_only_its_own_account(scene) -> None:
     s = scene(tenant)
     s.logon(dave.email, datetime.now(timezone.utc) - timedelta(days=3))
     s.audit()
-    result = s.apply("--yes")
-    assert result.code == 0, result.stderr
+    s.run()
     changed = s.changed()
     assert quoted.email in changed and formula.email in changed
     assert dave.email not in changed
@@ -285,8 +336,7 @@ def test_an_account_replaced_or_changed_since_the_audit_is_skipped(scene) -> Non
                 account["id"] = "acct-new-one"
             if account["email"] == promoted.email:
                 account["role"] = ADMIN
-    result = s.apply("--yes")
-    assert result.code == 0, result.stderr
+    s.run()
     reasons = {r["UserId"]: r["Reason"] for r in s.journal()}
     assert "a different account now" in reasons[replaced.email]
     assert "role is 'Master Administrator', not 'Operator'" in reasons[promoted.email]
@@ -314,8 +364,7 @@ def test_a_disabled_account_re_enabled_since_the_audit_is_not_deleted(scene) -> 
         for account in s.sim.accounts:
             if account["email"] == dormant.email:
                 account["status"] = "enabled"
-    result = s.apply("--yes", "--action", "delete", "--confirm-delete", "--include-disabled")
-    assert result.code == 0, result.stderr
+    s.run(action="delete", policy=Policy(include_disabled=True))
     row = next(r for r in s.journal() if r["UserId"] == dormant.email)
     assert row["Outcome"] == "skipped" and row["Reason"] == "re-enabled since the audit"
     assert dormant.email not in s.changed()
@@ -328,8 +377,7 @@ def test_case_differences_match_only_in_ascii(scene, tmp_path: Path) -> None:
     s.audit()
     rows = [["STRASSE@corp.example.com", "Operator", "Remove"]]
     rows.append(["straße@corp.example.com", "Operator", "Remove"])
-    result = s.apply("--yes", source=write_csv(tmp_path / "case.csv", rows))
-    assert result.code == 0, result.stderr
+    s.run(source=write_csv(tmp_path / "case.csv", rows))
     assert s.changed() == {strasse.email}
     row = next(r for r in s.journal() if r["UserId"] == "straße@corp.example.com")
     assert row["Reason"] == "no longer exists"
@@ -378,10 +426,10 @@ def test_two_applies_naming_the_last_two_administrators_keep_one(scene, tmp_path
     assert {"admin-a@corp.example.com", "admin-b@corp.example.com"} <= set(s.flagged())
     first = write_csv(tmp_path / "a.csv", [["admin-a@corp.example.com", ADMIN, "Remove"]])
     second = write_csv(tmp_path / "b.csv", [["admin-b@corp.example.com", ADMIN, "Remove"]])
-    assert s.apply("--yes", source=first).code == 0
+    s.run(source=first)
     assert s.changed() == {"admin-a@corp.example.com"}
-    result = s.apply("--yes", source=second)
-    assert result.code == 0, result.stderr
+    result = s.run(source=second)
+    assert isinstance(result, ApplyResult) and result.complete and not result.done
     assert s.changed() == {"admin-a@corp.example.com"}
     row = s.journal()[-1]
     assert row["Outcome"] == "skipped" and "last enabled administrator" in row["Reason"]
@@ -392,9 +440,10 @@ def test_apply_refuses_while_another_holds_the_journal_lock(scene) -> None:
     s.audit()
     s.out.mkdir()
     requests = s.sim.stats.requests
-    with file_lock(s.out / "apply_journal.csv.lock", "held by the test"):
-        result = s.apply("--yes")
-    assert result.code == 4 and "another login-audit apply keeps its journal" in result.stderr
+    busy = "another login-audit apply keeps its journal"
+    lock = s.out / "apply_journal.csv.lock"
+    with file_lock(lock, "held by the test"), pytest.raises(ArchiveBusyError, match=busy):
+        s.run()
     # Refused before listing anything: the other run decides alone.
     assert s.sim.stats.requests == requests and s.sim.changes == []
 
@@ -409,13 +458,13 @@ def test_apply_refuses_while_the_tenant_is_locked_in_the_archive(scene, tmp_path
     entries = store.last_audit(tenant)
     assert entries is not None and all(e.account_id for e in entries[3])
     requests = s.sim.stats.requests
-    with store.lock(tenant):
-        result = s.cli(["apply", *base, "--yes", "--max-changes", "100"], env=s.env)
+    runner = open_archive(archive)
+    with store.lock(tenant), pytest.raises(ArchiveBusyError, match="another login-audit process"):
+        s.run(archive=runner)
     store.close()
-    assert result.code == 4 and "another login-audit process" in result.stderr
     assert s.sim.stats.requests == requests and s.sim.changes == []
-    done = s.cli(["apply", *base, "--yes", "--max-changes", "100"], env=s.env)
-    assert done.code == 0, done.stderr
+    s.run(archive=runner)
+    runner.close()
     admins = {"admin-a@corp.example.com", "admin-b@corp.example.com"}
     assert len(s.changed() & admins) == 1
 
@@ -434,24 +483,20 @@ def test_vendor_refusals_on_changes(scene, action, fault, code, first) -> None:
         faults = FaultConfig(rate=1.0, kinds=(fault,), paths=("/v3.0/iam/accounts/",))
     s = scene(base_tenant(210), faults=faults)
     s.audit()
-    extra = ["--action", action, "--max-attempts", "2"]
-    if action == "delete":
-        extra.append("--confirm-delete")
-    result = s.apply("--yes", *extra)
+    result = s.run(action=action, max_attempts=2)
+    assert isinstance(result, ApplyResult)
     rows, flagged = s.journal(), set(s.flagged())
     assert [r["UserId"] for r in rows] == s.flagged()
+    assert result.complete is (code == 0)
     if fault in ("409", "503"):
-        assert result.code == 4, result.stderr
         assert rows[0]["Outcome"] == "failed" and f"HTTP {fault}" in rows[0]["Reason"]
         assert {r["Outcome"] for r in rows[1:]} == {"not-run"}
         assert s.sim.changes == []
     elif fault == "404":
-        assert result.code == 0, result.stderr
         assert rows[0]["Outcome"] == "skipped" and "HTTP 404" in rows[0]["Reason"]
         assert s.changed() == flagged - {rows[0]["UserId"]}
     else:
         # The change was made but its answer lost: the retry finds it made.
-        assert result.code == 0, result.stderr
         assert s.changed() == flagged
         assert rows[0]["Outcome"] == ("done" if action == "disable" else "skipped")
 
@@ -466,20 +511,20 @@ def test_a_symlinked_journal_is_refused_before_any_change(scene, tmp_path: Path)
     target = tmp_path / "victim.txt"
     target.write_text("precious\n")
     (s.out / "apply_journal.csv").symlink_to(target)
-    result = s.apply("--yes")
-    assert result.code == 2 and "symbolic link" in result.stderr
+    with pytest.raises(ConfigError, match="symbolic link"):
+        s.run()
     assert target.read_text() == "precious\n" and s.sim.changes == []
     (s.out / "apply_journal.csv").unlink()
     os.link(target, s.out / "apply_journal.csv")
-    result = s.apply("--yes")
-    assert result.code == 2 and "hard links" in result.stderr
+    with pytest.raises(ConfigError, match="hard links"):
+        s.run()
     assert target.read_text() == "precious\n" and s.sim.changes == []
 
 
 def test_the_journal_records_tenant_finding_and_outcome(scene) -> None:
     s = scene(base_tenant(212))
     s.audit()
-    assert s.apply("--yes").code == 0
+    s.run()
     rows = s.journal()
     assert rows and (s.out / "apply_journal.csv").stat().st_mode & 0o777 == 0o600
     for row in rows:
@@ -548,8 +593,8 @@ def test_a_plan_over_max_changes_is_shown_then_refused_with_yes(scene) -> None:
 def test_days_beyond_the_vendor_retention_are_refused(scene) -> None:
     s = scene(base_tenant(215))
     s.audit()
-    result = s.apply("--days", "200")
-    assert result.code == 2 and "use --days 180 or less" in result.stderr
+    with pytest.raises(ConfigError, match="use --days 180 or less"):
+        s.run(dry_run=True, policy=Policy(days=200))
 
 
 def test_cloud_one_disable_says_it_cannot_and_exits_before_asking(scene, tmp_path) -> None:
@@ -591,8 +636,8 @@ def test_logons_that_cannot_be_read_again_change_nothing(scene) -> None:
     s = scene(base_tenant(221))
     s.audit()
     s.sim.faults.outages = ("/v3.0/audit/logs",)
-    result = s.apply("--yes", "--max-attempts", "2")
-    assert result.code == 4 and "nothing was changed" in result.stderr
+    with pytest.raises(IncompleteDataError, match="nothing was changed"):
+        s.run(max_attempts=2)
     assert s.sim.changes == [] and not (s.out / "apply_journal.csv").exists()
 
 
@@ -602,14 +647,14 @@ def test_a_journal_of_other_columns_or_a_linked_lock_file_is_refused(scene, tmp_
     s.out.mkdir()
     journal = s.out / "apply_journal.csv"
     journal.write_text("Time,Action,UserId,AccountId,Outcome,Reason\r\n")
-    result = s.apply("--yes")
-    assert result.code == 2 and "move it aside" in result.stderr
+    with pytest.raises(ConfigError, match="move it aside"):
+        s.run()
     assert s.sim.changes == []
     journal.unlink()
     (s.out / "apply_journal.csv.lock").unlink()
     (s.out / "apply_journal.csv.lock").symlink_to(tmp_path / "elsewhere.lock")
-    result = s.apply("--yes")
-    assert result.code == 2 and "lock file" in result.stderr
+    with pytest.raises(ConfigError, match="lock file"):
+        s.run()
     assert s.sim.changes == [] and not (tmp_path / "elsewhere.lock").exists()
 
 
@@ -619,30 +664,11 @@ def test_cloud_one_keeps_its_last_full_access_user(scene) -> None:
     for user in c1.users:
         user.role_id = "administrator" if user.email in admins else "read-only"
     s = scene(build_tenant(seed=224, accounts=10), cloudone=c1)
-    s.env = {"C1_API_KEY": s.sim.token}
+    s.env, s.platform = {"C1_API_KEY": s.sim.token}, "cloudone"
     base = ["--platform", "cloudone", "--base-url", s.sim.base_url]
     audit = s.cli(["audit", *base, "--output-dir", str(s.reports), "--no-archive"], env=s.env)
     assert audit.code == 0 and admins <= set(s.flagged())
-    result = s.cli(
-        [
-            "apply",
-            *base,
-            "--from",
-            str(s.csv),
-            "--output-dir",
-            str(s.out),
-            "--no-archive",
-            "--unverified-cloudone-actions",
-            "--max-changes",
-            "100",
-            "--action",
-            "delete",
-            "--yes",
-            "--confirm-delete",
-        ],
-        env=s.env,
-    )
-    assert result.code == 0, result.stderr
+    s.run(action="delete", allow_undocumented=True)
     rows = {r["UserId"]: r for r in s.journal() if r["UserId"] in admins}
     assert sorted(r["Outcome"] for r in rows.values()) == ["done", "skipped"]
     kept = next(r for r in rows.values() if r["Outcome"] == "skipped")

@@ -262,6 +262,36 @@ def test_redact_url_hides_secret_looking_parameters() -> None:
     assert "top=200" in redacted and "labels=all" in redacted
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["audit", "--no-archive"], ["sync"], ["export", "-o", "out.json"], ["watch"], ["apply"]],
+)
+def test_every_command_talks_with_the_libraries_http_settings(
+    cli, monkeypatch, tmp_path, command: list[str]
+) -> None:
+    import login_audit.cli.common as common
+
+    seen: list[HttpSettings] = []
+
+    def record(target, token, settings):
+        seen.append(settings)
+        raise ConnectionRefusedError("recorded")
+
+    monkeypatch.setattr(common, "open_client", record)
+    monkeypatch.chdir(tmp_path)
+    base = [*command, "--base-url", "http://127.0.0.1:9", "--archive", str(tmp_path / "a.db")]
+    if command == ["apply"]:
+        (tmp_path / "f.csv").write_text("UserId,RoleName,RequestType\r\n")
+        base += ["--from", str(tmp_path / "f.csv")]
+    env = {"TMV1_TOKEN": TOKEN}
+    cli(base, env=env)
+    cli([*base, "--max-attempts", "3", "--timeout", "5", "--rate-limit", "7"], env=env)
+    assert seen == [
+        HttpSettings(),
+        HttpSettings(max_attempts=3, timeout=5.0, rate_limit=7),
+    ]
+
+
 def test_tls_is_always_verified_and_no_option_turns_it_off() -> None:
     import ssl
 

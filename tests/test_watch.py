@@ -21,11 +21,11 @@ from login_audit.archive import open_archive
 from login_audit.archive.base import TenantKey
 from login_audit.archive.signals import SENT, SignalStore
 from login_audit.archive.sql import SqlArchive
-from login_audit.cli.archive import sync_platform
 from login_audit.config import HttpSettings, Secret
 from login_audit.delivery import FileSink, WebhookSink
 from login_audit.http import BearerAuth, HttpClient, RetryPolicy
 from login_audit.platforms.visionone import VisionOne
+from login_audit.service import sync_tenant
 from login_audit.simulator.takeover import build_takeover_cloudone, build_takeover_tenant
 from login_audit.watch import WatchRules
 from login_audit.watcher import find_signals, repeat, run_watch
@@ -122,7 +122,7 @@ def synced(sim, spec: str) -> tuple[SqlArchive, TenantKey]:
     assert isinstance(archive, SqlArchive)
     key = TenantKey("visionone", sim.base_url.split("//")[1], "default")
     with HttpClient(BearerAuth(Secret(sim.token)), HttpSettings()) as http:
-        sync_platform(archive, VisionOne(http, sim.base_url, "custom"), key, 30, quiet=True)
+        sync_tenant(archive, VisionOne(http, sim.base_url, "custom"), key, 30)
     return archive, key
 
 

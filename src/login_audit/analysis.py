@@ -16,6 +16,7 @@ from login_audit.models import (
     ApiKey,
     ApiKeyFinding,
     AuditRecord,
+    Doubt,
     Finding,
     FindingKind,
     LoginEvent,
@@ -327,8 +328,8 @@ def decide(
     last, failed = activity.last_success, activity.last_failed
     days = days_between(last, now) if last else None
 
-    def finding(kind: FindingKind, reason: str) -> Finding:
-        return Finding(account, kind, reason, last, failed, days)
+    def finding(kind: FindingKind, reason: str, doubt: Doubt | None = None) -> Finding:
+        return Finding(account, kind, reason, last, failed, days, doubt)
 
     excluded = exclusion_reason(account, policy)
     if excluded:
@@ -338,6 +339,7 @@ def decide(
             FindingKind.UNKNOWN,
             f"its newest successful logon is dated {_day(last)}, in the future: the record "
             "cannot be trusted; not judged",
+            Doubt.FUTURE_LOGON,
         )
     threshold = now - timedelta(days=policy.days)
     if last is not None and last >= threshold:
@@ -346,10 +348,13 @@ def decide(
         return finding(
             FindingKind.UNKNOWN,
             f"logon records incomplete ({incomplete_reason or 'read failed'}); not judged",
+            Doubt.RECORDS_INCOMPLETE,
         )
     if activity.undated_success:
         return finding(
-            FindingKind.UNKNOWN, "a successful logon record has an unreadable time; not judged"
+            FindingKind.UNKNOWN,
+            "a successful logon record has an unreadable time; not judged",
+            Doubt.UNDATED_LOGON,
         )
     failed_note = f"; last failed logon {_day(failed)}" if failed else ""
     if first_seen is not None and now - first_seen < timedelta(days=policy.grace_days):
@@ -359,7 +364,7 @@ def decide(
             f"grace period{failed_note}",
         )
     if doubt:
-        return finding(FindingKind.UNKNOWN, f"not proven stale: {doubt}")
+        return finding(FindingKind.UNKNOWN, f"not proven stale: {doubt}", Doubt.NOT_PROVEN_STALE)
     if last is not None:
         return finding(
             FindingKind.INACTIVE,

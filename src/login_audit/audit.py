@@ -25,8 +25,8 @@ from login_audit.errors import ConfigError, RetryLaterError
 from login_audit.models import (
     Account,
     ApiKeyFinding,
+    Doubt,
     Finding,
-    FindingKind,
     LoginEvent,
     Policy,
     RecordPage,
@@ -162,16 +162,11 @@ def judge(
         first_seen=first_seen,
         doubts=(everyone, by_type),
     )
-    doubted = {f.account.auth_type.lower() for f in findings if f.reason.startswith("not proven")}
+    doubted = {f.account.auth_type.lower() for f in findings if f.doubt is Doubt.NOT_PROVEN_STALE}
     lines = [f"accounts not judged: {everyone}"] if everyone and doubted else []
     if not everyone:
         lines += [f"{k} accounts not judged: {why}" for k, why in by_type.items() if k in doubted]
-    odd = [
-        f
-        for f in findings
-        if f.kind is FindingKind.UNKNOWN
-        and not f.reason.startswith(("not proven", "logon records incomplete"))
-    ]
+    odd = [f for f in findings if f.doubt in (Doubt.FUTURE_LOGON, Doubt.UNDATED_LOGON)]
     if odd:
         lines.append(
             f"{len(odd)} account{'s' if len(odd) > 1 else ''} not judged on records that cannot "

@@ -38,6 +38,20 @@ class FindingKind(str, enum.Enum):
         return self in (FindingKind.INACTIVE, FindingKind.NO_LOGIN)
 
 
+class Doubt(str, enum.Enum):
+    """Why an account was left ``unknown`` instead of judged."""
+
+    #: Its newest successful logon is dated in the future: the record cannot be trusted.
+    FUTURE_LOGON = "future-logon"
+    #: The audit log was not read completely.
+    RECORDS_INCOMPLETE = "records-incomplete"
+    #: A successful logon of it has no readable time.
+    UNDATED_LOGON = "undated-logon"
+    #: Its records were read, but the absence of logons cannot be trusted (identities of
+    #: the log that match no account, or accounts of a type whose logons the log omits).
+    NOT_PROVEN_STALE = "not-proven-stale"
+
+
 @dataclass(frozen=True)
 class Account:
     """A user account of a platform, as listed by its IAM API."""
@@ -185,6 +199,8 @@ class Finding:
     last_login: datetime | None = None
     last_failed_login: datetime | None = None
     days_since_login: int | None = None
+    #: Why an ``unknown`` finding was not judged (None for every other kind).
+    doubt: Doubt | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""The audit of one tenant as a library call: audit, report, summarise, exit code.
+"""The jobs of one tenant as library calls: audit and report, sync, summarise, exit code.
 
-The command line (``audit``, ``demo``), the original script and the tests all run an
-audit through :func:`audit_and_report`; none of them needs the command line to do it.
+The command line (``audit``, ``demo``, ``sync``, ``watch``), the original script and the
+tests all run an audit through :func:`audit_and_report` and a sync through
+:func:`sync_tenant`; none of them needs the command line to do it.
 Logging for such a run is set up by :func:`configure_logging`, every record redacted.
 """
 
@@ -16,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from login_audit.archive import Archive, TenantKey
-from login_audit.audit import run_archived_audit, run_audit
+from login_audit.audit import SAMPLE, check_same_tenant, run_archived_audit, run_audit
 from login_audit.config import Target
 from login_audit.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.exclusions import unmatched_exclusions
@@ -25,6 +26,8 @@ from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes, write_reports
+from login_audit.sync import ALL, SyncResult, sync_stream
+from login_audit.timeutil import utcnow
 
 log = logging.getLogger("login_audit")
 
@@ -121,6 +124,35 @@ def audit_and_report(
             notes.neutralised,
         )
     return summary, notes
+
+
+def sync_tenant(
+    archive: Archive,
+    platform: Platform,
+    key: TenantKey,
+    overlap_minutes: int,
+    *,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Under the tenant's sync lock: snapshot the accounts, then sync the ``all`` stream.
+
+    Refuses, before storing anything, accounts that are mostly unknown to the archive's
+    tenant of that key (see :func:`~login_audit.audit.check_same_tenant`).
+    """
+    tenant = archive.tenant_id(key)
+    with archive.lock(tenant):
+        accounts = list(platform.list_accounts())
+        known, _ = archive.first_seen(tenant)
+        check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
+        archive.store_accounts(tenant, accounts, utcnow())
+        return sync_stream(
+            archive,
+            platform,
+            tenant,
+            ALL,
+            overlap=timedelta(minutes=overlap_minutes),
+            progress=progress or (lambda stage, count: None),
+        )
 
 
 def render_summary(summary: RunSummary, notes: WriteNotes) -> str:

@@ -2,57 +2,47 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import sys
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from login_audit.actions import (
-    ACTIONS,
-    CANNOT,
-    DONE,
-    FAILED,
-    JOURNAL_FILENAME,
-    PLANNED,
-    Change,
-    Journal,
-    Recheck,
-    Requests,
-    apply_json,
-    describe,
-    execute,
-    plan,
-    recheck,
-    requests_from_archive,
-    requests_from_csv,
+from login_audit.actions import ACTIONS, JOURNAL_FILENAME, describe
+from login_audit.cleanup import (
+    DEFAULT_MAX_CHANGES,
+    ApplyPlan,
+    ApplyRequest,
+    ApplyResult,
+    Cleanup,
+    check_request,
+    prepare,
 )
-from login_audit.archive.base import Archive
 from login_audit.cli.common import (
+    MAX_ARCHIVE_DAYS,
+    ArchiveChoice,
+    Evidence,
+    Exclusions,
+    TenantChoice,
     archive_options,
     build_policy,
     chosen_target,
     common_options,
     evidence_options,
-    evidence_settings,
     exclusion_options,
     http_options,
-    http_settings,
     open_archive_for,
     open_platform,
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
+from login_audit.config import HttpSettings
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
-from login_audit.locks import file_lock
+from login_audit.models import Policy
 from login_audit.printable import printable
-from login_audit.reports.atomic import ensure_dir
 from login_audit.service import tenant_key
-from login_audit.timeutil import format_minute, utcnow
+from login_audit.timeutil import format_minute
 
 
 @click.command(context_settings=CONTEXT)
@@ -79,7 +69,7 @@ from login_audit.timeutil import format_minute, utcnow
 @click.option(
     "--max-changes",
     type=click.IntRange(min=1),
-    default=25,
+    default=DEFAULT_MAX_CHANGES,
     show_default=True,
     envvar="LOGIN_AUDIT_MAX_CHANGES",
     help="Refuse a run that would change more accounts than this.",
@@ -87,7 +77,7 @@ from login_audit.timeutil import format_minute, utcnow
 @click.option(
     "--days",
     type=int,
-    default=90,
+    default=Policy.days,
     show_default=True,
     envvar="LOGIN_AUDIT_DAYS",
     help="Act only on accounts with no successful logon in this many days, read again "
@@ -131,21 +121,15 @@ def apply(
     confirm_delete: bool,
     max_changes: int,
     days: int,
-    include_disabled: bool,
-    exclude: tuple[str, ...],
-    exclude_role: tuple[str, ...],
-    exclude_file: str | None,
+    exclusions: Exclusions,
+    evidence: Evidence,
     output_dir: str,
     unverified_cloudone_actions: bool,
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
-    archive_spec: str | None,
-    tenant_name: str,
+    tenant_choice: TenantChoice,
+    archive_choice: ArchiveChoice,
     no_archive: bool,
     as_json: bool,
-    **kwargs: Any,
+    http: HttpSettings,
 ) -> None:
     """Disable (or delete) the accounts of a cleanup CSV, each proven stale again first.
 
@@ -166,134 +150,70 @@ def apply(
       login-audit apply --from f.csv --json > plan.json                      # for approval
     """
     state = click.get_current_context().ensure_object(AppState)
-    settings = http_settings(kwargs)
-    evidence = evidence_settings(kwargs)
-    target = chosen_target(platform, region, base_url)
-    if target.platform == "cloudone" and not unverified_cloudone_actions:
-        raise ConfigError(
-            "Cloud One documents no API to disable or delete users; apply refuses unless "
-            "--unverified-cloudone-actions is given (see the README)"
-        )
-    policy = build_policy(
-        days, include_disabled, exclude, exclude_role, exclude_file, 3650, evidence=evidence
+    target = chosen_target(tenant_choice)
+    policy = build_policy(days, exclusions, evidence, MAX_ARCHIVE_DAYS)
+    request = ApplyRequest(
+        tenant=tenant_key(target, archive_choice.tenant_name),
+        policy=policy,
+        action=action,
+        source=Path(from_csv) if from_csv else None,
+        output_dir=Path(output_dir),
+        max_changes=max_changes,
+        allow_undocumented=unverified_cloudone_actions,
     )
-    if no_archive and not from_csv:
-        raise ConfigError("--no-archive needs --from CSV: there is no last audit to act on")
-    key = tenant_key(target, tenant_name)
-    label = f"{key.platform}/{key.region}/{key.name}"
-    with contextlib.ExitStack() as stack:
-        archive = None if no_archive else open_archive_for(state, archive_spec)
+    check_request(request, has_archive=not no_archive)
+    archive = None if no_archive else open_archive_for(state, archive_choice.archive_spec)
+    connect = functools.partial(open_platform, state, target, tenant_choice.token_file, http)
+    try:
+        with prepare(request, connect, archive, dry_run=not yes) as cleanup:
+            result = _review_then_carry_out(state, cleanup, yes, confirm_delete, as_json)
+    finally:
         if archive is not None:
-            stack.callback(archive.close)
-        tenant = archive.tenant_id(key) if archive else None
-        if from_csv:
-            requests = requests_from_csv(Path(from_csv))
-        else:
-            assert archive is not None and tenant is not None
-            requests = requests_from_archive(archive, tenant)
-        out = ensure_dir(Path(output_dir))
-        if yes:
-            # Listing, deciding and acting all happen under the tenant's lock, so that two
-            # runs can never both count the same administrator as the one that remains.
-            lock_path = out / f"{JOURNAL_FILENAME}.lock"
-            busy = f"another login-audit apply keeps its journal in {out}; wait for it to finish"
-            stack.enter_context(file_lock(lock_path, busy))
-            if archive is not None and tenant is not None:
-                stack.enter_context(archive.lock(tenant))
-        client = stack.enter_context(open_platform(state, target, token_file, settings))
-        found = recheck(client, policy, utcnow())
-        changes = plan(requests, found, policy, action, client)
-        _show_plan(requests, found, changes, action)
+            archive.close()
+    done, failed = len(result.done), result.failed
+    click.echo(f"apply: {done} {action}d, {len(failed)} failed; journal {result.journal}", err=True)
+    for change in failed:
+        click.echo(describe(change), err=True)
+    raise SystemExit(EXIT_OK if result.complete else EXIT_INCOMPLETE)
 
-        def emit(shown: list[Change], carried_out: bool, refused: str | None) -> None:
-            if as_json:
-                doc = apply_json(
-                    label,
-                    requests,
-                    found,
-                    shown,
-                    carried_out=carried_out,
-                    refused=refused,
-                    max_changes=max_changes,
-                )
-                # ASCII only: a control character of a vendor value is escaped, never sent.
-                click.echo(json.dumps(doc, indent=2, ensure_ascii=True))
-                state.json_mode = False  # this was the run's one JSON document
 
-        planned = _count(changes)
-        impossible = _impossible(changes)
-        too_many = (
-            f"{planned} changes planned, more than --max-changes {max_changes}; review the "
-            f"plan, then --max-changes {planned} would allow it"
-            if planned > max_changes
-            else None
-        )
-        if impossible or too_many or not yes:
-            refused = impossible or (too_many if yes else None)
-            emit(changes, False, refused)
-            if refused:
-                raise ConfigError(refused)
-            hint = too_many or "add --yes to carry out the plan"
-            click.echo(f"dry run: nothing changed; {hint}", err=True)
-            raise SystemExit(EXIT_OK)
-        _confirm_delete(action, planned, confirm_delete)
+def _review_then_carry_out(
+    state: AppState, cleanup: Cleanup, yes: bool, confirm_delete: bool, as_json: bool
+) -> ApplyResult:
+    """Show the plan; stop at a dry run or a refusal; else confirm and carry it out."""
+    plan = cleanup.plan
+    _show_plan(plan)
 
-        mirror = _mirror(archive, tenant) if archive is not None and tenant is not None else None
-        journal = Journal(out / JOURNAL_FILENAME, label, mirror=mirror)
-        try:
-            results = execute(client, changes, journal)
-        finally:
-            journal.close()
-    emit(results, True, None)
-    done = sum(1 for r in results if r.outcome == DONE)
-    failed = [r for r in results if r.outcome == FAILED]
+    def emit(document: dict[str, object]) -> None:
+        if as_json:
+            # ASCII only: a control character of a vendor value is escaped, never sent.
+            click.echo(json.dumps(document, indent=2, ensure_ascii=True))
+            state.json_mode = False  # this was the run's one JSON document
+
+    refused = plan.refusal(carrying_out=yes)
+    if refused or not yes:
+        emit(plan.document(refused=refused))
+        if refused:
+            raise ConfigError(refused)
+        hint = plan.over_limit or "add --yes to carry out the plan"
+        click.echo(f"dry run: nothing changed; {hint}", err=True)
+        raise SystemExit(EXIT_OK)
+    _confirm_delete(plan.request.action, plan.planned, confirm_delete)
+    result = cleanup.carry_out()
+    emit(plan.document(results=result.changes))
+    return result
+
+
+def _show_plan(plan: ApplyPlan) -> None:
+    requests, found, changes = plan.requests, plan.found, plan.changes
     click.echo(
-        f"apply: {done} {action}d, {len(failed)} failed; journal {out / JOURNAL_FILENAME}", err=True
-    )
-    for result in failed:
-        click.echo(describe(result), err=True)
-    raise SystemExit(EXIT_INCOMPLETE if failed else EXIT_OK)
-
-
-def _mirror(archive: Archive, tenant: int) -> Callable[[Change, datetime], None]:
-    """Journal each change in the archive too."""
-
-    def mirror(change: Change, at: datetime) -> None:
-        archive.journal(
-            tenant,
-            at,
-            change.action,
-            change.user_id,
-            change.account_id,
-            change.outcome,
-            change.reason,
-        )
-
-    return mirror
-
-
-def _count(changes: list[Change]) -> int:
-    return sum(1 for c in changes if c.outcome == PLANNED)
-
-
-def _show_plan(requests: Requests, found: Recheck, changes: list[Change], action: str) -> None:
-    planned = _count(changes)
-    click.echo(
-        f"apply: {len(requests.rows)} accounts in {printable(requests.source)}; {planned} to "
-        f"{action}, {len(changes) - planned} not (no successful logon may follow "
-        f"{format_minute(found.since)} UTC; {found.events} logon events read again)",
+        f"apply: {len(requests.rows)} accounts in {printable(requests.source)}; {plan.planned} "
+        f"to {plan.request.action}, {len(changes) - plan.planned} not (no successful logon may "
+        f"follow {format_minute(found.since)} UTC; {found.events} logon events read again)",
         err=True,
     )
     for change in changes:
         click.echo(describe(change), err=True)
-
-
-def _impossible(changes: list[Change]) -> str | None:
-    """Why nothing of the plan can be carried out on this platform, or None."""
-    cannot = [c for c in changes if c.outcome == CANNOT]
-    if cannot and not _count(changes):
-        return f"nothing in this plan can be carried out: {printable(cannot[0].reason)}"
-    return None
 
 
 def _confirm_delete(action: str, planned: int, confirmed: bool) -> None:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
 
 from login_audit.archive.base import Archive, TenantInfo, TenantKey
-from login_audit.audit import SAMPLE, check_same_tenant
 from login_audit.cli.common import (
+    ArchiveChoice,
+    TenantChoice,
     archive_options,
     chosen_target,
     common_options,
     http_options,
-    http_settings,
     open_archive_for,
     open_platform,
     progress_reporter,
@@ -23,15 +23,15 @@ from login_audit.cli.common import (
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
-from login_audit.config import Target
+from login_audit.config import HttpSettings, Target
 from login_audit.errors import EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.export import FORMATS, check_output, export_records, guess_format
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
-from login_audit.service import tenant_key
-from login_audit.sync import ALL, SyncResult, sync_stream
-from login_audit.timeutil import format_minute, format_z, parse_timestamp, utcnow
+from login_audit.service import sync_tenant, tenant_key
+from login_audit.sync import SyncResult
+from login_audit.timeutil import format_minute, format_z, parse_timestamp
 
 
 def _date(value: str | None, option: str) -> datetime | None:
@@ -57,11 +57,10 @@ def run_sync(
     token_file: str | None,
     tenant_name: str,
     overlap_minutes: int,
-    settings_kwargs: dict[str, Any],
+    http: HttpSettings,
 ) -> SyncResult:
     """Snapshot the accounts and bring the ``all`` stream of one tenant up to date."""
-    settings = http_settings(settings_kwargs)
-    with open_platform(state, target, token_file, settings) as platform:
+    with open_platform(state, target, token_file, http) as platform:
         return sync_platform(archive, platform, tenant_key(target, tenant_name), overlap_minutes)
 
 
@@ -73,25 +72,9 @@ def sync_platform(
     *,
     quiet: bool = False,
 ) -> SyncResult:
-    """Under the tenant's sync lock: snapshot the accounts, then sync the ``all`` stream.
-
-    Refuses, before storing anything, accounts that are mostly unknown to the archive's
-    tenant of that key (see :func:`~login_audit.audit.check_same_tenant`).
-    """
-    tenant = archive.tenant_id(key)
-    with archive.lock(tenant), progress_reporter(not quiet) as progress:
-        accounts = list(platform.list_accounts())
-        known, _ = archive.first_seen(tenant)
-        check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
-        archive.store_accounts(tenant, accounts, utcnow())
-        return sync_stream(
-            archive,
-            platform,
-            tenant,
-            ALL,
-            overlap=timedelta(minutes=overlap_minutes),
-            progress=progress,
-        )
+    """:func:`login_audit.service.sync_tenant` with progress drawn on a terminal."""
+    with progress_reporter(not quiet) as progress:
+        return sync_tenant(archive, platform, key, overlap_minutes, progress=progress)
 
 
 def describe_sync(result: SyncResult) -> str:
@@ -127,14 +110,10 @@ overlap_option = click.option(
 @http_options
 @common_options
 def sync(
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
-    archive_spec: str | None,
-    tenant_name: str,
+    tenant_choice: TenantChoice,
+    archive_choice: ArchiveChoice,
     overlap_minutes: int,
-    **kwargs: Any,
+    http: HttpSettings,
 ) -> None:
     """Pull every audit record of the tenant into the archive.
 
@@ -149,17 +128,17 @@ def sync(
       login-audit sync --region eu --archive /var/lib/login-audit/archive.sqlite3
     """
     state = click.get_current_context().ensure_object(AppState)
-    target = chosen_target(platform, region, base_url)
-    archive = open_archive_for(state, archive_spec)
+    target = chosen_target(tenant_choice)
+    archive = open_archive_for(state, archive_choice.archive_spec)
     try:
         result = run_sync(
             state,
             archive,
             target=target,
-            token_file=token_file,
-            tenant_name=tenant_name,
+            token_file=tenant_choice.token_file,
+            tenant_name=archive_choice.tenant_name,
             overlap_minutes=overlap_minutes,
-            settings_kwargs=kwargs,
+            http=http,
         )
     finally:
         archive.close()
@@ -191,12 +170,8 @@ def sync(
 @http_options
 @common_options
 def export(
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
-    archive_spec: str | None,
-    tenant_name: str,
+    tenant_choice: TenantChoice,
+    archive_choice: ArchiveChoice,
     output: str,
     fmt: str | None,
     since: str | None,
@@ -205,7 +180,7 @@ def export(
     no_sync: bool,
     force: bool,
     overlap_minutes: int,
-    **kwargs: Any,
+    http: HttpSettings,
 ) -> None:
     """Write archived audit records as JSON, JSONL or CSV, streaming.
 
@@ -228,8 +203,9 @@ def export(
         )
     fmt = guess_format(output, fmt)
     check_output(output, force=force)
-    target = chosen_target(platform, region, base_url)
-    archive = open_archive_for(state, archive_spec, read_only=no_sync)
+    target = chosen_target(tenant_choice)
+    tenant_name = archive_choice.tenant_name
+    archive = open_archive_for(state, archive_choice.archive_spec, read_only=no_sync)
     code = EXIT_OK
     try:
         if not no_sync:
@@ -237,10 +213,10 @@ def export(
                 state,
                 archive,
                 target=target,
-                token_file=token_file,
+                token_file=tenant_choice.token_file,
                 tenant_name=tenant_name,
                 overlap_minutes=overlap_minutes,
-                settings_kwargs=kwargs,
+                http=http,
             )
             click.echo(describe_sync(result), err=True)
             if not result.complete:

@@ -10,31 +10,31 @@ import click
 from click.core import ParameterSource
 
 from login_audit.cli.common import (
+    MAX_ARCHIVE_DAYS,
+    ArchiveChoice,
+    Evidence,
+    Exclusions,
+    TenantChoice,
     archive_options,
     audit_and_report,
     build_policy,
     chosen_target,
     common_options,
     evidence_options,
-    evidence_settings,
     exclusion_options,
     http_options,
-    http_settings,
     open_archive_for,
     open_platform,
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
-from login_audit.cli.watch import notify_owners, notify_webhook, webhook_options
-from login_audit.config import default_config_path
+from login_audit.cli.watch import WebhookChoice, notify_owners, notify_webhook, webhook_options
+from login_audit.config import HttpSettings, default_config_path
 from login_audit.fleet import FleetOptions, audit_all
-from login_audit.models import RunSummary
+from login_audit.models import Policy, RunSummary
 from login_audit.platforms import retention_days
 from login_audit.reports import WriteNotes
 from login_audit.service import exit_code_for, render_summary, tenant_key
-
-#: The longest threshold accepted with an archive (ten years).
-MAX_ARCHIVE_DAYS = 3650
 
 
 @click.command(context_settings=CONTEXT)
@@ -42,7 +42,7 @@ MAX_ARCHIVE_DAYS = 3650
 @click.option(
     "--days",
     type=int,
-    default=90,
+    default=Policy.days,
     show_default=True,
     envvar="LOGIN_AUDIT_DAYS",
     help="Flag accounts with no successful logon in this many days (at most 180 unless the "
@@ -127,15 +127,10 @@ MAX_ARCHIVE_DAYS = 3650
 @http_options
 @common_options
 def audit(
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
+    tenant_choice: TenantChoice,
     days: int,
-    include_disabled: bool,
-    exclude: tuple[str, ...],
-    exclude_role: tuple[str, ...],
-    exclude_file: str | None,
+    exclusions: Exclusions,
+    evidence: Evidence,
     output_dir: str,
     fail_on_findings: bool,
     quiet: bool,
@@ -144,14 +139,12 @@ def audit(
     grace_days: int | None,
     allow_short_history: bool,
     no_archive: bool,
-    archive_spec: str | None,
-    tenant_name: str,
+    archive_choice: ArchiveChoice,
     all_tenants: bool,
     config_path: str | None,
     notify: bool,
-    webhook_file: str | None,
-    webhook_format: str,
-    **kwargs: Any,
+    webhook: WebhookChoice,
+    http: HttpSettings,
 ) -> None:
     """Audit a Vision One or Cloud One tenant; write the cleanup CSV and detailed reports.
 
@@ -177,9 +170,7 @@ def audit(
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
     state.json_mode = json_summary
-    settings = http_settings(kwargs)
-    evidence = evidence_settings(kwargs)
-    webhook = notify_webhook(state, notify, all_tenants, webhook_file, webhook_format, settings)
+    sink = notify_webhook(state, notify, all_tenants, webhook, http)
     if all_tenants:
         explicit = frozenset(
             name
@@ -187,22 +178,13 @@ def audit(
             if ctx.get_parameter_source(name)
             in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
         )
-        base = build_policy(
-            days,
-            include_disabled,
-            exclude,
-            exclude_role,
-            exclude_file,
-            MAX_ARCHIVE_DAYS,
-            grace_days,
-            evidence,
-        )
+        base = build_policy(days, exclusions, evidence, MAX_ARCHIVE_DAYS, grace_days)
         options = FleetOptions(
             policy=base,
             explicit=explicit,
-            settings=settings,
+            settings=http,
             output_dir=Path(output_dir),
-            archive_spec=archive_spec,
+            archive_spec=archive_choice.archive_spec,
             no_archive=no_archive,
             allow_short_history=allow_short_history,
             fail_on_findings=fail_on_findings,
@@ -217,22 +199,13 @@ def audit(
         if not quiet:
             click.echo(text, err=True)
         raise SystemExit(code)
-    target = chosen_target(platform, region, base_url)
-    retention = retention_days(target.platform)
-    policy = build_policy(
-        days,
-        include_disabled,
-        exclude,
-        exclude_role,
-        exclude_file,
-        retention if no_archive else MAX_ARCHIVE_DAYS,
-        grace_days,
-        evidence,
-    )
-    archive = None if no_archive else open_archive_for(state, archive_spec)
-    key = tenant_key(target, tenant_name)
+    target = chosen_target(tenant_choice)
+    max_days = retention_days(target.platform) if no_archive else MAX_ARCHIVE_DAYS
+    policy = build_policy(days, exclusions, evidence, max_days, grace_days)
+    archive = None if no_archive else open_archive_for(state, archive_choice.archive_spec)
+    key = tenant_key(target, archive_choice.tenant_name)
     try:
-        with open_platform(state, target, token_file, settings) as client:
+        with open_platform(state, target, tenant_choice.token_file, http) as client:
             summary, notes = audit_and_report(
                 state,
                 client,
@@ -245,8 +218,8 @@ def audit(
                 api_keys=audit_keys,
             )
         code = exit_code_for(summary, fail_on_findings)
-        if webhook is not None:
-            code = notify_owners(webhook, archive, key, summary, code)
+        if sink is not None:
+            code = notify_owners(sink, archive, key, summary, code)
     finally:
         if archive is not None:
             archive.close()

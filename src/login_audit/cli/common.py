@@ -1,13 +1,23 @@
-"""What every command shares: logging, option groups, the audit pipeline and its summary."""
+"""What every command shares: logging, option groups, the audit pipeline and its summary.
+
+Each group of options reaches a command as one typed value, built by :func:`option_group`
+from the options it declares: :class:`TenantChoice` (``tenant_options``),
+:class:`ArchiveChoice` (``archive_options``), :class:`Exclusions` and :class:`Evidence`
+(which with ``--days`` make the :class:`~login_audit.models.Policy`, :func:`build_policy`)
+and :class:`~login_audit.config.HttpSettings` (``http_options``, whose defaults are the
+dataclass's own).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,14 +47,41 @@ from login_audit.errors import (
     EXIT_BROKEN_PIPE,
     ConfigError,
 )
-from login_audit.http import HttpClient
 from login_audit.models import DEFAULT_IGNORED_IDENTITIES, Policy, RunSummary
-from login_audit.platforms import authenticate, client_class, connect
+from login_audit.platforms import client_class, open_client
 from login_audit.platforms.base import Platform
 from login_audit.reports import WriteNotes
 
 log = logging.getLogger("login_audit")
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The longest threshold accepted where an archive may hold the history (ten years).
+MAX_ARCHIVE_DAYS = 3650
+
+
+def option_group(
+    keyword: str, options: Sequence[Callable[[Any], Any]], build: Callable[..., Any]
+) -> Callable[[F], F]:
+    """A decorator adding ``options`` to a command, which gets them as one value.
+
+    The values of the options (named as ``build``'s parameters) are taken out of the
+    command's keyword arguments and passed to ``build``; the command receives what it
+    returns as ``keyword``. ``--help`` lists the options in the order given.
+    """
+    names = tuple(inspect.signature(build).parameters)
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            return func(*args, **{keyword: build(**values)}, **kwargs)
+
+        command: Any = wrapper
+        for option in reversed(options):
+            command = option(command)
+        return command  # type: ignore[no-any-return]
+
+    return decorate
 
 
 def common_options(func: F) -> F:
@@ -73,17 +110,30 @@ def common_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def http_options(func: F) -> F:
-    """Options of the HTTP layer: pacing, retries, timeouts.
+_HTTP_DEFAULTS = HttpSettings()
 
-    The defaults are :class:`HttpSettings`'s, so the library and the command line agree.
-    """
-    defaults = HttpSettings()
-    options = [
+
+def _http_settings(
+    rate_limit: int, rate_window: float, max_attempts: int, backoff_base: float, timeout: float
+) -> HttpSettings:
+    return HttpSettings(
+        timeout=timeout,
+        rate_limit=rate_limit,
+        rate_window=rate_window,
+        max_attempts=max_attempts,
+        backoff_base=backoff_base,
+    )
+
+
+#: Options of the HTTP layer: pacing, retries, timeouts, as ``http:`` :class:`HttpSettings`.
+#: The defaults are :class:`HttpSettings`'s, so the library and the command line agree.
+http_options = option_group(
+    "http",
+    [
         click.option(
             "--rate-limit",
             type=click.IntRange(min=1),
-            default=defaults.rate_limit,
+            default=_HTTP_DEFAULTS.rate_limit,
             show_default=True,
             envvar="LOGIN_AUDIT_RATE_LIMIT",
             help="At most this many requests in any --rate-window seconds.",
@@ -91,7 +141,7 @@ def http_options(func: F) -> F:
         click.option(
             "--rate-window",
             type=click.FloatRange(min=0.001),
-            default=defaults.rate_window,
+            default=_HTTP_DEFAULTS.rate_window,
             show_default=True,
             envvar="LOGIN_AUDIT_RATE_WINDOW",
             help="Length of the rate-limit window in seconds.",
@@ -99,7 +149,7 @@ def http_options(func: F) -> F:
         click.option(
             "--max-attempts",
             type=click.IntRange(min=1, max=20),
-            default=defaults.max_attempts,
+            default=_HTTP_DEFAULTS.max_attempts,
             show_default=True,
             envvar="LOGIN_AUDIT_MAX_ATTEMPTS",
             help="Attempts per request before it counts as failed (429, 5xx, network errors).",
@@ -107,36 +157,24 @@ def http_options(func: F) -> F:
         click.option(
             "--backoff-base",
             type=click.FloatRange(min=0),
-            default=defaults.backoff_base,
+            default=_HTTP_DEFAULTS.backoff_base,
             show_default=True,
             envvar="LOGIN_AUDIT_BACKOFF_BASE",
             help="First retry delay in seconds when the vendor sends no Retry-After; doubles "
-            f"per attempt, capped at {defaults.backoff_cap:g} s, with jitter.",
+            f"per attempt, capped at {_HTTP_DEFAULTS.backoff_cap:g} s, with jitter.",
         ),
         click.option(
             "--timeout",
             type=click.FloatRange(min=0.1),
-            default=defaults.timeout,
+            default=_HTTP_DEFAULTS.timeout,
             show_default=True,
             envvar="LOGIN_AUDIT_TIMEOUT",
             help="Seconds to wait for each read of a response (Vision One's gateway gives up "
             "after 60 s).",
         ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def http_settings(kwargs: dict[str, Any]) -> HttpSettings:
-    """Build :class:`HttpSettings` from the options of :func:`http_options`."""
-    return HttpSettings(
-        timeout=kwargs.pop("timeout"),
-        rate_limit=kwargs.pop("rate_limit"),
-        rate_window=kwargs.pop("rate_window"),
-        max_attempts=kwargs.pop("max_attempts"),
-        backoff_base=kwargs.pop("backoff_base"),
-    )
+    ],
+    _http_settings,
+)
 
 
 @contextlib.contextmanager
@@ -176,26 +214,27 @@ def quiet_broken_pipe() -> Iterator[None]:
 
 def build_policy(
     days: int,
-    include_disabled: bool,
-    exclude: tuple[str, ...],
-    exclude_role: tuple[str, ...],
-    exclude_file: str | None,
+    exclusions: Exclusions,
+    evidence: Evidence,
     max_days: int,
     grace_days: int | None = None,
-    evidence: dict[str, Any] | None = None,
 ) -> Policy:
-    """The audit policy from the command line, validated."""
-    patterns = tuple(exclude) + (read_exclude_file(exclude_file) if exclude_file else ())
+    """The audit policy from the command line, validated (files named by options read)."""
+    patterns = exclusions.patterns + (
+        read_exclude_file(exclusions.exclude_file) if exclusions.exclude_file else ()
+    )
     days = validate_days(days, max_days)
     if grace_days is not None and grace_days < 0:
         raise ConfigError(f"--grace-days must be 0 or more (got {grace_days})")
     return Policy(
         days=days,
-        include_disabled=include_disabled,
+        include_disabled=exclusions.include_disabled,
         exclude_patterns=patterns,
-        exclude_roles=tuple(exclude_role),
+        exclude_roles=exclusions.roles,
         grace_days=days if grace_days is None else grace_days,
-        **(evidence or {}),
+        identity_map=evidence.read_identity_map(),
+        ignore_identities=evidence.ignore_identities,
+        trust_empty_evidence=evidence.trust_empty_evidence,
     )
 
 
@@ -232,8 +271,8 @@ def open_platform(
     """The platform client of ``target``, its token read and registered for redaction."""
     token = load_token(token_file, env_var=target.token_env)
     state.redactor.add(token)
-    with HttpClient(authenticate(target.platform, token), settings) as http:
-        yield connect(target, http)
+    with open_client(target, token, settings) as platform:
+        yield platform
 
 
 def _rank(ctx: click.Context, name: str, value: str | None) -> int:
@@ -243,7 +282,17 @@ def _rank(ctx: click.Context, name: str, value: str | None) -> int:
     return 2 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else 1
 
 
-def chosen_target(platform: str, region: str | None, base_url: str | None) -> Target:
+@dataclass(frozen=True)
+class TenantChoice:
+    """The options of :func:`tenant_options`: the platform, where the tenant is, the token."""
+
+    platform: str
+    region: str | None
+    base_url: str | None
+    token_file: str | None
+
+
+def chosen_target(choice: TenantChoice) -> Target:
     """Resolve where the tenant is from the current command's options, flags first.
 
     A flag beats the environment whichever option it is, so ``--region eu`` is never
@@ -251,6 +300,7 @@ def chosen_target(platform: str, region: str | None, base_url: str | None) -> Ta
     region and a base URL both apply, the tool says which one it uses.
     """
     ctx = click.get_current_context()
+    platform, region, base_url = choice.platform, choice.region, choice.base_url
     url_variable = client_class(platform).url_env
     url_env = os.environ.get(url_variable, "").strip() if url_variable else ""
     region_rank = _rank(ctx, "region", region)
@@ -278,9 +328,30 @@ def chosen_target(platform: str, region: str | None, base_url: str | None) -> Ta
     return resolve_target(platform, region, base_url, env={})
 
 
-def exclusion_options(func: F) -> F:
-    """The accounts never to flag (``audit``) and never to change (``apply``)."""
-    options = [
+@dataclass(frozen=True)
+class Exclusions:
+    """The options of :func:`exclusion_options`: accounts never flagged, never changed."""
+
+    include_disabled: bool
+    patterns: tuple[str, ...]
+    roles: tuple[str, ...]
+    exclude_file: str | None
+
+
+def _exclusions(
+    include_disabled: bool,
+    exclude: tuple[str, ...],
+    exclude_role: tuple[str, ...],
+    exclude_file: str | None,
+) -> Exclusions:
+    return Exclusions(include_disabled, tuple(exclude), tuple(exclude_role), exclude_file)
+
+
+#: The accounts never to flag (``audit``) and never to change (``apply``), as
+#: ``exclusions:`` :class:`Exclusions`.
+exclusion_options = option_group(
+    "exclusions",
+    [
         click.option(
             "--include-disabled",
             is_flag=True,
@@ -307,15 +378,41 @@ def exclusion_options(func: F) -> F:
             metavar="FILE",
             help="Exclusion patterns, one per line; '#' starts a comment.",
         ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ],
+    _exclusions,
+)
 
 
-def evidence_options(func: F) -> F:
-    """How much to trust the audit log's evidence: identities and empty account types."""
-    options = [
+@dataclass(frozen=True)
+class Evidence:
+    """The options of :func:`evidence_options`: how far to trust the audit log's evidence."""
+
+    identity_map: str | None
+    ignore_identities: tuple[str, ...]
+    trust_empty_evidence: tuple[str, ...]
+
+    def read_identity_map(self) -> tuple[tuple[str, str], ...]:
+        """The pairs of ``--identity-map``, read and validated (none without it)."""
+        return read_identity_map(self.identity_map) if self.identity_map else ()
+
+
+def _evidence(
+    identity_map: str | None,
+    ignore_identity: tuple[str, ...],
+    trust_empty_evidence: tuple[str, ...],
+) -> Evidence:
+    return Evidence(
+        identity_map,
+        DEFAULT_IGNORED_IDENTITIES + tuple(ignore_identity),
+        tuple(t.lower() for t in trust_empty_evidence),
+    )
+
+
+#: How much to trust the audit log's evidence: identities and empty account types, as
+#: ``evidence:`` :class:`Evidence`.
+evidence_options = option_group(
+    "evidence",
+    [
         click.option(
             "--identity-map",
             envvar="LOGIN_AUDIT_IDENTITY_MAP",
@@ -339,26 +436,16 @@ def evidence_options(func: F) -> F:
             help="Believe that no account of this type (saml, local, or 'all') signed in, "
             "instead of reporting them unknown (repeatable).",
         ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ],
+    _evidence,
+)
 
 
-def evidence_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The :class:`Policy` fields of :func:`evidence_options`, read and validated."""
-    path = kwargs.pop("identity_map")
-    ignored = tuple(kwargs.pop("ignore_identity"))
-    return {
-        "identity_map": read_identity_map(path) if path else (),
-        "ignore_identities": DEFAULT_IGNORED_IDENTITIES + ignored,
-        "trust_empty_evidence": tuple(t.lower() for t in kwargs.pop("trust_empty_evidence")),
-    }
-
-
-def tenant_options(func: F) -> F:
-    """Which platform, where the tenant is, and where its token comes from."""
-    options = [
+#: Which platform, where the tenant is, and where its token comes from, as
+#: ``tenant_choice:`` :class:`TenantChoice`.
+tenant_options = option_group(
+    "tenant_choice",
+    [
         click.option(
             "--platform",
             type=click.Choice(PLATFORMS),
@@ -385,15 +472,23 @@ def tenant_options(func: F) -> F:
             help=f"Read the token from this file ('-' for stdin) instead of ${TOKEN_ENV} "
             f"(Vision One) or ${C1_KEY_ENV} (Cloud One).",
         ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ],
+    TenantChoice,
+)
 
 
-def archive_options(func: F) -> F:
-    """Which archive, and which tenant in it."""
-    options = [
+@dataclass(frozen=True)
+class ArchiveChoice:
+    """The options of :func:`archive_options`: the archive, and the tenant's name in it."""
+
+    archive_spec: str | None
+    tenant_name: str
+
+
+#: Which archive, and which tenant in it, as ``archive_choice:`` :class:`ArchiveChoice`.
+archive_options = option_group(
+    "archive_choice",
+    [
         click.option(
             "--archive",
             "archive_spec",
@@ -411,10 +506,9 @@ def archive_options(func: F) -> F:
             show_default=True,
             help="Name of this tenant in the archive (several tenants can share one archive).",
         ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ],
+    ArchiveChoice,
+)
 
 
 def open_archive_for(

@@ -17,10 +17,10 @@ from login_audit.archive import (
     open_archive,
 )
 from login_audit.cli.common import (
+    TenantChoice,
     chosen_target,
     common_options,
     http_options,
-    http_settings,
     open_platform,
     tenant_options,
 )
@@ -164,14 +164,11 @@ def check_archive(spec: str | None) -> Check:
 @http_options
 @common_options
 def doctor(
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
+    tenant_choice: TenantChoice,
     archive_spec: str | None,
     all_tenants: bool,
     config_path: str | None,
-    **kwargs: Any,
+    http: HttpSettings,
 ) -> None:
     """Check that the tool can do its job: one line per check, with the fix.
 
@@ -187,7 +184,7 @@ def doctor(
     """
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
-    settings = http_settings(kwargs)
+    settings = http
     if ctx.get_parameter_source("max_attempts") is ParameterSource.DEFAULT:
         # A check should answer quickly: two attempts ride out one passing fault.
         settings = replace(settings, max_attempts=2)
@@ -198,9 +195,14 @@ def doctor(
                 state, tenant.name, tenant.target, tenant.token_file, tenant.token_env, settings
             )
     else:
-        target = chosen_target(platform, region, base_url)
+        target = chosen_target(tenant_choice)
         checks += check_tenant(
-            state, f"{target.platform} {target.key_region}", target, token_file, None, settings
+            state,
+            f"{target.platform} {target.key_region}",
+            target,
+            tenant_choice.token_file,
+            None,
+            settings,
         )
     for secret in archive_secrets(archive_spec):
         state.redactor.add(Secret(secret))

@@ -8,9 +8,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
@@ -19,15 +19,17 @@ from login_audit.archive.signals import SignalStore
 from login_audit.archive.sql import SqlArchive
 from login_audit.cli.archive import overlap_option, sync_platform
 from login_audit.cli.common import (
+    ArchiveChoice,
+    Evidence,
+    TenantChoice,
     archive_options,
     chosen_target,
     common_options,
     evidence_options,
-    evidence_settings,
     http_options,
-    http_settings,
     open_archive_for,
     open_platform,
+    option_group,
     tenant_options,
 )
 from login_audit.cli.state import CONTEXT, AppState
@@ -57,7 +59,7 @@ from login_audit.errors import (
 from login_audit.fleet import worst
 from login_audit.http import HttpClient, RetryPolicy
 from login_audit.models import RunSummary
-from login_audit.platforms import authenticate, connect
+from login_audit.platforms import open_client
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.service import tenant_key
@@ -65,7 +67,6 @@ from login_audit.watch import DEFAULT_ADMIN_ROLES, WatchRules
 from login_audit.watcher import WatchResult, repeat, run_watch
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
@@ -74,8 +75,8 @@ def _tenant_platform(
 ) -> Iterator[Platform]:
     token = tenant.load_token()
     state.redactor.add(token)
-    with HttpClient(authenticate(tenant.target.platform, token), settings) as http:
-        yield connect(tenant.target, http)
+    with open_client(tenant.target, token, settings) as platform:
+        yield platform
 
 
 def _sync(archive: Archive, platform: Platform, key: TenantKey, overlap: int) -> str | None:
@@ -117,16 +118,16 @@ def describe(result: WatchResult, sync_problem: str | None) -> str:
 
 
 def open_webhook(
-    state: AppState, webhook_file: str | None, style: str, digest: bool, settings: HttpSettings
+    state: AppState, choice: WebhookChoice, digest: bool, settings: HttpSettings
 ) -> WebhookSink | None:
     """The webhook of ``--webhook-file`` or ``$LOGIN_AUDIT_WEBHOOK_URL`` (None when neither)."""
-    url = load_webhook_url(webhook_file)
+    url = load_webhook_url(choice.webhook_file)
     if url is None:
         return None
     state.redactor.add(url)
     return WebhookSink(
         url,
-        style=style,
+        style=choice.webhook_format,
         digest=digest,
         policy=RetryPolicy.of(settings),
         timeout=settings.timeout,
@@ -137,8 +138,7 @@ def notify_webhook(
     state: AppState,
     notify: bool,
     all_tenants: bool,
-    webhook_file: str | None,
-    style: str,
+    choice: WebhookChoice,
     settings: HttpSettings,
 ) -> WebhookSink | None:
     """The webhook of ``audit --notify`` (None without ``--notify``), checked before the audit."""
@@ -146,7 +146,7 @@ def notify_webhook(
         return None
     if all_tenants:
         raise ConfigError("--notify works on one tenant: run 'audit --notify' for each tenant")
-    webhook = open_webhook(state, webhook_file, style, False, settings)
+    webhook = open_webhook(state, choice, False, settings)
     if webhook is None:
         raise ConfigError(
             f"--notify needs a webhook: put its URL in a file named by --webhook-file, or in "
@@ -183,9 +183,19 @@ def notify_owners(
     return code
 
 
-def webhook_options(func: F) -> F:
-    """Where a webhook's URL comes from, and the body it gets."""
-    options = [
+@dataclass(frozen=True)
+class WebhookChoice:
+    """The options of :func:`webhook_options`: where the URL is, and the body's style."""
+
+    webhook_file: str | None
+    webhook_format: str
+
+
+#: Where a webhook's URL comes from, and the body it gets, as ``webhook:``
+#: :class:`WebhookChoice`.
+webhook_options = option_group(
+    "webhook",
+    [
         click.option(
             "--webhook-file",
             metavar="FILE",
@@ -200,17 +210,15 @@ def webhook_options(func: F) -> F:
             envvar="LOGIN_AUDIT_WEBHOOK_FORMAT",
             help="The body: plain JSON, or a Slack or Microsoft Teams message.",
         ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    ],
+    WebhookChoice,
+)
 
 
 def _sinks(
     jsonl: str | None,
     ocsf: str | None,
-    webhook_file: str | None,
-    webhook_format: str,
+    choice: WebhookChoice,
     digest: bool,
     settings: HttpSettings,
     state: AppState,
@@ -220,7 +228,7 @@ def _sinks(
         sinks.append(FileSink(jsonl, "jsonl"))
     if ocsf:
         sinks.append(FileSink(ocsf, "ocsf"))
-    webhook = open_webhook(state, webhook_file, webhook_format, digest, settings)
+    webhook = open_webhook(state, choice, digest, settings)
     if webhook is not None:
         sinks.append(webhook)
     if not sinks:
@@ -322,12 +330,8 @@ def _sinks(
 @http_options
 @common_options
 def watch(
-    platform: str,
-    region: str | None,
-    base_url: str | None,
-    token_file: str | None,
-    archive_spec: str | None,
-    tenant_name: str,
+    tenant_choice: TenantChoice,
+    archive_choice: ArchiveChoice,
     no_sync: bool,
     overlap_minutes: int,
     dormant_days: int,
@@ -336,15 +340,15 @@ def watch(
     admin_role: tuple[str, ...],
     jsonl: str | None,
     ocsf: str | None,
-    webhook_file: str | None,
-    webhook_format: str,
+    webhook: WebhookChoice,
     digest: bool,
     interval: float | None,
     skip_history: bool,
     all_tenants: bool,
     config_path: str | None,
     quiet: bool,
-    **kwargs: Any,
+    evidence: Evidence,
+    http: HttpSettings,
 ) -> None:
     """Report takeover signals from the archive, each exactly once.
 
@@ -366,21 +370,20 @@ def watch(
       login-audit watch --all --ocsf /var/log/login-audit/findings.jsonl --interval 900
     """
     state = click.get_current_context().ensure_object(AppState)
-    settings = http_settings(kwargs)
-    evidence = evidence_settings(kwargs)
+    settings = http
     rules = WatchRules(
         dormant_days=dormant_days,
         failed_threshold=failed_threshold,
         failed_window=timedelta(minutes=failed_window),
         admin_roles=tuple(admin_role) or DEFAULT_ADMIN_ROLES,
-        identity_map=evidence["identity_map"],
-        ignore_identities=evidence["ignore_identities"],
+        identity_map=evidence.read_identity_map(),
+        ignore_identities=evidence.ignore_identities,
     )
-    sinks = _sinks(jsonl, ocsf, webhook_file, webhook_format, digest, settings, state)
+    sinks = _sinks(jsonl, ocsf, webhook, digest, settings, state)
     if all_tenants:
         tenants = load_tenants(Path(config_path) if config_path else default_config_path())
     else:
-        target = chosen_target(platform, region, base_url)
+        target = chosen_target(tenant_choice)
 
     connect: list[tuple[TenantKey, Callable[[], contextlib.AbstractContextManager[Platform]]]]
     if all_tenants:
@@ -389,12 +392,12 @@ def watch(
             for t in tenants
         ]
     else:
-        opener = functools.partial(open_platform, state, target, token_file, settings)
-        connect = [(tenant_key(target, tenant_name), opener)]
+        opener = functools.partial(open_platform, state, target, tenant_choice.token_file, settings)
+        connect = [(tenant_key(target, archive_choice.tenant_name), opener)]
 
     def once() -> int:
         # Without a sync, a mistyped path must not look like an archive with nothing new.
-        archive = open_archive_for(state, archive_spec, existing=no_sync)
+        archive = open_archive_for(state, archive_choice.archive_spec, existing=no_sync)
         codes = []
         try:
             for key, platform_of in connect:

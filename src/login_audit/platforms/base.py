@@ -20,6 +20,9 @@ class Platform(Protocol):
     #: The roles (names, or ids where the platform names roles by id) that administer the
     #: tenant: ``apply`` never leaves a tenant without one of them enabled.
     admin_roles: tuple[str, ...]
+    #: Why disabling and deleting accounts rest on endpoints the vendor does not document
+    #: (None when it documents them): ``apply`` then acts only when asked to explicitly.
+    undocumented_actions: str | None
     http: HttpClient
 
     def list_accounts(self, expected: int = 0) -> Iterator[Account]:

@@ -93,6 +93,7 @@ class CloudOne:
     #: The audit log has no time filter: every read starts at the newest entry.
     supports_time_slices = False
     admin_roles = ADMIN_ROLES
+    undocumented_actions: str | None = "Cloud One documents no API to disable or delete users"
 
     def __init__(self, http: HttpClient, region: str, base_url: str | None = None) -> None:
         self.http = http

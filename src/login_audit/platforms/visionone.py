@@ -176,6 +176,7 @@ class VisionOne:
     retention_days = RETENTION_DAYS
     supports_time_slices = True
     admin_roles = ADMIN_ROLES
+    undocumented_actions: str | None = None
 
     def __init__(
         self, http: HttpClient, base_url: str, region: str, *, clock: Clock = utcnow
