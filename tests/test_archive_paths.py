@@ -19,6 +19,7 @@ def synced(cli, start_sim, tmp_path: Path):
     """A synced archive in its own folder, and the options that name its tenant."""
     sim = start_sim(build_tenant(seed=5, accounts=60))
     folder = tmp_path / "store"
+    folder.mkdir()
     archive = folder / "archive.sqlite3"
     where = ["--base-url", sim.base_url, "--archive", str(archive)]
     assert cli(["sync", *where, *FAST], {"TMV1_TOKEN": sim.token}).code == 0
@@ -134,3 +135,28 @@ def test_an_archive_url_of_another_kind_is_refused_without_its_password(cli, spe
     result = cli(["archive", "info", "--archive", spec])
     assert result.code == 2 and "neither a file path nor a PostgreSQL" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["audit", "sync"])
+def test_an_archive_in_a_folder_that_does_not_exist_is_refused(cli, tmp_path, command) -> None:
+    """A typo in the folder must not become a new, empty archive and a full re-read."""
+    typo = tmp_path / "missing" / "dir" / "a.sqlite3"
+    args = [command, "--base-url", "http://127.0.0.1:9", "--archive", str(typo)]
+    if command == "audit":
+        args += ["--output-dir", str(tmp_path / "out")]
+    result = cli(args, {"TMV1_TOKEN": "a-token-value-0123456789"})
+    assert result.code == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"the folder {tmp_path / 'missing' / 'dir'} of the archive does not exist" in line
+    assert "mkdir -p" in line
+    assert not (tmp_path / "missing").exists()
+
+
+def test_the_default_archive_folder_is_still_created(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    archive = open_archive(None)
+    try:
+        assert archive.location == str(tmp_path / "data" / "login-audit" / "archive.sqlite3")
+    finally:
+        archive.close()
+    assert stat.S_IMODE((tmp_path / "data" / "login-audit").stat().st_mode) == 0o700

@@ -80,8 +80,12 @@ def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = 
         )
     from login_audit.archive.sqlite import open_sqlite
 
+    # The default folder is ours to create; a folder the user named that does not exist is
+    # more likely a typo than a wish for a new, empty archive (and a full re-read).
     path = Path(spec) if spec else default_archive_path()
-    return open_sqlite(path, existing=existing or read_only, read_only=read_only)
+    return open_sqlite(
+        path, existing=existing or read_only, read_only=read_only, create_folder=not spec
+    )
 
 
 def archive_failure(exc: BaseException, location: str) -> ArchiveError | None:

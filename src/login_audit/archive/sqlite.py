@@ -68,13 +68,21 @@ class SqliteDialect:
         return conn.total_changes - before
 
 
-def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) -> SqlArchive:
+def open_sqlite(
+    path: Path, *, existing: bool = False, read_only: bool = False, create_folder: bool = False
+) -> SqlArchive:
     """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``.
 
     The path is resolved first: the per-tenant lock files sit beside the real file, so a
-    symlink to the same archive meets the same locks.
+    symlink to the same archive meets the same locks. Its folder must exist unless
+    ``create_folder`` (the default location).
     """
     path = Path(os.path.realpath(path.expanduser()))
+    if not create_folder and not path.parent.is_dir():
+        raise ConfigError(
+            f"the folder {path.parent} of the archive does not exist: check the path "
+            f"(--archive or LOGIN_AUDIT_ARCHIVE), or create it with: mkdir -p {path.parent}"
+        )
     if existing and not path.is_file():
         raise ConfigError(
             f"no archive at {path}: check the path (--archive or LOGIN_AUDIT_ARCHIVE); "
