@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.config import Secret
 from login_audit.errors import ArchiveError, ConfigError
-from login_audit.redaction import LIBPQ_PASSWORD, redact_dsn
+from login_audit.redaction import LIBPQ_PASSWORD, redact_dsn, redact_url
 
 __all__ = [
     "Archive",
@@ -45,11 +45,12 @@ def is_postgres(spec: str) -> bool:
 
 
 def archive_secrets(spec: str | None) -> list[str]:
-    """What of an archive spec must never be shown: the whole connection string and its
-    password, in URL or keyword form."""
+    """What of an archive spec must never be shown: the whole PostgreSQL connection string,
+    and the password of any URL or keyword form."""
     if not spec or not (is_postgres(spec) or "://" in spec):
         return []
-    found = [spec]
+    # Another scheme is refused unopened: hiding it whole would hide the typo too.
+    found = [spec] if is_postgres(spec) else []
     if "://" in spec:
         password = urlsplit(spec).password
         if password:
@@ -75,7 +76,7 @@ def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = 
         return open_postgres(Secret(spec))
     if spec and "://" in spec:
         raise ConfigError(
-            f"the archive {redact_dsn(spec)} is neither a file path nor a PostgreSQL "
+            f"the archive {redact_url(redact_dsn(spec))} is neither a file path nor a PostgreSQL "
             "connection (postgresql://... or host=... dbname=...)"
         )
     from login_audit.archive.sqlite import open_sqlite
