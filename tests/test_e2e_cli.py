@@ -167,6 +167,27 @@ def test_wrong_token_is_one_line_exit_2(cli, tenant: Tenant, start_sim, tmp_path
     assert "wrong-token-123456" not in result.stderr
 
 
+@pytest.mark.parametrize("archive", ["--no-archive", "--archive"])
+def test_a_refused_token_leaves_no_output_folder(cli, tenant, start_sim, tmp_path, archive):
+    """Output folders are created when something is written into them, not before."""
+    sim = start_sim(tenant)
+    out = tmp_path / "reports" / "2026-11-22"
+    where = [archive] if archive == "--no-archive" else [archive, str(tmp_path / "a.sqlite3")]
+    result = audit(cli, sim.base_url, "wrong-token-123456", out, *where)
+    assert result.code == 2 and "token was refused" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_an_output_folder_that_cannot_be_created_is_refused_before_any_request(
+    cli, tenant, start_sim, tmp_path
+) -> None:
+    sim = start_sim(tenant)
+    (tmp_path / "file").write_text("not a folder")
+    result = audit(cli, sim.base_url, sim.token, tmp_path / "file" / "out", "--no-archive")
+    assert result.code == 2 and "cannot create output directory" in result.stderr
+    assert sim.stats.requests == 0
+
+
 def test_missing_permission_names_it(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant, tokens={"accounts-only-token": frozenset({"accounts"})})
     result = audit(cli, sim.base_url, "accounts-only-token", tmp_path)

@@ -38,7 +38,7 @@ from login_audit.platforms import authenticate, connect, retention_days
 from login_audit.printable import printable
 from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
-from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
+from login_audit.reports.atomic import check_output_dir, ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
 from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
@@ -206,7 +206,7 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
         json_path = write_atomic(staging / "audit_report.json", lambda h: h.write(text))
         return [csv_path, html_path, json_path]
 
-    notes.paths += replace_set(output_dir, write)
+    notes.paths += replace_set(ensure_dir(output_dir), write)
     return notes
 
 
@@ -240,7 +240,7 @@ def audit_all(
     ``--json`` document. Every secret met is added to ``redactor``, which the caller's
     logging scrubs with."""
     tenants = load_tenants(config_path)
-    ensure_dir(options.output_dir)
+    check_output_dir(options.output_dir)
     for tenant in tenants:
         if "/" in tenant.name or tenant.name in (".", ".."):
             raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")

@@ -86,9 +86,9 @@ def audit_and_report(
     With an ``archive``, logons are synced into it first and read back from it, and the
     takeover signals of the period (when ``watch`` runs) join the reports.
     """
-    from login_audit.reports.atomic import ensure_dir
+    from login_audit.reports.atomic import check_output_dir
 
-    ensure_dir(output_dir)  # fail before the network work, not after it
+    check_output_dir(output_dir)  # fail before the network work, not after it
     report = progress or (lambda stage, count: None)
     if archive is not None:
         summary = run_archived_audit(

@@ -50,7 +50,7 @@ from login_audit.cli.state import CONTEXT, AppState
 from login_audit.errors import EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from login_audit.locks import file_lock
 from login_audit.printable import printable
-from login_audit.reports.atomic import ensure_dir
+from login_audit.reports.atomic import check_output_dir, ensure_dir
 from login_audit.service import tenant_key
 from login_audit.timeutil import format_minute, utcnow
 
@@ -191,8 +191,9 @@ def apply(
         else:
             assert archive is not None and tenant is not None
             requests = requests_from_archive(archive, tenant)
-        out = ensure_dir(Path(output_dir))
+        out = check_output_dir(Path(output_dir))
         if yes:
+            ensure_dir(out)  # a dry run writes nothing, so it creates no folder
             # Listing, deciding and acting all happen under the tenant's lock, so that two
             # runs can never both count the same administrator as the one that remains.
             lock_path = out / f"{JOURNAL_FILENAME}.lock"

@@ -14,6 +14,29 @@ from typing import IO
 from login_audit.errors import ConfigError
 
 
+def check_output_dir(path: Path) -> Path:
+    """Fail now, creating nothing, if ``path`` could not be created or written into later.
+
+    A run that fails before it writes (a refused token, a dry run) must not leave an empty
+    folder behind; one that could never write must fail before its network work.
+    """
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"cannot create output directory {path}: {existing} is not a folder; choose "
+            "another with --output-dir"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        doing = "write to" if existing == path else "create"
+        raise ConfigError(
+            f"cannot {doing} output directory {path}: permission denied; choose another "
+            "with --output-dir"
+        )
+    return path
+
+
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if needed and check that we can write into it."""
     try:
