@@ -172,3 +172,19 @@ def test_the_default_archive_folder_is_still_created(tmp_path, monkeypatch) -> N
     finally:
         archive.close()
     assert stat.S_IMODE((tmp_path / "data" / "login-audit").stat().st_mode) == 0o700
+
+
+def test_reading_commands_leave_no_wal_or_shm_files(cli, synced) -> None:
+    """A command that only reads the archive leaves its folder as it found it."""
+    sim, archive, where = synced
+    before = sorted(p.name for p in archive.parent.iterdir())
+    assert before == [archive.name, f"{archive.name}.tenant-1.lock"]
+    info = cli(["archive", "info", "--archive", str(archive)])
+    assert info.code == 0, info.stderr
+    assert sorted(p.name for p in archive.parent.iterdir()) == before
+    doctor = cli(["doctor", *where, *FAST], {"TMV1_TOKEN": sim.token})
+    assert f"archive readable ({archive})" in doctor.stdout, doctor.stdout
+    assert sorted(p.name for p in archive.parent.iterdir()) == before
+    export = cli(["export", "--no-sync", *where, "--format", "jsonl"])
+    assert export.code == 0, export.stderr
+    assert sorted(p.name for p in archive.parent.iterdir()) == before

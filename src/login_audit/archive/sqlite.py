@@ -144,14 +144,18 @@ def tighten(path: Path) -> None:
 def _connect_read_only(path: Path) -> SqlArchive:
     """Open for reading only: no write access to the file or its folder is needed.
 
-    SQLite's read-only mode still wants the WAL index beside the file; in a folder we
-    cannot write, a file without a pending WAL is opened as immutable instead.
+    SQLite's read-only mode still wants the WAL index beside the file, and leaves it and
+    the WAL behind; so where we may write, a writable connection that only queries is used,
+    which removes both when it closes. In a folder we cannot write, a file without a
+    pending WAL is opened as immutable.
     """
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
     uri = f"file:{quote(str(path))}?mode=ro"
     wal = Path(f"{path}-wal")
     attempts = [uri]
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+        attempts.insert(0, f"file:{quote(str(path))}?mode=rw")
     if not wal.exists() or wal.stat().st_size == 0:
         attempts.append(f"{uri}&immutable=1")
     problem: Exception | None = None
