@@ -188,3 +188,62 @@ def test_reading_commands_leave_no_wal_or_shm_files(cli, synced) -> None:
     export = cli(["export", "--no-sync", *where, "--format", "jsonl"])
     assert export.code == 0, export.stderr
     assert sorted(p.name for p in archive.parent.iterdir()) == before
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self, on_sleep=None) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self.on_sleep = on_sleep
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.slept))
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def held(tmp_path: Path):
+    """A new database file that another program holds with an exclusive lock."""
+    import sqlite3
+
+    path = tmp_path / "busy.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE other_program (x)")
+    yield path, holder
+    holder.close()
+
+
+def test_a_busy_archive_is_waited_for_a_bounded_time_then_refused(held) -> None:
+    from login_audit.archive.sqlite import OPEN_WAIT, open_sqlite
+    from login_audit.errors import ArchiveBusyError
+
+    path, _ = held
+    clock = FakeClock()
+    with pytest.raises(ArchiveBusyError) as info:
+        open_sqlite(path, sleep=clock.sleep, clock=clock.monotonic)
+    assert OPEN_WAIT <= sum(clock.slept) <= OPEN_WAIT + max(clock.slept)
+    assert info.value.exit_code == 4
+    message = str(info.value)
+    assert f"the archive {path} is locked by another program" in message
+    assert f"for {OPEN_WAIT:g} s" in message and "run again" in message
+
+
+def test_a_busy_archive_opens_once_the_other_program_lets_go(held) -> None:
+    from login_audit.archive.sqlite import open_sqlite
+
+    path, holder = held
+    clock = FakeClock(on_sleep=lambda n: holder.execute("ROLLBACK") if n == 3 else None)
+    archive = open_sqlite(path, sleep=clock.sleep, clock=clock.monotonic)
+    try:
+        assert archive.info() == []
+    finally:
+        archive.close()
+    assert len(clock.slept) == 3

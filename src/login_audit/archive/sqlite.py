@@ -8,7 +8,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,17 @@ from urllib.parse import quote
 
 from login_audit.archive.base import busy_message
 from login_audit.archive.sql import SqlArchive
-from login_audit.errors import ConfigError
+from login_audit.errors import ArchiveBusyError, ConfigError
 from login_audit.locks import file_lock
 
 log = logging.getLogger(__name__)
 
 #: Words of SQLite's errors when it cannot write (see :func:`login_audit.archive.archive_failure`).
 _WRITE_FAILURES = ("full", "i/o error", "too large", "readonly", "read-only")
+#: How long opening waits for another program that holds the file (one creating or
+#: migrating it, say), and the pause between two attempts.
+OPEN_WAIT = 30.0
+OPEN_RETRY = 0.2
 
 
 class SqliteDialect:
@@ -69,13 +73,20 @@ class SqliteDialect:
 
 
 def open_sqlite(
-    path: Path, *, existing: bool = False, read_only: bool = False, create_folder: bool = False
+    path: Path,
+    *,
+    existing: bool = False,
+    read_only: bool = False,
+    create_folder: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SqlArchive:
     """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``.
 
     The path is resolved first: the per-tenant lock files sit beside the real file, so a
     symlink to the same archive meets the same locks. Its folder must exist unless
-    ``create_folder`` (the default location).
+    ``create_folder`` (the default location). A file another program holds is waited for
+    ``OPEN_WAIT`` seconds at most (``sleep`` and ``clock`` are injectable).
     """
     path = Path(os.path.realpath(path.expanduser()))
     if not create_folder and not path.parent.is_dir():
@@ -102,7 +113,8 @@ def open_sqlite(
         ) from None
     from login_audit.archive import archive_failure
 
-    for attempt in range(50):
+    deadline = clock() + OPEN_WAIT
+    while True:
         try:
             return _connect(path)
         except sqlite3.OperationalError as exc:
@@ -112,14 +124,18 @@ def open_sqlite(
                 failure = archive_failure(exc, str(path))
                 assert failure is not None
                 raise failure from None
-            # Another process is creating or migrating the same file: wait for it.
-            if "locked" not in str(exc) or attempt == 49:
+            if "locked" not in str(exc):
                 raise ConfigError(
                     f"the archive {path} cannot be opened ({exc}); check that no other "
                     "program holds it"
                 ) from None
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+            # Another process is creating or migrating the same file: wait for it.
+            if clock() >= deadline:
+                raise ArchiveBusyError(
+                    f"the archive {path} is locked by another program ({exc}) and stayed so "
+                    f"for {OPEN_WAIT:g} s; run again when it has finished"
+                ) from None
+            sleep(OPEN_RETRY)
 
 
 def tighten(path: Path) -> None:
@@ -210,9 +226,11 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _connect(path: Path) -> SqlArchive:
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        # While opening, a busy file fails at once: open_sqlite waits, for a bounded time.
+        conn.execute("PRAGMA busy_timeout = 0")
         check_integrity(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
@@ -222,8 +240,12 @@ def _connect(path: Path) -> SqlArchive:
         conn.execute("PRAGMA cache_size = -32768")
         # Fewer, larger WAL checkpoints: each one fsyncs, and they dominate ingest time.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
-        return SqlArchive(conn, SqliteDialect(), str(path))
+        archive = SqlArchive(conn, SqliteDialect(), str(path))
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return archive
     except sqlite3.OperationalError:
+        if conn is not None:
+            conn.close()
         raise
     except sqlite3.DatabaseError as exc:
         raise ConfigError(
