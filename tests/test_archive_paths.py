@@ -247,3 +247,23 @@ def test_a_busy_archive_opens_once_the_other_program_lets_go(held) -> None:
     finally:
         archive.close()
     assert len(clock.slept) == 3
+
+
+def test_a_hard_link_to_the_archive_is_refused(cli, synced, tmp_path) -> None:
+    """The tenant locks sit beside the file's path: a second name would get round them."""
+    sim, archive, _ = synced
+    holder = open_archive(str(archive))  # a run through the first name, holding the lock
+    link = tmp_path / "hard.sqlite3"
+    os.link(archive, link)
+    key = TenantKey("visionone", sim.base_url.removeprefix("http://"), "default")
+    before = sim.stats.requests
+    try:
+        with holder.lock(holder.tenant_id(key)):
+            args = ["sync", "--base-url", sim.base_url, "--archive", str(link), *FAST]
+            result = cli(args, {"TMV1_TOKEN": sim.token})
+    finally:
+        holder.close()
+    assert result.code == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"the archive {link} has 2 hard links" in line and "symbolic link" in line
+    assert sim.stats.requests == before

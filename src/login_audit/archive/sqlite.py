@@ -101,6 +101,7 @@ def open_sqlite(
         )
     if read_only:
         return _connect_read_only(path)
+    refuse_hard_links(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -136,6 +137,20 @@ def open_sqlite(
                     f"for {OPEN_WAIT:g} s; run again when it has finished"
                 ) from None
             sleep(OPEN_RETRY)
+
+
+def refuse_hard_links(path: Path) -> None:
+    """Refuse a file with other hard links: the tenant locks sit beside one path, so a run
+    through another name would not meet them and two runs could write one tenant at once.
+    (Locking the inode instead would need a shared place for the locks that no path gives.)
+    """
+    with contextlib.suppress(FileNotFoundError):
+        links = path.stat().st_nlink
+        if links > 1:
+            raise ConfigError(
+                f"the archive {path} has {links} hard links, which would let two runs write "
+                "one tenant at once; use one path to it (a symbolic link is fine), or copy it"
+            )
 
 
 def tighten(path: Path) -> None:
