@@ -62,6 +62,20 @@ class TenantOutcome:
     code: int = EXIT_OK
 
 
+def in_cleanup_file(outcome: TenantOutcome) -> bool:
+    """Whether a tenant's removals join the combined cleanup file: only a complete run's,
+    as only a complete run replaces a tenant's own cleanup file (see ``report_dir``)."""
+    return outcome.summary is not None and outcome.summary.complete
+
+
+def left_out(outcome: TenantOutcome) -> str:
+    """Why a tenant is not in the combined cleanup file, in a few words."""
+    if outcome.summary is None:
+        return f"failed: {printable(outcome.error)}"
+    problems = outcome.summary.problems
+    return "incomplete" + (f": {printable(problems[0])}" if problems else "")
+
+
 def worst(codes: list[int]) -> int:
     """The most severe exit code of ``codes``."""
     return min(codes, key=SEVERITY.index) if codes else EXIT_OK
@@ -160,7 +174,7 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
     notes = WriteNotes()
     rows = []
     for outcome in outcomes:
-        if outcome.summary is not None:
+        if outcome.summary is not None and in_cleanup_file(outcome):
             rows += [
                 [outcome.tenant.name, *row] for row in CleanupCsv().rows(outcome.summary.findings)
             ]
@@ -175,6 +189,7 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
                 "region": o.tenant.target.key_region,
                 "exitCode": o.code,
                 "error": o.error or None,
+                "inCleanupFile": in_cleanup_file(o),
                 "report": summary_json(o.summary) if o.summary else None,
             }
             for o in outcomes
@@ -220,6 +235,7 @@ def fleet_json(outcomes: list[TenantOutcome], notes: WriteNotes) -> dict[str, An
                 "tenant": o.tenant.name,
                 "exitCode": o.code,
                 "complete": bool(o.summary and o.summary.complete),
+                "inCleanupFile": in_cleanup_file(o),
                 "counts": o.summary.counts() if o.summary else None,
                 "toRemove": len(o.summary.to_remove) if o.summary else None,
                 "problems": list(o.summary.problems) if o.summary else [],
@@ -267,5 +283,9 @@ def audit_all(
             lines += [f"    warning: {warning}" for warning in o.summary.warnings]
         else:
             lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {printable(o.error)}")
+    missing = [o for o in outcomes if not in_cleanup_file(o)]
+    if missing:
+        lines.append("  left out of the combined cleanup file: ")
+        lines[-1] += "; ".join(f"{o.tenant.name} ({left_out(o)})" for o in missing)
     lines += [f"  wrote {p}" for p in notes.paths]
     return worst([o.code for o in outcomes]), "\n".join(lines), fleet_json(outcomes, notes)
