@@ -278,7 +278,9 @@ def test_the_combined_cleanup_file_holds_only_complete_tenants(cli, start_sim, t
     outage = FaultConfig(outages=("/api/saml-users",))
     partial = start_sim(v1, cloudone=c1, faults=outage, token=token)
     config = fleet_config(
-        tmp_path, ("v1-ok", "visionone", healthy.base_url), ("c1-part", "cloudone", partial.base_url)
+        tmp_path,
+        ("v1-ok", "visionone", healthy.base_url),
+        ("c1-part", "cloudone", partial.base_url),
     )
     out = tmp_path / "out"
     args = ["audit", "--all", "--config", str(config), "--output-dir", str(out), "--no-archive"]

@@ -8,13 +8,20 @@ and the exit code reports the worst outcome.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from login_audit import __version__
-from login_audit.archive import archive_failure, archive_secrets, open_archive
+from login_audit.archive import (
+    Archive,
+    TenantKey,
+    archive_failure,
+    archive_secrets,
+    open_archive,
+)
 from login_audit.config import (
     PLATFORMS,
     HttpSettings,
@@ -96,6 +103,9 @@ class FleetOptions:
     fail_on_findings: bool
     max_archive_days: int
     api_keys: bool = False
+    #: Tells a tenant's owners what its audit found (``audit --notify``): given the
+    #: tenant's archive, key, summary and exit code, returns the exit code.
+    notify: Callable[[Archive | None, TenantKey, RunSummary, int], int] | None = None
 
 
 def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
@@ -140,17 +150,20 @@ def run_tenant(
         auth = authenticate(tenant.target.platform, token)
         archive = None if options.no_archive else open_archive(options.archive_spec)
         with HttpClient(auth, options.settings, pacer=pacers[tenant.target.platform]) as http:
+            key = tenant_key(tenant.target, tenant.name)
             summary, notes = audit_and_report(
                 connect(tenant.target, http),
                 policy=policy,
                 output_dir=options.output_dir / tenant.name,
                 archive=archive,
-                tenant=tenant_key(tenant.target, tenant.name),
+                tenant=key,
                 allow_short_history=options.allow_short_history,
                 api_keys=options.api_keys,
             )
         outcome.summary, outcome.notes = summary, notes
         outcome.code = exit_code_for(summary, options.fail_on_findings)
+        if options.notify is not None:
+            outcome.code = options.notify(archive, key, summary, outcome.code)
     except LoginAuditError as exc:
         outcome.error, outcome.code = redactor.scrub(str(exc)), exc.exit_code
         log.error("tenant %s: %s", tenant.name, outcome.error)

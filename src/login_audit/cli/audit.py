@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,9 @@ def audit(
     state.json_mode = json_summary
     settings = http_settings(kwargs)
     evidence = evidence_settings(kwargs)
-    webhook = notify_webhook(state, notify, all_tenants, webhook_file, webhook_format, settings)
+    webhook = notify_webhook(state, notify, webhook_file, webhook_format, settings)
+    if webhook is not None:
+        ctx.call_on_close(webhook.close)
     if all_tenants:
         explicit = frozenset(
             name
@@ -208,6 +211,7 @@ def audit(
             fail_on_findings=fail_on_findings,
             max_archive_days=MAX_ARCHIVE_DAYS,
             api_keys=audit_keys,
+            notify=functools.partial(notify_owners, webhook) if webhook else None,
         )
         code, text, document = audit_all(
             state.redactor, Path(config_path) if config_path else default_config_path(), options
