@@ -308,3 +308,29 @@ def test_demo_command_matches_truth(cli, tmp_path: Path) -> None:
         "audit_report.json",
         "filtered_accounts_report.csv",
     ]
+
+
+def test_a_dangling_symlink_as_output_folder_is_refused_before_any_request(
+    cli, tenant, start_sim, tmp_path
+) -> None:
+    """A link to a folder that was removed (or not mounted yet) fails before the audit,
+    not after it with the audit's work lost."""
+    sim = start_sim(tenant)
+    link = tmp_path / "reports"
+    link.symlink_to(tmp_path / "unmounted" / "reports")
+    result = audit(cli, sim.base_url, sim.token, link, "--no-archive")
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"cannot create output directory {link}" in line and "symbolic link" in line, line
+    assert sim.stats.requests == 0
+
+
+def test_a_symlinked_output_folder_receives_the_reports(cli, tenant, start_sim, tmp_path) -> None:
+    sim = start_sim(tenant)
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "reports"
+    link.symlink_to(real)
+    result = audit(cli, sim.base_url, sim.token, link, "--no-archive")
+    assert result.code == 0, result.stderr
+    assert cleanup_rows(real) == truth_rows(tenant)

@@ -15,26 +15,40 @@ from login_audit.errors import ConfigError
 
 
 def check_output_dir(path: Path) -> Path:
-    """Fail now, creating nothing, if ``path`` could not be created or written into later.
+    """Fail now, leaving nothing behind, if ``path`` could not be created or written later.
 
     A run that fails before it writes (a refused token, a dry run) must not leave an empty
-    folder behind; one that could never write must fail before its network work.
+    folder behind, and one that could never write must fail before its network work: the
+    missing folders are created to prove it, then removed again.
     """
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(
-            f"cannot create output directory {path}: {existing} is not a folder; choose "
-            "another with --output-dir"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        doing = "write to" if existing == path else "create"
-        raise ConfigError(
-            f"cannot {doing} output directory {path}: permission denied; choose another "
-            "with --output-dir"
-        )
-    return path
+    missing: list[Path] = []
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder):
+            break
+        missing.insert(0, folder)
+    created: list[Path] = []
+    try:
+        for folder in missing:
+            folder.mkdir(mode=0o700)
+            created.append(folder)
+        return ensure_dir(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {path}: {_why(path, exc)}") from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _why(path: Path, exc: OSError) -> str:
+    """What stops a folder from being created, in words; a dangling link names its target."""
+    for folder in (path, *path.parents):
+        if folder.is_symlink() and not folder.exists():
+            return (
+                f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist; "
+                "choose another with --output-dir"
+            )
+    return f"{exc.strerror or exc}; choose another with --output-dir"
 
 
 def ensure_dir(path: Path) -> Path:
@@ -42,10 +56,7 @@ def ensure_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot create output directory {path}: {exc.strerror}; choose another with "
-            "--output-dir"
-        ) from None
+        raise ConfigError(f"cannot create output directory {path}: {_why(path, exc)}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(
             f"cannot write to output directory {path}: permission denied; choose another "
