@@ -267,3 +267,27 @@ def test_a_hard_link_to_the_archive_is_refused(cli, synced, tmp_path) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert f"the archive {link} has 2 hard links" in line and "symbolic link" in line
     assert sim.stats.requests == before
+
+
+def test_an_archive_path_that_is_a_folder_is_said_as_such(cli, tmp_path) -> None:
+    result = cli(["sync", "--base-url", "http://127.0.0.1:9", "--archive", str(tmp_path)])
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"the archive {tmp_path} is a folder" in line and "archive.sqlite3" in line
+    assert "hard link" not in line
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["postgresql:/la:hunter2@db.example/audit", "postgres:la:hunter2@db.example/audit"],
+)
+def test_a_postgresql_url_without_its_slashes_is_refused_without_its_password(
+    cli, tmp_path, monkeypatch, spec
+) -> None:
+    """Not a path whose folder is missing: the message would show the password."""
+    monkeypatch.chdir(tmp_path)
+    result = cli(["sync", "--base-url", "http://127.0.0.1:9", "--archive", spec])
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "://" in line and "hunter2" not in line, line
+    assert list(tmp_path.iterdir()) == []

@@ -39,6 +39,18 @@ _LIBPQ_START = re.compile(
 )
 
 
+#: A URL whose ``//`` went missing (``postgresql:/user:pw@host/db``): not a file name.
+_MANGLED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!//)")
+
+
+def _mangled_url(spec: str) -> str | None:
+    """The scheme of a spec that reads as a URL without its ``//``, else None."""
+    match = _MANGLED_URL.match(spec)
+    if match and ("@" in spec or match.group(1).lower() in ("postgres", "postgresql")):
+        return match.group(1)
+    return None
+
+
 def is_postgres(spec: str) -> bool:
     """True for a PostgreSQL URL or a libpq keyword string, as PostgreSQL users write them."""
     return spec.startswith(("postgresql://", "postgres://")) or bool(_LIBPQ_START.match(spec))
@@ -47,6 +59,8 @@ def is_postgres(spec: str) -> bool:
 def archive_secrets(spec: str | None) -> list[str]:
     """What of an archive spec must never be shown: the whole PostgreSQL connection string,
     and the password of any URL or keyword form."""
+    if spec and _mangled_url(spec):
+        return [spec]  # no telling where its password is: it is refused, naming the scheme
     if not spec or not (is_postgres(spec) or "://" in spec):
         return []
     # Another scheme is refused unopened: hiding it whole would hide the typo too.
@@ -78,6 +92,12 @@ def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = 
         raise ConfigError(
             f"the archive {redact_url(redact_dsn(spec))} is neither a file path nor a PostgreSQL "
             "connection (postgresql://... or host=... dbname=...)"
+        )
+    scheme = _mangled_url(spec) if spec else None
+    if scheme:
+        raise ConfigError(
+            f"the archive {scheme}:... reads as a URL without '//' after '{scheme}:' (not "
+            f"shown, it may hold a password); write {scheme}://user@host/dbname, or a file path"
         )
     from login_audit.archive.sqlite import open_sqlite
 

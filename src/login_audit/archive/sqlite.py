@@ -89,6 +89,11 @@ def open_sqlite(
     ``OPEN_WAIT`` seconds at most (``sleep`` and ``clock`` are injectable).
     """
     path = Path(os.path.realpath(path.expanduser()))
+    if path.is_dir():
+        raise ConfigError(
+            f"the archive {path} is a folder: name a file in it, such as "
+            f"{path / 'archive.sqlite3'} (--archive or LOGIN_AUDIT_ARCHIVE)"
+        )
     if not create_folder and not path.parent.is_dir():
         raise ConfigError(
             f"the folder {path.parent} of the archive does not exist: check the path "
