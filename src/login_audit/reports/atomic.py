@@ -29,7 +29,12 @@ def check_output_dir(path: Path) -> Path:
     created: list[Path] = []
     try:
         for folder in missing:
-            folder.mkdir(mode=0o700)
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue  # another run made it meanwhile: it is not ours to remove
             created.append(folder)
         return ensure_dir(path)
     except OSError as exc:
@@ -115,6 +120,17 @@ def _fsync_dir(directory: Path) -> None:
             os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def _folder_lock(directory: Path) -> Iterator[None]:
+    """Hold an ``flock`` on ``directory`` itself (waiting: moving a set takes moments)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _remove_abandoned_staging(directory: Path) -> None:
     """Remove staging folders of runs that died; a live run holds a lock on its own."""
     for candidate in directory.glob(f"{STAGING_PREFIX}*"):
@@ -152,14 +168,17 @@ def replace_set(directory: Path, write: Callable[[Path], list[Path]]) -> list[Pa
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         staged = write(staging)
-        try:
-            for path in sorted(staged, key=lambda p: p.suffix == ".json"):
-                os.replace(path, directory / path.name)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot move the reports into {directory}: {exc.strerror}; check permissions"
-            ) from None
-        _fsync_dir(directory)
+        # Two runs writing one folder move their sets one after the other: the folder then
+        # holds one run's whole set (whichever came last), never a mix of both.
+        with _folder_lock(directory):
+            try:
+                for path in sorted(staged, key=lambda p: p.suffix == ".json"):
+                    os.replace(path, directory / path.name)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot move the reports into {directory}: {exc.strerror}; check permissions"
+                ) from None
+            _fsync_dir(directory)
         return [directory / path.name for path in staged]
     finally:
         os.close(lock)
