@@ -244,6 +244,8 @@ def test_token_never_written_even_at_debug_and_on_errors(cli, start_sim, tmp_pat
     # A fault-heavy run at DEBUG, then a run that ends in an error.
     sim = start_sim(small, token=secret, faults=FaultConfig(rate=0.3, seed=2))
     log_file = tmp_path / "run.log"
+    for name in ("out", "out2"):
+        (tmp_path / name).mkdir()  # the archives' folders, which are not created for them
     first = audit(
         cli,
         sim.base_url,

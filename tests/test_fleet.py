@@ -296,3 +296,17 @@ def test_the_combined_cleanup_file_holds_only_complete_tenants(cli, start_sim, t
         "v1-ok": True,
         "c1-part": False,
     }
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".login-audit-run-prod", ".hidden"])
+def test_a_tenant_name_that_cannot_be_its_own_folder_is_refused(cli, tmp_path, name) -> None:
+    """Each tenant's reports go to <output-dir>/<name>/: a name that leaves the folder,
+    hides it, or looks like a run's staging folder (removed by the next run) is refused."""
+    out = tmp_path / "out"
+    out.mkdir()
+    config = fleet_config(tmp_path, (name, "visionone", "http://127.0.0.1:9"))
+    args = ["audit", "--all", "--config", str(config), "--output-dir", str(out)]
+    result = cli([*args, "--no-archive"], {"TOKEN": "a-token-value-0123456789"})
+    assert result.code == 2, result.stderr
+    assert f"tenant name {name!r}" in result.stderr
+    assert list(out.iterdir()) == []

@@ -45,7 +45,7 @@ from login_audit.platforms import authenticate, connect, retention_days
 from login_audit.printable import printable
 from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
-from login_audit.reports.atomic import check_output_dir, ensure_dir, replace_set, write_atomic
+from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
 from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
@@ -269,10 +269,15 @@ def audit_all(
     ``--json`` document. Every secret met is added to ``redactor``, which the caller's
     logging scrubs with."""
     tenants = load_tenants(config_path)
-    check_output_dir(options.output_dir)
     for tenant in tenants:
-        if "/" in tenant.name or tenant.name in (".", ".."):
-            raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
+        if "/" in tenant.name or tenant.name.startswith("."):
+            raise ConfigError(
+                f"tenant name {tenant.name!r} cannot be the name of its reports' folder: it "
+                "holds '/' or starts with '.' (hidden, or taken for a run's staging folder)"
+            )
+    # Created now: the combined reports are written into it whatever becomes of the tenants,
+    # and the tenants' threads then each create only their own folder.
+    ensure_dir(options.output_dir)
     for secret in archive_secrets(options.archive_spec):
         redactor.add(Secret(secret))
     if not options.no_archive:
