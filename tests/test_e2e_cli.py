@@ -336,3 +336,19 @@ def test_a_symlinked_output_folder_receives_the_reports(cli, tenant, start_sim, 
     result = audit(cli, sim.base_url, sim.token, link, "--no-archive")
     assert result.code == 0, result.stderr
     assert cleanup_rows(real) == truth_rows(tenant)
+
+
+def test_a_log_file_that_is_a_symbolic_link_is_refused(cli, tmp_path: Path) -> None:
+    """A link planted where a scheduled run logs (/tmp/login-audit.log) must not make it
+    append to, and chmod, the file the link points to."""
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    link = tmp_path / "login-audit.log"
+    link.symlink_to(victim)
+    args = ["audit", "--base-url", "http://127.0.0.1:9", "--log-file", str(link)]
+    result = cli([*args, "--output-dir", str(tmp_path / "out")], {"TMV1_TOKEN": "x" * 24})
+    assert result.code == 2
+    assert "symbolic link" in result.stderr, result.stderr
+    assert victim.read_text() == "precious\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644

@@ -823,3 +823,19 @@ def test_display_name_logons_are_not_attributed_silently(cli, start_sim, tmp_pat
     found = reported(out)
     for kind in ("dormant-reactivated", "failed-logon-burst"):
         assert {k for k in planted(expected) if k[0] == kind} <= set(found), kind
+
+
+@pytest.mark.e2e
+def test_a_signals_file_that_is_a_symbolic_link_is_refused(
+    cli, takeover, start_sim, tmp_path: Path
+) -> None:
+    tenant, _ = takeover
+    sim = start_sim(tenant)
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    link = tmp_path / "signals.jsonl"
+    link.symlink_to(victim)
+    args = watch_args(sim, str(tmp_path / "a.sqlite3"), "--jsonl", str(link))
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
+    assert code == 2 and "symbolic link" in err, err
+    assert victim.read_text() == "precious\n"

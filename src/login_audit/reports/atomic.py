@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -12,6 +13,19 @@ from pathlib import Path
 from typing import IO
 
 from login_audit.errors import ConfigError
+
+#: Flags for appending to a file of ours: never through a symbolic link, which someone
+#: could plant where a scheduled run writes (``/tmp/login-audit.log``) to have it append
+#: to, and chmod, the file it points to.
+APPEND_FLAGS = os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+LINK_REFUSED = "it is a symbolic link, which is refused; give the path of the file itself"
+
+
+def open_failure(exc: OSError) -> str:
+    """Why opening with :data:`APPEND_FLAGS` failed, in words."""
+    return LINK_REFUSED if exc.errno == errno.ELOOP else str(exc.strerror or exc)
 
 
 def check_output_dir(path: Path) -> Path:
