@@ -88,18 +88,22 @@ def test_an_archive_readable_by_others_is_tightened(cli, synced) -> None:
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
 
 
+def sync_while_locked(cli, sim, holder, path: Path):
+    """'sync' through ``path`` while ``holder``, another run, holds the tenant's sync lock."""
+    key = TenantKey("visionone", sim.base_url.removeprefix("http://"), "default")
+    try:
+        with holder.lock(holder.tenant_id(key)):
+            args = ["sync", "--base-url", sim.base_url, "--archive", str(path), *FAST]
+            return cli(args, {"TMV1_TOKEN": sim.token})
+    finally:
+        holder.close()
+
+
 def test_a_symlink_to_the_archive_meets_the_same_sync_lock(cli, synced, tmp_path) -> None:
     sim, archive, _ = synced
     link = tmp_path / "link.sqlite3"
     link.symlink_to(archive)
-    holder = open_archive(str(archive))
-    key = TenantKey("visionone", sim.base_url.removeprefix("http://"), "default")
-    try:
-        with holder.lock(holder.tenant_id(key)):
-            args = ["sync", "--base-url", sim.base_url, "--archive", str(link), *FAST]
-            result = cli(args, {"TMV1_TOKEN": sim.token})
-    finally:
-        holder.close()
+    result = sync_while_locked(cli, sim, open_archive(str(archive)), link)
     assert result.code == 4
     assert "another login-audit process is syncing this tenant" in result.stderr
 
@@ -252,17 +256,11 @@ def test_a_busy_archive_opens_once_the_other_program_lets_go(held) -> None:
 def test_a_hard_link_to_the_archive_is_refused(cli, synced, tmp_path) -> None:
     """The tenant locks sit beside the file's path: a second name would get round them."""
     sim, archive, _ = synced
-    holder = open_archive(str(archive))  # a run through the first name, holding the lock
+    holder = open_archive(str(archive))  # a run through the first name
     link = tmp_path / "hard.sqlite3"
     os.link(archive, link)
-    key = TenantKey("visionone", sim.base_url.removeprefix("http://"), "default")
     before = sim.stats.requests
-    try:
-        with holder.lock(holder.tenant_id(key)):
-            args = ["sync", "--base-url", sim.base_url, "--archive", str(link), *FAST]
-            result = cli(args, {"TMV1_TOKEN": sim.token})
-    finally:
-        holder.close()
+    result = sync_while_locked(cli, sim, holder, link)
     assert result.code == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert f"the archive {link} has 2 hard links" in line and "symbolic link" in line
