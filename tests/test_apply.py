@@ -120,6 +120,17 @@ def test_dry_run_changes_nothing(cli, small, start_sim, tmp_path: Path) -> None:
     assert not (tmp_path / "apply_journal.csv").exists()
 
 
+def test_a_dry_run_creates_no_output_folder(cli, small, start_sim, tmp_path: Path) -> None:
+    sim = start_sim(small)
+    audit_then(cli, sim, tmp_path)
+    journal_dir = tmp_path / "journal"
+    args = ["apply", "--base-url", sim.base_url, "--no-archive", "--max-changes", "100"]
+    source = ["--from", str(tmp_path / "filtered_accounts_report.csv")]
+    result = cli([*args, *source, "--output-dir", str(journal_dir)], {"TMV1_TOKEN": sim.token})
+    assert result.code == 0 and "dry run: nothing changed" in result.stderr, result.stderr
+    assert not journal_dir.exists()
+
+
 def test_disable_then_rerun_is_idempotent(cli, small, start_sim, tmp_path: Path) -> None:
     sim = start_sim(small)
     audit_then(cli, sim, tmp_path)

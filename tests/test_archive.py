@@ -239,7 +239,7 @@ def test_logon_query_uses_the_index(archive: SqlArchive) -> None:
 
 
 def test_sqlite_file_is_private_and_corruption_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "archive.sqlite3"
+    path = tmp_path / "archive.sqlite3"
     store = open_archive(str(path))
     store.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -167,6 +167,27 @@ def test_wrong_token_is_one_line_exit_2(cli, tenant: Tenant, start_sim, tmp_path
     assert "wrong-token-123456" not in result.stderr
 
 
+@pytest.mark.parametrize("archive", ["--no-archive", "--archive"])
+def test_a_refused_token_leaves_no_output_folder(cli, tenant, start_sim, tmp_path, archive):
+    """Output folders are created when something is written into them, not before."""
+    sim = start_sim(tenant)
+    out = tmp_path / "reports" / "2026-11-22"
+    where = [archive] if archive == "--no-archive" else [archive, str(tmp_path / "a.sqlite3")]
+    result = audit(cli, sim.base_url, "wrong-token-123456", out, *where)
+    assert result.code == 2 and "token was refused" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_an_output_folder_that_cannot_be_created_is_refused_before_any_request(
+    cli, tenant, start_sim, tmp_path
+) -> None:
+    sim = start_sim(tenant)
+    (tmp_path / "file").write_text("not a folder")
+    result = audit(cli, sim.base_url, sim.token, tmp_path / "file" / "out", "--no-archive")
+    assert result.code == 2 and "cannot create output directory" in result.stderr
+    assert sim.stats.requests == 0
+
+
 def test_missing_permission_names_it(cli, tenant: Tenant, start_sim, tmp_path: Path) -> None:
     sim = start_sim(tenant, tokens={"accounts-only-token": frozenset({"accounts"})})
     result = audit(cli, sim.base_url, "accounts-only-token", tmp_path)
@@ -223,6 +244,8 @@ def test_token_never_written_even_at_debug_and_on_errors(cli, start_sim, tmp_pat
     # A fault-heavy run at DEBUG, then a run that ends in an error.
     sim = start_sim(small, token=secret, faults=FaultConfig(rate=0.3, seed=2))
     log_file = tmp_path / "run.log"
+    for name in ("out", "out2"):
+        (tmp_path / name).mkdir()  # the archives' folders, which are not created for them
     first = audit(
         cli,
         sim.base_url,
@@ -287,3 +310,45 @@ def test_demo_command_matches_truth(cli, tmp_path: Path) -> None:
         "audit_report.json",
         "filtered_accounts_report.csv",
     ]
+
+
+def test_a_dangling_symlink_as_output_folder_is_refused_before_any_request(
+    cli, tenant, start_sim, tmp_path
+) -> None:
+    """A link to a folder that was removed (or not mounted yet) fails before the audit,
+    not after it with the audit's work lost."""
+    sim = start_sim(tenant)
+    link = tmp_path / "reports"
+    link.symlink_to(tmp_path / "unmounted" / "reports")
+    result = audit(cli, sim.base_url, sim.token, link, "--no-archive")
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"cannot create output directory {link}" in line and "symbolic link" in line, line
+    assert sim.stats.requests == 0
+
+
+def test_a_symlinked_output_folder_receives_the_reports(cli, tenant, start_sim, tmp_path) -> None:
+    sim = start_sim(tenant)
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "reports"
+    link.symlink_to(real)
+    result = audit(cli, sim.base_url, sim.token, link, "--no-archive")
+    assert result.code == 0, result.stderr
+    assert cleanup_rows(real) == truth_rows(tenant)
+
+
+def test_a_log_file_that_is_a_symbolic_link_is_refused(cli, tmp_path: Path) -> None:
+    """A link planted where a scheduled run logs (/tmp/login-audit.log) must not make it
+    append to, and chmod, the file the link points to."""
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    link = tmp_path / "login-audit.log"
+    link.symlink_to(victim)
+    args = ["audit", "--base-url", "http://127.0.0.1:9", "--log-file", str(link)]
+    result = cli([*args, "--output-dir", str(tmp_path / "out")], {"TMV1_TOKEN": "x" * 24})
+    assert result.code == 2
+    assert "symbolic link" in result.stderr, result.stderr
+    assert victim.read_text() == "precious\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644

@@ -21,6 +21,12 @@ from tests.conftest import REPO
 
 BASE = "https://api.example"
 FAST = ["--backoff-base", "0.01", "--max-attempts", "2"]
+#: A shell without job control starts background commands with SIGINT ignored, and a child
+#: inherits that: runs are started as a terminal's foreground command would be.
+AS_IN_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    "sys.argv[0] = 'login-audit'; runpy.run_module('login_audit', run_name='__main__')"
+)
 
 
 def client(handler) -> HttpClient:
@@ -244,14 +250,8 @@ def test_ctrl_c_during_a_run_exits_130(start_sim, process_env, tmp_path: Path) -
     import signal
 
     sim = start_sim(build_tenant(seed=5, accounts=1500))
-    # A shell without job control starts background commands with SIGINT ignored, and a
-    # child inherits that: the run is started as a terminal's foreground command would be.
-    as_in_a_terminal = (
-        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
-        "sys.argv[0] = 'login-audit'; runpy.run_module('login_audit', run_name='__main__')"
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", as_in_a_terminal, "audit", "--base-url", sim.base_url],
+        [sys.executable, "-c", AS_IN_A_TERMINAL, "audit", "--base-url", sim.base_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=process_env(TMV1_TOKEN=sim.token),
@@ -259,6 +259,27 @@ def test_ctrl_c_during_a_run_exits_130(start_sim, process_env, tmp_path: Path) -
     )
     seen = itertools.count(1)
     sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == 2 else None
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
+
+
+def test_ctrl_c_stops_the_simulator_with_130(process_env, tmp_path: Path) -> None:
+    """A real process and a real SIGINT: 'simulate' ends as every other command does."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AS_IN_A_TERMINAL, "simulate", "--port", "0", "--accounts", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=process_env(),
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # serving once it says how to stop it
+        if line.startswith(b"Press Ctrl-C"):
+            break
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"login-audit: error: interrupted" in err and b"Traceback" not in err

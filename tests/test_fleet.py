@@ -252,3 +252,61 @@ token_file = "{wrong}"
     for secret in (sim.token, "wrong-token-0123456789"):
         assert secret not in text and secret not in json.dumps(document)
         assert secret not in redactor.scrub(f"Authorization: Bearer {secret}")
+
+
+def fleet_config(tmp_path: Path, *tenants: tuple[str, str, str]) -> Path:
+    """A tenants file of ``(name, platform, base URL)``, every token in $TOKEN."""
+    return write(
+        tmp_path,
+        "".join(
+            f'[[tenant]]\nname = "{name}"\nplatform = "{platform}"\nbase_url = "{url}"\n'
+            'token_env = "TOKEN"\n\n'
+            for name, platform, url in tenants
+        ),
+    )
+
+
+@pytest.mark.e2e
+def test_the_combined_cleanup_file_holds_only_complete_tenants(cli, start_sim, tmp_path) -> None:
+    """An incomplete tenant's removals go to its own incomplete/ folder, never into the
+    combined file that cleanup processes import; the summary says who was left out."""
+    v1 = build_tenant(seed=61, accounts=60)
+    c1 = build_cloudone_tenant(seed=62, users=80)
+    token = "fleet-token-0123456789abcdef"
+    healthy = start_sim(v1, token=token)
+    # Without its SAML users, Cloud One's local users are still judged: rows, but incomplete.
+    outage = FaultConfig(outages=("/api/saml-users",))
+    partial = start_sim(v1, cloudone=c1, faults=outage, token=token)
+    config = fleet_config(
+        tmp_path,
+        ("v1-ok", "visionone", healthy.base_url),
+        ("c1-part", "cloudone", partial.base_url),
+    )
+    out = tmp_path / "out"
+    args = ["audit", "--all", "--config", str(config), "--output-dir", str(out), "--no-archive"]
+    result = cli([*args, "--max-attempts", "1"], env={"TOKEN": token})
+    assert result.code == 4, result.stderr
+    left_out = rows(out / "c1-part" / "incomplete" / "filtered_accounts_report.csv")
+    assert left_out  # the case under test: an incomplete tenant with accounts to remove
+    combined = rows(out / "filtered_accounts_report.csv")
+    assert {r["Tenant"] for r in combined} == {"v1-ok"}
+    assert "left out of the combined cleanup file: c1-part (incomplete" in result.stderr
+    report = json.loads((out / "audit_report.json").read_text())
+    assert {t["tenant"]: t["inCleanupFile"] for t in report["tenants"]} == {
+        "v1-ok": True,
+        "c1-part": False,
+    }
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".login-audit-run-prod", ".hidden"])
+def test_a_tenant_name_that_cannot_be_its_own_folder_is_refused(cli, tmp_path, name) -> None:
+    """Each tenant's reports go to <output-dir>/<name>/: a name that leaves the folder,
+    hides it, or looks like a run's staging folder (removed by the next run) is refused."""
+    out = tmp_path / "out"
+    out.mkdir()
+    config = fleet_config(tmp_path, (name, "visionone", "http://127.0.0.1:9"))
+    args = ["audit", "--all", "--config", str(config), "--output-dir", str(out)]
+    result = cli([*args, "--no-archive"], {"TOKEN": "a-token-value-0123456789"})
+    assert result.code == 2, result.stderr
+    assert f"tenant name {name!r}" in result.stderr
+    assert list(out.iterdir()) == []

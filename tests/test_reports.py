@@ -189,3 +189,40 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocked.write_text("")
     with pytest.raises(ConfigError, match="cannot create output directory"):
         write_reports(SAMPLE, blocked / "sub")
+
+
+def test_two_runs_into_one_folder_never_mix_their_sets(tmp_path: Path, monkeypatch) -> None:
+    """Two audits writing one output folder at once (two tenants, a mistyped cron line):
+    each set is moved into place under the folder's lock, so the folder holds one run's
+    cleanup CSV beside the same run's audit_report.json, whichever finished last."""
+    import fcntl
+
+    from login_audit.reports import atomic
+
+    out = tmp_path / "out"
+    out.mkdir()
+    moves: list[tuple[str, bool]] = []
+    real_replace = os.replace
+
+    def replace(source, target) -> None:
+        if Path(target).parent == out:
+            probe = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                moves.append((Path(target).name, True))  # another run must wait
+            else:
+                moves.append((Path(target).name, False))
+            finally:
+                os.close(probe)
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    notes = write_reports(SAMPLE, out)
+    assert sorted(name for name, _ in moves) == sorted(p.name for p in notes.paths)
+    assert moves and all(held for _, held in moves), moves
+    probe = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and released afterwards
+    finally:
+        os.close(probe)

@@ -430,3 +430,25 @@ def test_the_same_tenant_check_allows_for_new_accounts(known: int, refused: bool
             check_same_tenant(sample, seen, key, "https://h")
     else:
         check_same_tenant(sample, seen, key, "https://h")
+
+
+@pytest.mark.parametrize("store", STORAGE, ids=["direct", "archive"])
+def test_an_empty_next_cursor_on_cloud_one_is_not_taken_for_the_end(
+    cli, tenant: Tenant, start_sim, tmp_path: Path, store: list[str]
+) -> None:
+    """Cloud One leaves 'next' out on its last page; an empty one could as well be a lost
+    cursor with more pages behind it (sign-ins unread, active users looking dormant)."""
+    from login_audit.simulator import build_cloudone_tenant
+
+    sim = start_sim(
+        tenant, cloudone=build_cloudone_tenant(seed=5, users=60), behaviours=("empty-next",)
+    )
+    out = tmp_path / "out"
+    base = ["audit", "--platform", "cloudone", "--base-url", sim.base_url, "--output-dir", str(out)]
+    result = cli(
+        [*base, "--backoff-base", "0.01", *storage(tmp_path, store)], {"C1_API_KEY": sim.token}
+    )
+    assert result.code == 4, result.stderr
+    assert "empty 'next' cursor" in result.stderr
+    assert rows(out) == set()  # nobody is removed on a listing that may not be whole
+    assert not (out / "filtered_accounts_report.csv").exists()

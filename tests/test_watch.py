@@ -600,7 +600,7 @@ def test_audit_notify_tells_the_owners_what_became_stale(
     code, out, err = cli(
         [*args, "--grace-days", "0", "--max-attempts", "2", "--backoff-base", "0"], env
     )
-    assert code == 4 and "the owners were not notified" in err
+    assert code == 4 and "the owners of default were not notified" in err
     assert "SECRET-TOKEN-42" not in out + err
     assert (tmp_path / "out" / "filtered_accounts_report.csv").exists()
     # Back up: the owners hear of the account they missed.
@@ -608,6 +608,37 @@ def test_audit_notify_tells_the_owners_what_became_stale(
     code, _, err = cli([*args, "--grace-days", "0"], env)
     assert code == 0, err
     assert receiver.requests[-1][1]["audit"]["newlyStale"] == ["later.joiner@example.com"]
+
+
+@pytest.mark.e2e
+def test_audit_all_notify_tells_each_tenants_owners(
+    cli, start_sim, receiver: Receiver, tmp_path: Path
+) -> None:
+    """With --all, each tenant's owners hear of their own newly stale accounts, once."""
+    from login_audit.simulator import build_tenant
+    from tests.test_fleet import fleet_config
+
+    token = "fleet-token-0123456789abcdef"
+    tenants = {"eu": build_tenant(seed=21, accounts=40), "us": build_tenant(seed=22, accounts=40)}
+    sims = {name: start_sim(tenant, token=token) for name, tenant in tenants.items()}
+    config = fleet_config(tmp_path, *((name, "visionone", s.base_url) for name, s in sims.items()))
+    args = ["audit", "--all", "--config", str(config), "--notify", "-q"]
+    args += ["--archive", str(tmp_path / "a.sqlite3"), "--output-dir", str(tmp_path / "out")]
+    env = {"TOKEN": token, "LOGIN_AUDIT_WEBHOOK_URL": receiver.url}
+    code, _, err = cli(args, env)
+    assert code == 0, err
+    told = {body["audit"]["tenant"]: body["audit"] for _, body in receiver.requests}
+    assert set(told) == {"eu", "us"} and len(receiver.requests) == 2
+    for name, tenant in tenants.items():
+        assert set(told[name]["newlyStale"]) == {r["UserId"] for r in tenant.truth()["remove"]}
+    code, _, err = cli(args, env)  # nothing new for anyone: nobody is told again
+    assert code == 0 and len(receiver.requests) == 2, err
+    receiver.answer = lambda n: (503, {})  # down: the run says so, per tenant
+    new = {"id": "n-1", "email": "new@example.com", "role": "Operator"}
+    sims["eu"].add_account({**new, "authType": "local", "status": "enabled"})
+    code, _, err = cli([*args, "--grace-days", "0", "--max-attempts", "1"], env)
+    assert code == 4 and "the owners of eu were not notified" in err, err
+    assert "SECRET-TOKEN-42" not in err
 
 
 def test_audit_notify_without_a_webhook_is_refused_before_any_work(cli, tmp_path: Path) -> None:
@@ -794,3 +825,19 @@ def test_display_name_logons_are_not_attributed_silently(cli, start_sim, tmp_pat
     found = reported(out)
     for kind in ("dormant-reactivated", "failed-logon-burst"):
         assert {k for k in planted(expected) if k[0] == kind} <= set(found), kind
+
+
+@pytest.mark.e2e
+def test_a_signals_file_that_is_a_symbolic_link_is_refused(
+    cli, takeover, start_sim, tmp_path: Path
+) -> None:
+    tenant, _ = takeover
+    sim = start_sim(tenant)
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    link = tmp_path / "signals.jsonl"
+    link.symlink_to(victim)
+    args = watch_args(sim, str(tmp_path / "a.sqlite3"), "--jsonl", str(link))
+    code, _, err = cli(args, {"TMV1_TOKEN": sim.token})
+    assert code == 2 and "symbolic link" in err, err
+    assert victim.read_text() == "precious\n"

@@ -54,7 +54,7 @@ from login_audit.models import Policy
 from login_audit.platforms import undocumented_actions
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
-from login_audit.reports.atomic import ensure_dir
+from login_audit.reports.atomic import check_output_dir, ensure_dir
 from login_audit.timeutil import Clock, utcnow
 
 #: Opens the tenant's platform client (after the locks are held) and closes it after.
@@ -289,8 +289,9 @@ def prepare(
         else:
             assert archive is not None and tenant is not None  # see check_request
             requests = requests_from_archive(archive, tenant)
-        out = ensure_dir(request.output_dir)
+        out = check_output_dir(request.output_dir)
         if not dry_run:
+            ensure_dir(out)  # a dry run writes nothing, so it creates no folder
             busy = f"another login-audit apply keeps its journal in {out}; wait for it to finish"
             stack.enter_context(file_lock(out / f"{JOURNAL_FILENAME}.lock", busy))
             if archive is not None and tenant is not None:

@@ -147,6 +147,10 @@ class FileSink:
         self.name = f"{fmt}:{self.path}"
         if self.stdout:
             return
+        if Path(path).expanduser().is_symlink():
+            from login_audit.reports.atomic import LINK_REFUSED
+
+            raise ConfigError(f"cannot write {path}: {LINK_REFUSED}")
         if not self.path.parent.is_dir():
             raise ConfigError(
                 f"cannot write {self.path}: the directory {self.path.parent} does not exist"
@@ -204,10 +208,12 @@ class FileSink:
             sys.stdout.flush()
             confirm(ids)
             return None
+        from login_audit.reports.atomic import APPEND_FLAGS, open_failure
+
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.path, os.O_RDWR | APPEND_FLAGS, 0o600)
         except OSError as exc:
-            raise ConfigError(f"cannot write {self.path}: {exc.strerror}") from None
+            raise ConfigError(f"cannot write {self.path}: {open_failure(exc)}") from None
         try:
             _drop_partial_line(fd)
             os.write(fd, text.encode("utf-8"))

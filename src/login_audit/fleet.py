@@ -8,13 +8,20 @@ and the exit code reports the worst outcome.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from login_audit import __version__
-from login_audit.archive import archive_failure, archive_secrets, open_archive
+from login_audit.archive import (
+    Archive,
+    TenantKey,
+    archive_failure,
+    archive_secrets,
+    open_archive,
+)
 from login_audit.config import (
     PLATFORMS,
     HttpSettings,
@@ -62,6 +69,20 @@ class TenantOutcome:
     code: int = EXIT_OK
 
 
+def in_cleanup_file(outcome: TenantOutcome) -> bool:
+    """Whether a tenant's removals join the combined cleanup file: only a complete run's,
+    as only a complete run replaces a tenant's own cleanup file (see ``report_dir``)."""
+    return outcome.summary is not None and outcome.summary.complete
+
+
+def left_out(outcome: TenantOutcome) -> str:
+    """Why a tenant is not in the combined cleanup file, in a few words."""
+    if outcome.summary is None:
+        return f"failed: {printable(outcome.error)}"
+    problems = outcome.summary.problems
+    return "incomplete" + (f": {printable(problems[0])}" if problems else "")
+
+
 def worst(codes: list[int]) -> int:
     """The most severe exit code of ``codes``."""
     return min(codes, key=SEVERITY.index) if codes else EXIT_OK
@@ -82,6 +103,9 @@ class FleetOptions:
     fail_on_findings: bool
     max_archive_days: int
     api_keys: bool = False
+    #: Tells a tenant's owners what its audit found (``audit --notify``): given the
+    #: tenant's archive, key, summary and exit code, returns the exit code.
+    notify: Callable[[Archive | None, TenantKey, RunSummary, int], int] | None = None
 
 
 def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
@@ -126,17 +150,20 @@ def run_tenant(
         auth = authenticate(tenant.target.platform, token)
         archive = None if options.no_archive else open_archive(options.archive_spec)
         with HttpClient(auth, options.settings, pacer=pacers[tenant.target.platform]) as http:
+            key = tenant_key(tenant.target, tenant.name)
             summary, notes = audit_and_report(
                 connect(tenant.target, http),
                 policy=policy,
                 output_dir=options.output_dir / tenant.name,
                 archive=archive,
-                tenant=tenant_key(tenant.target, tenant.name),
+                tenant=key,
                 allow_short_history=options.allow_short_history,
                 api_keys=options.api_keys,
             )
         outcome.summary, outcome.notes = summary, notes
         outcome.code = exit_code_for(summary, options.fail_on_findings)
+        if options.notify is not None:
+            outcome.code = options.notify(archive, key, summary, outcome.code)
     except LoginAuditError as exc:
         outcome.error, outcome.code = redactor.scrub(str(exc)), exc.exit_code
         log.error("tenant %s: %s", tenant.name, outcome.error)
@@ -160,7 +187,7 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
     notes = WriteNotes()
     rows = []
     for outcome in outcomes:
-        if outcome.summary is not None:
+        if outcome.summary is not None and in_cleanup_file(outcome):
             rows += [
                 [outcome.tenant.name, *row] for row in CleanupCsv().rows(outcome.summary.findings)
             ]
@@ -175,6 +202,7 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
                 "region": o.tenant.target.key_region,
                 "exitCode": o.code,
                 "error": o.error or None,
+                "inCleanupFile": in_cleanup_file(o),
                 "report": summary_json(o.summary) if o.summary else None,
             }
             for o in outcomes
@@ -206,7 +234,7 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
         json_path = write_atomic(staging / "audit_report.json", lambda h: h.write(text))
         return [csv_path, html_path, json_path]
 
-    notes.paths += replace_set(output_dir, write)
+    notes.paths += replace_set(ensure_dir(output_dir), write)
     return notes
 
 
@@ -220,6 +248,7 @@ def fleet_json(outcomes: list[TenantOutcome], notes: WriteNotes) -> dict[str, An
                 "tenant": o.tenant.name,
                 "exitCode": o.code,
                 "complete": bool(o.summary and o.summary.complete),
+                "inCleanupFile": in_cleanup_file(o),
                 "counts": o.summary.counts() if o.summary else None,
                 "toRemove": len(o.summary.to_remove) if o.summary else None,
                 "problems": list(o.summary.problems) if o.summary else [],
@@ -240,10 +269,15 @@ def audit_all(
     ``--json`` document. Every secret met is added to ``redactor``, which the caller's
     logging scrubs with."""
     tenants = load_tenants(config_path)
-    ensure_dir(options.output_dir)
     for tenant in tenants:
-        if "/" in tenant.name or tenant.name in (".", ".."):
-            raise ConfigError(f"tenant name {tenant.name!r} cannot be a folder name")
+        if "/" in tenant.name or tenant.name.startswith("."):
+            raise ConfigError(
+                f"tenant name {tenant.name!r} cannot be the name of its reports' folder: it "
+                "holds '/' or starts with '.' (hidden, or taken for a run's staging folder)"
+            )
+    # Created now: the combined reports are written into it whatever becomes of the tenants,
+    # and the tenants' threads then each create only their own folder.
+    ensure_dir(options.output_dir)
     for secret in archive_secrets(options.archive_spec):
         redactor.add(Secret(secret))
     if not options.no_archive:
@@ -267,5 +301,9 @@ def audit_all(
             lines += [f"    warning: {warning}" for warning in o.summary.warnings]
         else:
             lines.append(f"  {o.tenant.name}: FAILED (exit {o.code}): {printable(o.error)}")
+    missing = [o for o in outcomes if not in_cleanup_file(o)]
+    if missing:
+        lines.append("  left out of the combined cleanup file: ")
+        lines[-1] += "; ".join(f"{o.tenant.name} ({left_out(o)})" for o in missing)
     lines += [f"  wrote {p}" for p in notes.paths]
     return worst([o.code for o in outcomes]), "\n".join(lines), fleet_json(outcomes, notes)

@@ -61,12 +61,14 @@ def configure_logging(redactor: Redactor, level: str, log_file: str | None) -> N
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     if log_file:
         path = Path(log_file).expanduser()
+        from login_audit.reports.atomic import APPEND_FLAGS, open_failure
+
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(path, os.O_WRONLY | APPEND_FLAGS, 0o600)
             os.fchmod(fd, 0o600)
             stream = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
-            raise LogFileError(f"cannot open log file {path}: {exc.strerror}") from None
+            raise LogFileError(f"cannot open log file {path}: {open_failure(exc)}") from None
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.addFilter(redactor)
@@ -89,9 +91,9 @@ def audit_and_report(
     With an ``archive``, logons are synced into it first and read back from it, and the
     takeover signals of the period (when ``watch`` runs) join the reports.
     """
-    from login_audit.reports.atomic import ensure_dir
+    from login_audit.reports.atomic import check_output_dir
 
-    ensure_dir(output_dir)  # fail before the network work, not after it
+    check_output_dir(output_dir)  # fail before the network work, not after it
     report = progress or (lambda stage, count: None)
     if archive is not None:
         summary = run_archived_audit(

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from login_audit.archive.base import Archive, TenantKey
 from login_audit.config import Secret
 from login_audit.errors import ArchiveError, ConfigError
-from login_audit.redaction import LIBPQ_PASSWORD, redact_dsn
+from login_audit.redaction import LIBPQ_PASSWORD, redact_dsn, redact_url
 
 __all__ = [
     "Archive",
@@ -39,17 +39,32 @@ _LIBPQ_START = re.compile(
 )
 
 
+#: A URL whose ``//`` went missing (``postgresql:/user:pw@host/db``): not a file name.
+_MANGLED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!//)")
+
+
+def _mangled_url(spec: str) -> str | None:
+    """The scheme of a spec that reads as a URL without its ``//``, else None."""
+    match = _MANGLED_URL.match(spec)
+    if match and ("@" in spec or match.group(1).lower() in ("postgres", "postgresql")):
+        return match.group(1)
+    return None
+
+
 def is_postgres(spec: str) -> bool:
     """True for a PostgreSQL URL or a libpq keyword string, as PostgreSQL users write them."""
     return spec.startswith(("postgresql://", "postgres://")) or bool(_LIBPQ_START.match(spec))
 
 
 def archive_secrets(spec: str | None) -> list[str]:
-    """What of an archive spec must never be shown: the whole connection string and its
-    password, in URL or keyword form."""
+    """What of an archive spec must never be shown: the whole PostgreSQL connection string,
+    and the password of any URL or keyword form."""
+    if spec and _mangled_url(spec):
+        return [spec]  # no telling where its password is: it is refused, naming the scheme
     if not spec or not (is_postgres(spec) or "://" in spec):
         return []
-    found = [spec]
+    # Another scheme is refused unopened: hiding it whole would hide the typo too.
+    found = [spec] if is_postgres(spec) else []
     if "://" in spec:
         password = urlsplit(spec).password
         if password:
@@ -75,13 +90,23 @@ def open_archive(spec: str | None, *, existing: bool = False, read_only: bool = 
         return open_postgres(Secret(spec))
     if spec and "://" in spec:
         raise ConfigError(
-            f"the archive {redact_dsn(spec)} is neither a file path nor a PostgreSQL "
+            f"the archive {redact_url(redact_dsn(spec))} is neither a file path nor a PostgreSQL "
             "connection (postgresql://... or host=... dbname=...)"
+        )
+    scheme = _mangled_url(spec) if spec else None
+    if scheme:
+        raise ConfigError(
+            f"the archive {scheme}:... reads as a URL without '//' after '{scheme}:' (not "
+            f"shown, it may hold a password); write {scheme}://user@host/dbname, or a file path"
         )
     from login_audit.archive.sqlite import open_sqlite
 
+    # The default folder is ours to create; a folder the user named that does not exist is
+    # more likely a typo than a wish for a new, empty archive (and a full re-read).
     path = Path(spec) if spec else default_archive_path()
-    return open_sqlite(path, existing=existing or read_only, read_only=read_only)
+    return open_sqlite(
+        path, existing=existing or read_only, read_only=read_only, create_folder=not spec
+    )
 
 
 def archive_failure(exc: BaseException, location: str) -> ArchiveError | None:

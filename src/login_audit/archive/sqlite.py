@@ -8,7 +8,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,17 @@ from urllib.parse import quote
 
 from login_audit.archive.base import busy_message
 from login_audit.archive.sql import SqlArchive
-from login_audit.errors import ConfigError
+from login_audit.errors import ArchiveBusyError, ConfigError
 from login_audit.locks import file_lock
 
 log = logging.getLogger(__name__)
 
 #: Words of SQLite's errors when it cannot write (see :func:`login_audit.archive.archive_failure`).
 _WRITE_FAILURES = ("full", "i/o error", "too large", "readonly", "read-only")
+#: How long opening waits for another program that holds the file (one creating or
+#: migrating it, say), and the pause between two attempts.
+OPEN_WAIT = 30.0
+OPEN_RETRY = 0.2
 
 
 class SqliteDialect:
@@ -68,13 +72,33 @@ class SqliteDialect:
         return conn.total_changes - before
 
 
-def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) -> SqlArchive:
+def open_sqlite(
+    path: Path,
+    *,
+    existing: bool = False,
+    read_only: bool = False,
+    create_folder: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> SqlArchive:
     """Open (creating, mode 0600, unless ``existing``) the SQLite archive at ``path``.
 
     The path is resolved first: the per-tenant lock files sit beside the real file, so a
-    symlink to the same archive meets the same locks.
+    symlink to the same archive meets the same locks. Its folder must exist unless
+    ``create_folder`` (the default location). A file another program holds is waited for
+    ``OPEN_WAIT`` seconds at most (``sleep`` and ``clock`` are injectable).
     """
     path = Path(os.path.realpath(path.expanduser()))
+    if path.is_dir():
+        raise ConfigError(
+            f"the archive {path} is a folder: name a file in it, such as "
+            f"{path / 'archive.sqlite3'} (--archive or LOGIN_AUDIT_ARCHIVE)"
+        )
+    if not create_folder and not path.parent.is_dir():
+        raise ConfigError(
+            f"the folder {path.parent} of the archive does not exist: check the path "
+            f"(--archive or LOGIN_AUDIT_ARCHIVE), or create it with: mkdir -p {path.parent}"
+        )
     if existing and not path.is_file():
         raise ConfigError(
             f"no archive at {path}: check the path (--archive or LOGIN_AUDIT_ARCHIVE); "
@@ -82,6 +106,7 @@ def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) 
         )
     if read_only:
         return _connect_read_only(path)
+    refuse_hard_links(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -94,7 +119,8 @@ def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) 
         ) from None
     from login_audit.archive import archive_failure
 
-    for attempt in range(50):
+    deadline = clock() + OPEN_WAIT
+    while True:
         try:
             return _connect(path)
         except sqlite3.OperationalError as exc:
@@ -104,14 +130,32 @@ def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) 
                 failure = archive_failure(exc, str(path))
                 assert failure is not None
                 raise failure from None
-            # Another process is creating or migrating the same file: wait for it.
-            if "locked" not in str(exc) or attempt == 49:
+            if "locked" not in str(exc):
                 raise ConfigError(
                     f"the archive {path} cannot be opened ({exc}); check that no other "
                     "program holds it"
                 ) from None
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+            # Another process is creating or migrating the same file: wait for it.
+            if clock() >= deadline:
+                raise ArchiveBusyError(
+                    f"the archive {path} is locked by another program ({exc}) and stayed so "
+                    f"for {OPEN_WAIT:g} s; run again when it has finished"
+                ) from None
+            sleep(OPEN_RETRY)
+
+
+def refuse_hard_links(path: Path) -> None:
+    """Refuse a file with other hard links: the tenant locks sit beside one path, so a run
+    through another name would not meet them and two runs could write one tenant at once.
+    (Locking the inode instead would need a shared place for the locks that no path gives.)
+    """
+    with contextlib.suppress(FileNotFoundError):
+        links = path.stat().st_nlink
+        if links > 1:
+            raise ConfigError(
+                f"the archive {path} has {links} hard links, which would let two runs write "
+                "one tenant at once; use one path to it (a symbolic link is fine), or copy it"
+            )
 
 
 def tighten(path: Path) -> None:
@@ -136,14 +180,18 @@ def tighten(path: Path) -> None:
 def _connect_read_only(path: Path) -> SqlArchive:
     """Open for reading only: no write access to the file or its folder is needed.
 
-    SQLite's read-only mode still wants the WAL index beside the file; in a folder we
-    cannot write, a file without a pending WAL is opened as immutable instead.
+    SQLite's read-only mode still wants the WAL index beside the file, and leaves it and
+    the WAL behind; so where we may write, a writable connection that only queries is used,
+    which removes both when it closes. In a folder we cannot write, a file without a
+    pending WAL is opened as immutable.
     """
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
     uri = f"file:{quote(str(path))}?mode=ro"
     wal = Path(f"{path}-wal")
     attempts = [uri]
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+        attempts.insert(0, f"file:{quote(str(path))}?mode=rw")
     if not wal.exists() or wal.stat().st_size == 0:
         attempts.append(f"{uri}&immutable=1")
     problem: Exception | None = None
@@ -198,9 +246,11 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _connect(path: Path) -> SqlArchive:
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        # While opening, a busy file fails at once: open_sqlite waits, for a bounded time.
+        conn.execute("PRAGMA busy_timeout = 0")
         check_integrity(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
@@ -210,8 +260,12 @@ def _connect(path: Path) -> SqlArchive:
         conn.execute("PRAGMA cache_size = -32768")
         # Fewer, larger WAL checkpoints: each one fsyncs, and they dominate ingest time.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
-        return SqlArchive(conn, SqliteDialect(), str(path))
+        archive = SqlArchive(conn, SqliteDialect(), str(path))
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return archive
     except sqlite3.OperationalError:
+        if conn is not None:
+            conn.close()
         raise
     except sqlite3.DatabaseError as exc:
         raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,9 @@ def audit(
     ctx = click.get_current_context()
     state = ctx.ensure_object(AppState)
     state.json_mode = json_summary
-    sink = notify_webhook(state, notify, all_tenants, webhook, http)
+    sink = notify_webhook(state, notify, webhook, http)
+    if sink is not None:
+        ctx.call_on_close(sink.close)
     if all_tenants:
         explicit = frozenset(
             name
@@ -190,6 +193,7 @@ def audit(
             fail_on_findings=fail_on_findings,
             max_archive_days=MAX_ARCHIVE_DAYS,
             api_keys=audit_keys,
+            notify=functools.partial(notify_owners, sink) if sink else None,
         )
         code, text, document = audit_all(
             state.redactor, Path(config_path) if config_path else default_config_path(), options

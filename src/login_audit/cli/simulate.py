@@ -174,9 +174,11 @@ def simulate(
         f"  login-audit audit --platform cloudone --base-url {sim.base_url}\n"
         "Press Ctrl-C to stop."
     )
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         sim.serve_forever()
-    sim.stop()
+    finally:
+        # Ctrl-C is how a simulator is stopped, and still ends as any interrupted run (130).
+        sim.stop()
 
 
 @click.command(context_settings=CONTEXT)

@@ -137,15 +137,12 @@ def open_webhook(
 def notify_webhook(
     state: AppState,
     notify: bool,
-    all_tenants: bool,
     choice: WebhookChoice,
     settings: HttpSettings,
 ) -> WebhookSink | None:
     """The webhook of ``audit --notify`` (None without ``--notify``), checked before the audit."""
     if not notify:
         return None
-    if all_tenants:
-        raise ConfigError("--notify works on one tenant: run 'audit --notify' for each tenant")
     webhook = open_webhook(state, choice, False, settings)
     if webhook is None:
         raise ConfigError(
@@ -166,16 +163,14 @@ def notify_owners(
 
     What the webhook was told is kept in the archive only once it answered 2xx, so a
     receiver that is down hears of the accounts on the next audit. Returns the exit code.
+    The caller closes the webhook (``audit --all`` tells each tenant's owners in turn).
     """
     store = SignalStore(archive) if isinstance(archive, SqlArchive) else None
     tenant = archive.tenant_id(key) if archive is not None else 0
     previous = store.told(tenant, webhook.name) if store else None
-    try:
-        problem = notify_audit(webhook, summary, key.name, previous)
-    finally:
-        webhook.close()
+    problem = notify_audit(webhook, summary, key.name, previous)
     if problem:
-        log.error("the owners were not notified: %s", problem)
+        log.error("the owners of %s were not notified: %s", key.name, problem)
         return EXIT_INCOMPLETE
     if store is not None:
         users = [f.account.user_id for f in summary.to_remove]

@@ -112,7 +112,11 @@ class NextLinkPager:
 
 @dataclass
 class CursorPager:
-    """Cloud One's ``limit``/``cursor`` paging; ``next`` is absent on the last page."""
+    """Cloud One's ``limit``/``cursor`` paging; ``next`` is absent (or null) on the last page.
+
+    An empty ``next`` is not documented and could mean the end or a cursor lost with more
+    pages behind it: the listing stops as incomplete rather than guess it was whole.
+    """
 
     http: HttpClient
     url: str
@@ -147,7 +151,12 @@ class CursorPager:
             following = body.get("next")
             if following is not None and not isinstance(following, str):
                 raise ProtocolError(f"page {self.pages_read} has a 'next' that is not a string")
-            following = following or None
+            if following == "":
+                raise ProtocolError(
+                    f"page {self.pages_read} has an empty 'next' cursor, which may end the "
+                    "listing or hide more pages (the API leaves 'next' out on its last page); "
+                    "not taken as the end"
+                )
             if following is not None and following in seen:
                 raise ProtocolError(
                     f"page {self.pages_read} repeats an earlier cursor; the listing would loop"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -13,16 +14,68 @@ from typing import IO
 
 from login_audit.errors import ConfigError
 
+#: Flags for appending to a file of ours: never through a symbolic link, which someone
+#: could plant where a scheduled run writes (``/tmp/login-audit.log``) to have it append
+#: to, and chmod, the file it points to.
+APPEND_FLAGS = os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+LINK_REFUSED = "it is a symbolic link, which is refused; give the path of the file itself"
+
+
+def open_failure(exc: OSError) -> str:
+    """Why opening with :data:`APPEND_FLAGS` failed, in words."""
+    return LINK_REFUSED if exc.errno == errno.ELOOP else str(exc.strerror or exc)
+
+
+def check_output_dir(path: Path) -> Path:
+    """Fail now, leaving nothing behind, if ``path`` could not be created or written later.
+
+    A run that fails before it writes (a refused token, a dry run) must not leave an empty
+    folder behind, and one that could never write must fail before its network work: the
+    missing folders are created to prove it, then removed again.
+    """
+    missing: list[Path] = []
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder):
+            break
+        missing.insert(0, folder)
+    created: list[Path] = []
+    try:
+        for folder in missing:
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue  # another run made it meanwhile: it is not ours to remove
+            created.append(folder)
+        return ensure_dir(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {path}: {_why(path, exc)}") from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _why(path: Path, exc: OSError) -> str:
+    """What stops a folder from being created, in words; a dangling link names its target."""
+    for folder in (path, *path.parents):
+        if folder.is_symlink() and not folder.exists():
+            return (
+                f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist; "
+                "choose another with --output-dir"
+            )
+    return f"{exc.strerror or exc}; choose another with --output-dir"
+
 
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if needed and check that we can write into it."""
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot create output directory {path}: {exc.strerror}; choose another with "
-            "--output-dir"
-        ) from None
+        raise ConfigError(f"cannot create output directory {path}: {_why(path, exc)}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(
             f"cannot write to output directory {path}: permission denied; choose another "
@@ -81,6 +134,17 @@ def _fsync_dir(directory: Path) -> None:
             os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def _folder_lock(directory: Path) -> Iterator[None]:
+    """Hold an ``flock`` on ``directory`` itself (waiting: moving a set takes moments)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _remove_abandoned_staging(directory: Path) -> None:
     """Remove staging folders of runs that died; a live run holds a lock on its own."""
     for candidate in directory.glob(f"{STAGING_PREFIX}*"):
@@ -118,14 +182,17 @@ def replace_set(directory: Path, write: Callable[[Path], list[Path]]) -> list[Pa
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         staged = write(staging)
-        try:
-            for path in sorted(staged, key=lambda p: p.suffix == ".json"):
-                os.replace(path, directory / path.name)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot move the reports into {directory}: {exc.strerror}; check permissions"
-            ) from None
-        _fsync_dir(directory)
+        # Two runs writing one folder move their sets one after the other: the folder then
+        # holds one run's whole set (whichever came last), never a mix of both.
+        with _folder_lock(directory):
+            try:
+                for path in sorted(staged, key=lambda p: p.suffix == ".json"):
+                    os.replace(path, directory / path.name)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot move the reports into {directory}: {exc.strerror}; check permissions"
+                ) from None
+            _fsync_dir(directory)
         return [directory / path.name for path in staged]
     finally:
         os.close(lock)

@@ -123,6 +123,8 @@ class CloudOneApi:
             following = True
         if following:
             body["next"] = _cursor(min(offset + limit, len(rows)), key)
+        elif "empty-next" in self.sim.behaviours:
+            body["next"] = ""
         if fault == "noitems":
             del body[list_key]
         elif fault == "nullitems" and not page:
