@@ -58,6 +58,7 @@ def test_migrations_are_named_recorded_and_applied_once(archive: SqlArchive) -> 
         "0002_audit_runs_and_apply_journal",
         "0003_watch_signals",
         "0004_records_by_time_and_key",
+        "0005_records_keyed_by_time",
     ]
     assert archive.migrate() == []
 

@@ -152,7 +152,7 @@ class SignalStore:
             (
                 int(row[0]),
                 AuditRecord(
-                    key=row[1],
+                    key=bytes(row[1]).hex(),
                     when=from_us(row[2]),
                     category=row[3],
                     activity=row[4],

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from login_audit.archive.base import busy_message
-from login_audit.archive.sql import SqlArchive
+from login_audit.archive.sql import RECORD_COLUMNS, SqlArchive
 from login_audit.errors import ConfigError
 from login_audit.locks import file_lock
 
@@ -30,6 +30,10 @@ class SqliteDialect:
 
     name = "sqlite"
     id_column = "INTEGER PRIMARY KEY"
+    bytes_column = "BLOB"
+    #: SQLite gained ``unhex`` in 3.41; older ones get :func:`bytes.fromhex` at connection.
+    unhex_key = "login_audit_unhex(key)"
+    row_lock = ""  # BEGIN IMMEDIATE already holds the only write lock
 
     def sql(self, text: str) -> str:
         """SQLite takes ``?`` as it is."""
@@ -66,6 +70,15 @@ class SqliteDialect:
         before = conn.total_changes
         conn.executemany(sql, rows)
         return conn.total_changes - before
+
+    def insert_records(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
+        """One ``executemany``; a record stored meanwhile (none can be) would be skipped."""
+        marks = ", ".join("?" * len(rows[0])) if rows else ""
+        return self.insert_many(
+            conn,
+            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",  # noqa: S608 - fixed columns, values are parameters
+            rows,
+        )
 
 
 def open_sqlite(path: Path, *, existing: bool = False, read_only: bool = False) -> SqlArchive:
@@ -201,6 +214,7 @@ def _connect(path: Path) -> SqlArchive:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
+        conn.create_function("login_audit_unhex", 1, bytes.fromhex, deterministic=True)
         check_integrity(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
