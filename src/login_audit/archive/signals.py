@@ -151,7 +151,7 @@ class SignalStore:
         return [
             (
                 int(row[0]),
-                AuditRecord(
+                AuditRecord.of(
                     key=bytes(row[1]).hex(),
                     when=from_us(row[2]),
                     category=row[3],

@@ -238,7 +238,7 @@ RECORD_COLUMNS = f"tenant_id, {_COLUMNS}, seq"
 
 
 def _record(row: Sequence[Any]) -> AuditRecord:
-    return AuditRecord(
+    return AuditRecord.of(
         key=bytes(row[0]).hex(),
         when=from_us(row[1]),
         category=row[2],

@@ -72,7 +72,7 @@ def parse_record(item: Any) -> AuditRecord | None:
     except ValueError:
         when = None
     is_sign_in = kind_text.lower() == SIGN_IN and bool(principal)
-    return AuditRecord(
+    return AuditRecord.of(
         key=key,
         when=when,
         category=kind_text,

@@ -26,6 +26,37 @@ def lowered(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k.lower(): v for k, v in item.items() if isinstance(k, str)}
 
 
+#: ``lower-case name -> the item's own key`` per set of keys: the items of one vendor
+#: endpoint share a few sets, so record parsing works each out once instead of lowering
+#: every key of every record (bounded: cleared when it fills).
+_NAMES: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def names_of(item: Mapping[str, Any]) -> dict[str, Any]:
+    """For each lower-case key name, the key of ``item`` that :func:`lowered` would read."""
+    shape = tuple(item)
+    found = _NAMES.get(shape)
+    if found is None:
+        found = {k.lower(): k for k in shape if isinstance(k, str)}
+        if len(_NAMES) >= 256:
+            _NAMES.clear()
+        _NAMES[shape] = found
+    return found
+
+
+def text_of(item: Mapping[str, Any], names: Mapping[str, Any], *keys: str) -> str:
+    """:func:`text` of ``lowered(item)``, read through :func:`names_of`; ``keys`` in lower case."""
+    for key in keys:
+        name = names.get(key)
+        if name is not None:
+            value = item[name]
+            if isinstance(value, str):
+                value = value.strip()
+                if value:
+                    return value
+    return ""
+
+
 def text(item: Mapping[str, Any], *keys: str) -> str:
     """The first non-empty string among ``keys`` of an item whose keys are lower case."""
     for key in keys:
@@ -48,10 +79,20 @@ def _without_floats(value: Any) -> bool:
     """True when no float sits anywhere in ``value`` (JSON parsed into Python)."""
     kind = type(value)
     if kind is dict:
-        return all(_without_floats(v) for v in value.values())
-    if kind is list:
-        return all(_without_floats(v) for v in value)
-    return kind is not float
+        values = value.values()
+    elif kind is list:
+        values = value
+    else:
+        return kind is not float
+    # The common leaves are tested in line: a call per value costs more than the rest of
+    # the check.
+    for inner in values:
+        kind = type(inner)
+        if kind is str or kind is int or kind is bool or inner is None:
+            continue
+        if kind is float or not _without_floats(inner):
+            return False
+    return True
 
 
 def canonical(item: Mapping[str, Any]) -> tuple[str, str]:
