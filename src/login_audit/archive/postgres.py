@@ -59,6 +59,22 @@ class PostgresDialect:
             cursor.executemany(sql, rows)
             return int(cursor.rowcount)
 
+    def stored_records(
+        self, conn: Any, tenant: int, records: Sequence[tuple[int, bytes]]
+    ) -> set[tuple[int | None, bytes]]:
+        """Those of ``records`` stored: a join on the whole unique key, which the planner
+        answers with one probe of the unique index per record even before the table has
+        statistics. (A list of times, as on SQLite, made a fresh table's first minute scan
+        every record for every page until autovacuum analyzed it: 1,000 records/s.)"""
+        if not records:
+            return set()
+        rows = conn.execute(
+            "SELECT r.logged_at, r.key FROM unnest(%s::bigint[], %s::bytea[]) AS p (at, k)"
+            " JOIN records r ON r.tenant_id = %s AND r.logged_at = p.at AND r.key = p.k",
+            ([at for at, _ in records], [key for _, key in records], tenant),
+        )
+        return {(int(at), bytes(key)) for at, key in rows}
+
     def insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> int:
         """``COPY``: one stream instead of a statement per row. It has no ``ON CONFLICT``,
         so a record stored meanwhile would fail the page; the locked counter row keeps

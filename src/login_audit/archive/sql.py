@@ -183,6 +183,12 @@ class Dialect(Protocol):
         """Insert new rows of :data:`RECORD_COLUMNS` (none stored yet); return how many."""
         ...
 
+    def stored_records(
+        self, conn: Any, tenant: int, records: Sequence[tuple[int, bytes]]
+    ) -> set[tuple[int | None, bytes]]:
+        """Those of ``(logged_at, key)`` the tenant holds (and maybe others of their times)."""
+        ...
+
 
 def _checkpoint_json(checkpoint: Checkpoint | None) -> str | None:
     if checkpoint is None:
@@ -421,22 +427,12 @@ class SqlArchive:
     def _new_rows(self, tenant: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """``rows`` without those the tenant already holds or that repeat one.
 
-        A record is its time and digest: the stored ones are found by time in the unique
-        index, one look-up per distinct time of the page, where recent pages sit in memory.
-        Undated records (no time to look up) are found by digest among the undated ones.
+        A record is its time and digest: the stored ones are found in the unique index by
+        time, where recent pages sit in memory. Undated records (no time to look up) are
+        found by digest among the undated ones.
         """
-        known: set[tuple[int | None, bytes]] = set()
-        times = list({row[2] for row in rows if row[2] is not None})
-        for at in range(0, len(times), 500):
-            chunk = times[at : at + 500]
-            known.update(
-                (int(found[0]), bytes(found[1]))
-                for found in self._all(
-                    "SELECT logged_at, key FROM records WHERE tenant_id = ?"  # noqa: S608 - placeholders only
-                    f" AND logged_at IN ({', '.join('?' * len(chunk))})",
-                    (tenant, *chunk),
-                )
-            )
+        dated = list({(row[2], row[1]) for row in rows if row[2] is not None})
+        known = self.dialect.stored_records(self.conn, tenant, dated)
         undated = list({row[1] for row in rows if row[2] is None})
         for at in range(0, len(undated), 500):
             chunk = undated[at : at + 500]

@@ -71,6 +71,24 @@ class SqliteDialect:
         conn.executemany(sql, rows)
         return conn.total_changes - before
 
+    def stored_records(
+        self, conn: sqlite3.Connection, tenant: int, records: Sequence[tuple[int, bytes]]
+    ) -> set[tuple[int | None, bytes]]:
+        """Every record stored at the times of ``records``: one seek of the unique index per
+        distinct time (SQLite would look each digest up again under each time)."""
+        times = list({at for at, _ in records})
+        found: set[tuple[int | None, bytes]] = set()
+        for start in range(0, len(times), 500):
+            chunk = times[start : start + 500]
+            found.update(
+                conn.execute(
+                    "SELECT logged_at, key FROM records WHERE tenant_id = ?"  # noqa: S608 - placeholders only
+                    f" AND logged_at IN ({', '.join('?' * len(chunk))})",
+                    (tenant, *chunk),
+                )
+            )
+        return found
+
     def insert_records(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """One ``executemany``; a record stored meanwhile (none can be) would be skipped."""
         marks = ", ".join("?" * len(rows[0])) if rows else ""
