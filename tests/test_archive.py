@@ -239,6 +239,33 @@ def test_logon_query_uses_the_index(archive: SqlArchive) -> None:
         assert "records_logons" in plan
 
 
+def test_the_watch_looks_logons_up_by_account_id_in_the_index(tmp_path: Path) -> None:
+    """The index of logons by account id leaves out logons without one (most Vision One
+    logons): the watch's look-ups by id still read it, not the table."""
+    from login_audit.archive.signals import SignalStore
+
+    store = open_archive(str(tmp_path / "plan.sqlite3"))
+    assert isinstance(store, SqlArchive)
+    tenant = store.tenant_id(KEY)
+    with_id = item(1)
+    with_id["loggedUserId"] = "id-1"
+    store.commit_page(tenant, "all", records(with_id, item(2)), cp())
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    signals = SignalStore(store)
+    assert signals.logon_times(tenant, "account_id", ["id-1"]) == {"id-1": [to_us(T0) + 60_000_000]}
+    assert signals.last_logon_before(tenant, [], ["id-1"], T0 + timedelta(days=1)) == T0 + (
+        timedelta(minutes=1)
+    )
+    store.conn.set_trace_callback(None)
+    queries = [q for q in statements if q.startswith("SELECT") and "account_id IN" in q]
+    assert len(queries) == 2
+    for query in queries:
+        plan = " ".join(str(r[-1]) for r in store.conn.execute("EXPLAIN QUERY PLAN " + query))
+        assert "records_logons_by_id" in plan, plan
+    store.close()
+
+
 def test_sqlite_file_is_private_and_corruption_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "archive.sqlite3"
     store = open_archive(str(path))

@@ -137,9 +137,10 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """CREATE INDEX records_logons ON records
                 (tenant_id, kind, principal, account_id, logged_at)
                 WHERE kind IN ('logon-ok', 'logon-failed')""",
+            # Only logons that name an account id: looking one up implies it is not null.
             """CREATE INDEX records_logons_by_id ON records
                 (tenant_id, kind, account_id, logged_at)
-                WHERE kind IN ('logon-ok', 'logon-failed')""",
+                WHERE kind IN ('logon-ok', 'logon-failed') AND account_id IS NOT NULL""",
         ),
     ),
 )
@@ -238,6 +239,9 @@ LOGON_AGGREGATES_SQL = (
 )
 
 _COLUMNS = "key, logged_at, category, activity, result, kind, principal, account_id, raw"
+
+#: A record with what identifies it in the archive: its time (microseconds) and digest.
+_Identified = tuple[int | None, bytes, AuditRecord]
 
 #: The columns :meth:`Dialect.insert_records` fills, in order.
 RECORD_COLUMNS = f"tenant_id, {_COLUMNS}, seq"
@@ -381,20 +385,8 @@ class SqlArchive:
         self, tenant: int, stream: str, records: Iterable[AuditRecord], checkpoint: Checkpoint
     ) -> int:
         """Store a page of records and its checkpoint in one transaction; return new rows."""
-        rows = [
-            (
-                tenant,
-                bytes.fromhex(r.key),
-                None if r.when is None else to_us(r.when),
-                r.category,
-                r.activity,
-                r.result,
-                r.kind.value,
-                r.principal,
-                r.account_id,
-                r.raw,
-            )
-            for r in records
+        page = [
+            (None if r.when is None else to_us(r.when), bytes.fromhex(r.key), r) for r in records
         ]
         inserted = 0
         with self.dialect.transaction(self.conn):
@@ -407,15 +399,30 @@ class SqlArchive:
             )
             # Records already stored get no number: a sweep reads some pages twice (its
             # probe page, an overlap), and the numbers stay dense, one per stored record.
-            rows = self._new_rows(tenant, rows)
-            if rows:
-                first = int(last) + 1
+            fresh = self._new_records(tenant, page)
+            if fresh:
                 inserted = self.dialect.insert_records(
-                    self.conn, [(*row, first + n) for n, row in enumerate(rows)]
+                    self.conn,
+                    [
+                        (
+                            tenant,
+                            key,
+                            at,
+                            r.category,
+                            r.activity,
+                            r.result,
+                            r.kind.value,
+                            r.principal,
+                            r.account_id,
+                            r.raw,
+                            seq,
+                        )
+                        for seq, (at, key, r) in enumerate(fresh, int(last) + 1)
+                    ],
                 )
                 self._execute(
                     "UPDATE tenants SET record_seq = ? WHERE id = ?",
-                    (int(last) + len(rows), tenant),
+                    (int(last) + len(fresh), tenant),
                 )
             self._ensure_state(tenant, stream)
             self._execute(
@@ -424,18 +431,18 @@ class SqlArchive:
             )
         return inserted
 
-    def _new_rows(self, tenant: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """``rows`` without those the tenant already holds or that repeat one.
+    def _new_records(self, tenant: int, page: list[_Identified]) -> list[_Identified]:
+        """The records of ``page`` the tenant does not hold yet, each once.
 
         A record is its time and digest: the stored ones are found in the unique index by
         time, where recent pages sit in memory. Undated records (no time to look up) are
         found by digest among the undated ones.
         """
-        dated = list({(row[2], row[1]) for row in rows if row[2] is not None})
+        dated = list({(at, key) for at, key, _ in page if at is not None})
         known = self.dialect.stored_records(self.conn, tenant, dated)
-        undated = list({row[1] for row in rows if row[2] is None})
-        for at in range(0, len(undated), 500):
-            chunk = undated[at : at + 500]
+        undated = list({key for at, key, _ in page if at is None})
+        for start in range(0, len(undated), 500):
+            chunk = undated[start : start + 500]
             known.update(
                 (None, bytes(found[0]))
                 for found in self._all(
@@ -444,12 +451,12 @@ class SqlArchive:
                     (tenant, *chunk),
                 )
             )
-        fresh: list[tuple[Any, ...]] = []
-        for row in rows:
-            identity = (row[2], row[1])
+        fresh: list[_Identified] = []
+        for entry in page:
+            identity = (entry[0], entry[1])
             if identity not in known:
                 known.add(identity)
-                fresh.append(row)
+                fresh.append(entry)
         return fresh
 
     def finish_window(
