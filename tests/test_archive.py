@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import stat
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from login_audit.archive import open_archive
 from login_audit.archive.base import TenantKey, from_us, to_us
@@ -307,3 +310,59 @@ def test_prune_one_tenant_from_the_command_line(cli, tmp_path: Path) -> None:
         ["archive", "prune", "--archive", path, "--before", cutoff, "--tenant", "nope", "--yes"]
     )
     assert missing.code == 2 and "no tenant named 'nope'" in missing.stderr
+
+
+def test_a_record_older_than_the_newest_stored_is_still_found_stored(archive: SqlArchive) -> None:
+    from login_audit.archive.signals import SignalStore
+
+    tenant = archive.tenant_id(KEY)
+    assert archive.commit_page(tenant, "all", records(item(1), item(2), item(3)), cp()) == 3
+    assert archive.commit_page(tenant, "all", records(item(9)), cp()) == 1
+    mixed = records(item(2), item(4), item(9), item(10), item(4))
+    assert archive.commit_page(tenant, "all", mixed, cp()) == 2
+    store = SignalStore(archive)
+    stored = [
+        (seq, json.loads(r.raw)["details"]["n"]) for seq, r in store.records_after(tenant, 0, 99)
+    ]
+    assert stored == [(1, 1), (2, 2), (3, 3), (4, 9), (5, 4), (6, 10)]
+    # A pruned record read again is stored again, as before.
+    archive.prune(T0 + timedelta(minutes=3))
+    assert archive.commit_page(tenant, "all", records(item(2), item(3)), cp()) == 1
+
+
+PAGES = st.lists(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.booleans(), st.sampled_from(["Log on", "Log off"])),
+        max_size=12,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=60)
+@given(PAGES)
+def test_pages_in_any_order_store_each_record_once_numbered_densely(pages) -> None:
+    """Out of order, repeated, undated: every distinct record stored once, numbered 1..n in
+    the order first seen, and each page's count says how many of its records were new."""
+    from login_audit.archive.signals import SignalStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_archive(str(Path(folder) / "a.sqlite3"))
+        assert isinstance(store, SqlArchive)
+        tenant = store.tenant_id(KEY)
+        seen: list[str] = []
+        for page in pages:
+            made = []
+            for minute, dated, activity in page:
+                raw = item(minute, activity=activity)
+                if not dated:
+                    raw["loggedDateTime"] = "unknown"
+                made.append(parse_record(raw))
+            new = [r.key for r in made if r.key not in seen]
+            new = list(dict.fromkeys(new))
+            assert store.commit_page(tenant, "all", made, cp()) == len(new)
+            seen += new
+        numbered = SignalStore(store).records_after(tenant, 0, 1000)
+        assert [(seq, r.key) for seq, r in numbered] == list(enumerate(seen, 1))
+        assert sorted(r.key for r in store.iter_records(tenant)) == sorted(seen)
+        store.close()

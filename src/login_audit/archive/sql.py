@@ -133,6 +133,11 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "DROP TABLE records",
             "ALTER TABLE records_keyed RENAME TO records",
             "CREATE UNIQUE INDEX records_by_time_key ON records (tenant_id, logged_at, key)",
+            # At or after the newest time stored, so a record later than it (most records of
+            # a first sync, read in time order) needs no look-up to be known as new.
+            "ALTER TABLE tenants ADD COLUMN newest_record_at BIGINT",
+            """UPDATE tenants SET newest_record_at =
+                (SELECT MAX(logged_at) FROM records WHERE records.tenant_id = tenants.id)""",
             "CREATE INDEX records_by_seq ON records (tenant_id, seq)",
             """CREATE INDEX records_logons ON records
                 (tenant_id, kind, principal, account_id, logged_at)
@@ -393,14 +398,18 @@ class SqlArchive:
             # Numbers in insertion order, from a per-tenant counter whose row stays locked
             # until the commit: a watcher reading "after N" never skips a late commit, and
             # no other writer can store one of these records between the check and the insert.
-            (last,) = self._one(
-                "SELECT record_seq FROM tenants WHERE id = ?" + self.dialect.row_lock,  # noqa: S608 - a fixed clause
+            last, newest = self._one(
+                "SELECT record_seq, newest_record_at FROM tenants WHERE id = ?"  # noqa: S608 - a fixed clause
+                + self.dialect.row_lock,
                 (tenant,),
             )
             # Records already stored get no number: a sweep reads some pages twice (its
             # probe page, an overlap), and the numbers stay dense, one per stored record.
-            fresh = self._new_records(tenant, page)
+            fresh = self._new_records(tenant, page, newest)
             if fresh:
+                times = [at for at, _, _ in fresh if at is not None]
+                if times and (newest is None or max(times) > newest):
+                    newest = max(times)
                 inserted = self.dialect.insert_records(
                     self.conn,
                     [
@@ -421,8 +430,8 @@ class SqlArchive:
                     ],
                 )
                 self._execute(
-                    "UPDATE tenants SET record_seq = ? WHERE id = ?",
-                    (int(last) + len(fresh), tenant),
+                    "UPDATE tenants SET record_seq = ?, newest_record_at = ? WHERE id = ?",
+                    (int(last) + len(fresh), newest, tenant),
                 )
             self._ensure_state(tenant, stream)
             self._execute(
@@ -431,14 +440,19 @@ class SqlArchive:
             )
         return inserted
 
-    def _new_records(self, tenant: int, page: list[_Identified]) -> list[_Identified]:
+    def _new_records(
+        self, tenant: int, page: list[_Identified], newest: int | None
+    ) -> list[_Identified]:
         """The records of ``page`` the tenant does not hold yet, each once.
 
         A record is its time and digest: the stored ones are found in the unique index by
-        time, where recent pages sit in memory. Undated records (no time to look up) are
-        found by digest among the undated ones.
+        time, where recent pages sit in memory; only records no later than ``newest`` (at
+        or after the newest time stored) can be among them. Undated records (no time to
+        look up) are found by digest among the undated ones.
         """
-        dated = list({(at, key) for at, key, _ in page if at is not None})
+        dated: list[tuple[int, bytes]] = []  # none can be stored before a dated one is
+        if newest is not None:
+            dated = list({(at, key) for at, key, _ in page if at is not None and at <= newest})
         known = self.dialect.stored_records(self.conn, tenant, dated)
         undated = list({key for at, key, _ in page if at is None})
         for start in range(0, len(undated), 500):
