@@ -26,35 +26,40 @@ def lowered(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k.lower(): v for k, v in item.items() if isinstance(k, str)}
 
 
-#: ``lower-case name -> the item's own key`` per set of keys: the items of one vendor
-#: endpoint share a few sets, so record parsing works each out once instead of lowering
-#: every key of every record (bounded: cleared when it fills).
-_NAMES: dict[tuple[Any, ...], dict[str, Any]] = {}
+class FieldReader:
+    """Reads the same text fields from many items: ``text(lowered(item), *names)`` for each
+    field, in order, without lowering every key of every item.
 
+    The items of one endpoint share a few sets of keys, so which key of an item each name
+    finds (the last of keys differing only in case, as :func:`lowered` keeps) is worked
+    out once per set (at most 256 kept).
+    """
 
-def names_of(item: Mapping[str, Any]) -> dict[str, Any]:
-    """For each lower-case key name, the key of ``item`` that :func:`lowered` would read."""
-    shape = tuple(item)
-    found = _NAMES.get(shape)
-    if found is None:
-        found = {k.lower(): k for k in shape if isinstance(k, str)}
-        if len(_NAMES) >= 256:
-            _NAMES.clear()
-        _NAMES[shape] = found
-    return found
+    def __init__(self, *fields: tuple[str, ...]) -> None:
+        self.fields = tuple(tuple(name.lower() for name in names) for names in fields)
+        self._plans: dict[tuple[Any, ...], tuple[tuple[Any, ...], ...]] = {}
 
-
-def text_of(item: Mapping[str, Any], names: Mapping[str, Any], *keys: str) -> str:
-    """:func:`text` of ``lowered(item)``, read through :func:`names_of`; ``keys`` in lower case."""
-    for key in keys:
-        name = names.get(key)
-        if name is not None:
-            value = item[name]
-            if isinstance(value, str):
-                value = value.strip()
-                if value:
-                    return value
-    return ""
+    def read(self, item: Mapping[str, Any]) -> list[str]:
+        """Each field's first non-empty string, stripped, or ""."""
+        shape = tuple(item)
+        plan = self._plans.get(shape)
+        if plan is None:
+            lower = {k.lower(): k for k in shape if isinstance(k, str)}
+            plan = tuple(tuple(lower[n] for n in names if n in lower) for names in self.fields)
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            self._plans[shape] = plan
+        found = []
+        for keys in plan:
+            text = ""
+            for key in keys:
+                value = item[key]
+                if isinstance(value, str):
+                    text = value.strip()
+                    if text:
+                        break
+            found.append(text)
+        return found
 
 
 def text(item: Mapping[str, Any], *keys: str) -> str:

@@ -24,14 +24,7 @@ from login_audit.models import (
     RecordPage,
     TimeWindow,
 )
-from login_audit.platforms.fields import (
-    canonical,
-    lowered,
-    names_of,
-    text,
-    text_of,
-    time_or_none,
-)
+from login_audit.platforms.fields import FieldReader, canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import NextLinkPager
 from login_audit.timeutil import Clock, format_z, parse_timestamp, utcnow
 
@@ -132,6 +125,14 @@ def parse_account(item: Any) -> Account | None:
 
 
 _LOGON_CATEGORY, _LOGON_ACTIVITY = LOGON_CATEGORY.lower(), LOGON_ACTIVITY.lower()
+_RECORD_FIELDS = FieldReader(
+    ("category",),
+    ("activity",),
+    ("result",),
+    ("loggedUserMailAddress", "loggedUser"),
+    ("loggedUserId",),
+    ("loggedDateTime",),
+)
 
 
 def parse_record(item: Any) -> AuditRecord | None:
@@ -139,14 +140,8 @@ def parse_record(item: Any) -> AuditRecord | None:
     if not isinstance(item, dict):
         return None
     raw, key = canonical(item)
-    names = names_of(item)
-    category = text_of(item, names, "category")
-    activity = text_of(item, names, "activity")
-    result = text_of(item, names, "result")
+    category, activity, result, principal, account_id, raw_time = _RECORD_FIELDS.read(item)
     is_logon = category.lower() == _LOGON_CATEGORY and activity.lower() == _LOGON_ACTIVITY
-    principal = text_of(item, names, "loggedusermailaddress") or text_of(item, names, "loggeduser")
-    account_id = text_of(item, names, "loggeduserid") or None
-    raw_time = text_of(item, names, "loggeddatetime")
     try:
         when = parse_timestamp(raw_time) if raw_time else None
     except ValueError:
@@ -167,7 +162,7 @@ def parse_record(item: Any) -> AuditRecord | None:
         result=result,
         kind=kind,
         principal=principal.lower(),
-        account_id=account_id,
+        account_id=account_id or None,
         raw=raw,
     )
 
