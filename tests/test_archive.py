@@ -366,3 +366,38 @@ def test_pages_in_any_order_store_each_record_once_numbered_densely(pages) -> No
         assert [(seq, r.key) for seq, r in numbered] == list(enumerate(seen, 1))
         assert sorted(r.key for r in store.iter_records(tenant)) == sorted(seen)
         store.close()
+
+
+def test_two_writers_of_a_postgres_tenant_store_a_record_once(archive_url: str) -> None:
+    """A second writer of the same records waits for the first to commit, then finds them
+    stored: no duplicate, no failed COPY, no gap in the numbers."""
+    import threading
+
+    if not archive_url.startswith("postgresql"):
+        pytest.skip("SQLite writers exclude each other for the whole transaction")
+    first, second = open_archive(archive_url), open_archive(archive_url)
+    assert isinstance(first, SqlArchive) and isinstance(second, SqlArchive)
+    tenant = first.tenant_id(KEY)
+    page = records(item(1), item(2), item(3))
+    pid = second.conn.info.backend_pid
+    got: list[int] = []
+    with first.dialect.transaction(first.conn):
+        # The first writer holds the tenant's counter row, as commit_page does.
+        first._one("SELECT record_seq FROM tenants WHERE id = ? FOR UPDATE", (tenant,))
+        writer = threading.Thread(
+            target=lambda: got.append(second.commit_page(tenant, "all", page, cp()))
+        )
+        writer.start()
+        while not first._one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'",
+            (pid,),
+        )[0]:
+            assert writer.is_alive()
+        first.commit_page(tenant, "all", page, cp())  # the same transaction: it commits last
+    writer.join()
+    assert got == [0]
+    from login_audit.archive.signals import SignalStore
+
+    assert [seq for seq, _ in SignalStore(first).records_after(tenant, 0, 10)] == [1, 2, 3]
+    first.close()
+    second.close()
