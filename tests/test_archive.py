@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import stat
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from login_audit.archive import open_archive
 from login_audit.archive.base import TenantKey, from_us, to_us
@@ -58,6 +61,7 @@ def test_migrations_are_named_recorded_and_applied_once(archive: SqlArchive) -> 
         "0002_audit_runs_and_apply_journal",
         "0003_watch_signals",
         "0004_records_by_time_and_key",
+        "0005_records_keyed_by_time",
     ]
     assert archive.migrate() == []
 
@@ -238,6 +242,33 @@ def test_logon_query_uses_the_index(archive: SqlArchive) -> None:
         assert "records_logons" in plan
 
 
+def test_the_watch_looks_logons_up_by_account_id_in_the_index(tmp_path: Path) -> None:
+    """The index of logons by account id leaves out logons without one (most Vision One
+    logons): the watch's look-ups by id still read it, not the table."""
+    from login_audit.archive.signals import SignalStore
+
+    store = open_archive(str(tmp_path / "plan.sqlite3"))
+    assert isinstance(store, SqlArchive)
+    tenant = store.tenant_id(KEY)
+    with_id = item(1)
+    with_id["loggedUserId"] = "id-1"
+    store.commit_page(tenant, "all", records(with_id, item(2)), cp())
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    signals = SignalStore(store)
+    assert signals.logon_times(tenant, "account_id", ["id-1"]) == {"id-1": [to_us(T0) + 60_000_000]}
+    assert signals.last_logon_before(tenant, [], ["id-1"], T0 + timedelta(days=1)) == T0 + (
+        timedelta(minutes=1)
+    )
+    store.conn.set_trace_callback(None)
+    queries = [q for q in statements if q.startswith("SELECT") and "account_id IN" in q]
+    assert len(queries) == 2
+    for query in queries:
+        plan = " ".join(str(r[-1]) for r in store.conn.execute("EXPLAIN QUERY PLAN " + query))
+        assert "records_logons_by_id" in plan, plan
+    store.close()
+
+
 def test_sqlite_file_is_private_and_corruption_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "archive.sqlite3"
     store = open_archive(str(path))
@@ -279,3 +310,94 @@ def test_prune_one_tenant_from_the_command_line(cli, tmp_path: Path) -> None:
         ["archive", "prune", "--archive", path, "--before", cutoff, "--tenant", "nope", "--yes"]
     )
     assert missing.code == 2 and "no tenant named 'nope'" in missing.stderr
+
+
+def test_a_record_older_than_the_newest_stored_is_still_found_stored(archive: SqlArchive) -> None:
+    from login_audit.archive.signals import SignalStore
+
+    tenant = archive.tenant_id(KEY)
+    assert archive.commit_page(tenant, "all", records(item(1), item(2), item(3)), cp()) == 3
+    assert archive.commit_page(tenant, "all", records(item(9)), cp()) == 1
+    mixed = records(item(2), item(4), item(9), item(10), item(4))
+    assert archive.commit_page(tenant, "all", mixed, cp()) == 2
+    store = SignalStore(archive)
+    stored = [
+        (seq, json.loads(r.raw)["details"]["n"]) for seq, r in store.records_after(tenant, 0, 99)
+    ]
+    assert stored == [(1, 1), (2, 2), (3, 3), (4, 9), (5, 4), (6, 10)]
+    # A pruned record read again is stored again, as before.
+    archive.prune(T0 + timedelta(minutes=3))
+    assert archive.commit_page(tenant, "all", records(item(2), item(3)), cp()) == 1
+
+
+PAGES = st.lists(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.booleans(), st.sampled_from(["Log on", "Log off"])),
+        max_size=12,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=60)
+@given(PAGES)
+def test_pages_in_any_order_store_each_record_once_numbered_densely(pages) -> None:
+    """Out of order, repeated, undated: every distinct record stored once, numbered 1..n in
+    the order first seen, and each page's count says how many of its records were new."""
+    from login_audit.archive.signals import SignalStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_archive(str(Path(folder) / "a.sqlite3"))
+        assert isinstance(store, SqlArchive)
+        tenant = store.tenant_id(KEY)
+        seen: list[str] = []
+        for page in pages:
+            made = []
+            for minute, dated, activity in page:
+                raw = item(minute, activity=activity)
+                if not dated:
+                    raw["loggedDateTime"] = "unknown"
+                made.append(parse_record(raw))
+            new = [r.key for r in made if r.key not in seen]
+            new = list(dict.fromkeys(new))
+            assert store.commit_page(tenant, "all", made, cp()) == len(new)
+            seen += new
+        numbered = SignalStore(store).records_after(tenant, 0, 1000)
+        assert [(seq, r.key) for seq, r in numbered] == list(enumerate(seen, 1))
+        assert sorted(r.key for r in store.iter_records(tenant)) == sorted(seen)
+        store.close()
+
+
+def test_two_writers_of_a_postgres_tenant_store_a_record_once(archive_url: str) -> None:
+    """A second writer of the same records waits for the first to commit, then finds them
+    stored: no duplicate, no failed COPY, no gap in the numbers."""
+    import threading
+
+    if not archive_url.startswith("postgresql"):
+        pytest.skip("SQLite writers exclude each other for the whole transaction")
+    first, second = open_archive(archive_url), open_archive(archive_url)
+    assert isinstance(first, SqlArchive) and isinstance(second, SqlArchive)
+    tenant = first.tenant_id(KEY)
+    page = records(item(1), item(2), item(3))
+    pid = second.conn.info.backend_pid
+    got: list[int] = []
+    with first.dialect.transaction(first.conn):
+        # The first writer holds the tenant's counter row, as commit_page does.
+        first._one("SELECT record_seq FROM tenants WHERE id = ? FOR UPDATE", (tenant,))
+        writer = threading.Thread(
+            target=lambda: got.append(second.commit_page(tenant, "all", page, cp()))
+        )
+        writer.start()
+        while not first._one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND wait_event_type = 'Lock'",
+            (pid,),
+        )[0]:
+            assert writer.is_alive()
+        first.commit_page(tenant, "all", page, cp())  # the same transaction: it commits last
+    writer.join()
+    assert got == [0]
+    from login_audit.archive.signals import SignalStore
+
+    assert [seq for seq, _ in SignalStore(first).records_after(tenant, 0, 10)] == [1, 2, 3]
+    first.close()
+    second.close()

@@ -7,16 +7,19 @@ byte for byte the standard library's; these properties hold it to that.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from login_audit.http import _decode_json
-from login_audit.platforms.fields import canonical
+from login_audit.models import AuditRecord, RecordKind
+from login_audit.platforms.fields import FieldReader, canonical, lowered, text
 
 # Text of any kind but lone surrogates (which no UTF-8 body can carry).
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -70,3 +73,47 @@ def test_bodies_only_the_standard_library_reads_still_read() -> None:
     for body in (b'{"a": NaN}', b'{"a": 123456789012345678901234567890}', b'["\\ud800"]'):
         assert json.dumps(_decode_json(body)) == json.dumps(json.loads(body))
     assert _decode_json('{"a": 1}'.encode("utf-16")) == {"a": 1}
+
+
+NAMES = st.sampled_from(
+    [
+        "category",
+        "Category",
+        "CATEGORY",
+        "loggedUser",
+        "loggeduser",
+        "LoggedUser",
+        "loggedUserMailAddress",
+        "result",
+        "x",
+    ]
+)
+VALUES = st.none() | st.integers() | st.sampled_from(["", "  ", " a ", "b", "Log on"])
+
+
+@given(st.lists(st.dictionaries(NAMES, VALUES, max_size=6), max_size=4))
+def test_fields_are_read_as_from_the_lowered_item(items: list[dict[str, Any]]) -> None:
+    """Keys that differ only in case: the one ``lowered`` keeps (the last) is the one read,
+    also when items of the same keys come again (the reader keeps what it worked out)."""
+    fields = (("category",), ("loggedUserMailAddress", "loggedUser"), ("result", "x"), ("no",))
+    reader = FieldReader(*fields)
+    for item in items + items:
+        assert reader.read(item) == [text(lowered(item), *names) for names in fields]
+
+
+def test_a_record_made_by_of_is_the_one_the_constructor_makes() -> None:
+    fields: dict[str, Any] = {
+        "key": "ab" * 32,
+        "when": None,
+        "category": "c",
+        "activity": "a",
+        "result": "r",
+        "kind": RecordKind.LOGON_OK,
+        "principal": "p",
+        "account_id": None,
+        "raw": "{}",
+    }
+    fast, slow = AuditRecord.of(**fields), AuditRecord(**fields)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.key = "changed"  # type: ignore[misc]

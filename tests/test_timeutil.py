@@ -80,3 +80,41 @@ def test_the_formats_for_people_and_files_are_utc_and_refuse_naive_times() -> No
     for formatter in (format_z, format_z_micro, format_minute, format_day):
         with pytest.raises(ValueError, match="naive"):
             formatter(datetime(2026, 1, 1))
+
+
+def general(text: str) -> datetime | None:
+    """What the general path makes of ``text`` (a space in front skips the short cut)."""
+    try:
+        return parse_timestamp(" " + text)
+    except ValueError:
+        return None
+
+
+def short(text: str) -> datetime | None:
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        return None
+
+
+@given(moment=aware)
+def test_the_usual_form_parses_as_the_general_path_parses_it(moment: datetime) -> None:
+    text = format_z(moment)
+    assert len(text) == 20
+    assert short(text) == general(text) == moment.replace(microsecond=0)
+    assert parse_timestamp(text).tzinfo == timezone.utc
+
+
+@given(
+    st.text(alphabet="0123456789-:T+.WZ ", min_size=19, max_size=19).map(lambda s: s + "Z")
+    | st.sampled_from(
+        [
+            "2026-W13-7T01:30:05Z",
+            "2026-03-29T01+02:00Z",
+            "2026-02-30T01:30:05Z",
+            "2026-03-29T24:00:00Z",
+        ]
+    )
+)
+def test_lookalikes_of_the_usual_form_parse_as_the_general_path_parses_them(text: str) -> None:
+    assert short(text) == general(text)

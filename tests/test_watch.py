@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -514,12 +515,13 @@ def test_the_migration_numbers_records_stored_before_it(archive_url: str, monkey
     old = open_archive(archive_url)
     assert isinstance(old, SqlArchive)
     tenant = old.tenant_id(TenantKey("visionone", "us"))
-    for n, when in enumerate((300, 100, 200)):
+    keys = [hashlib.sha256(f"k{n}".encode()).hexdigest() for n in range(3)]
+    for key, when in zip(keys, (300, 100, 200), strict=True):
         old._execute(
             "INSERT INTO records (tenant_id, key, logged_at, category, activity, result, kind,"
             " principal, account_id, raw)"
             " VALUES (?, ?, ?, 'c', 'a', 'r', 'other', 'p', NULL, '{}')",
-            (tenant, f"k{n}", when),
+            (tenant, key, when),
         )
     old.close()
     monkeypatch.undo()
@@ -527,9 +529,13 @@ def test_the_migration_numbers_records_stored_before_it(archive_url: str, monkey
     assert isinstance(archive, SqlArchive)
     assert "0003_watch_signals" in archive.migrations()
     rows = archive._all("SELECT key, seq FROM records ORDER BY seq")
-    assert rows == [("k1", 1), ("k2", 2), ("k0", 3)]  # oldest first
+    assert [(bytes(key).hex(), seq) for key, seq in rows] == [
+        (keys[1], 1),
+        (keys[2], 2),
+        (keys[0], 3),
+    ]  # oldest first
     store = SignalStore(archive)
-    assert [r.key for _, r in store.records_after(tenant, 1, 10)] == ["k2", "k0"]
+    assert [r.key for _, r in store.records_after(tenant, 1, 10)] == [keys[2], keys[0]]
     archive.close()
 
 

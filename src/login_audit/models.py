@@ -112,6 +112,36 @@ class AuditRecord:
     account_id: str | None
     raw: str
 
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        when: datetime | None,
+        category: str,
+        activity: str,
+        result: str,
+        kind: RecordKind,
+        principal: str,
+        account_id: str | None,
+        raw: str,
+    ) -> AuditRecord:
+        """The same record as the constructor makes, in a third of its time: a frozen
+        dataclass sets each field through ``object.__setattr__``, and parsing and the
+        archive make a record per audit-log entry, millions in a large sync or export."""
+        record = object.__new__(cls)
+        record.__dict__.update(
+            key=key,
+            when=when,
+            category=category,
+            activity=activity,
+            result=result,
+            kind=kind,
+            principal=principal,
+            account_id=account_id,
+            raw=raw,
+        )
+        return record
+
     def login_event(self) -> LoginEvent | None:
         """The logon attempt this record is, or None."""
         if self.kind is RecordKind.OTHER:

@@ -25,6 +25,16 @@ def parse_timestamp(value: str) -> datetime:
     """
     if not isinstance(value, str):
         raise ValueError(f"timestamp is not a string: {value!r}")
+    if len(value) == 20 and value[19] == "Z" and value[10] == "T" and "." not in value:
+        # The vendors' usual ``YYYY-MM-DDTHH:MM:SSZ``: what the general path below makes of
+        # it, without its rewriting (a fifth of the cost of parsing a record).
+        try:
+            parsed = datetime.fromisoformat(value[:19])
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=timezone.utc)
     text = value.strip()
     if not text:
         raise ValueError("timestamp is empty")

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from login_audit.models import Account, AuditRecord, ReportedAccount
 from login_audit.syncstate import Checkpoint, SyncState
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
 
 def to_us(moment: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch (the stored form)."""
-    delta = moment.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if moment.tzinfo is None:
+        moment = moment.astimezone(timezone.utc)  # as it always was: local time
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def from_us(value: int | None) -> datetime | None:

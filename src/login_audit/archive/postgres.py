@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from login_audit.archive.base import busy_message
-from login_audit.archive.sql import SqlArchive
+from login_audit.archive.sql import RECORD_COLUMNS, SqlArchive
 from login_audit.config import Secret
 from login_audit.errors import ArchiveBusyError, ConfigError
 from login_audit.redaction import MASK, redact_dsn
@@ -21,6 +21,9 @@ class PostgresDialect:
 
     name = "postgresql"
     id_column = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    bytes_column = "BYTEA"
+    unhex_key = "decode(key, 'hex')"
+    row_lock = " FOR UPDATE"  # writers of one tenant queue on its counter row
 
     def sql(self, text: str) -> str:
         """psycopg takes ``%s`` where SQLite takes ``?``."""
@@ -55,6 +58,34 @@ class PostgresDialect:
         with conn.cursor() as cursor:
             cursor.executemany(sql, rows)
             return int(cursor.rowcount)
+
+    def stored_records(
+        self, conn: Any, tenant: int, records: Sequence[tuple[int, bytes]]
+    ) -> set[tuple[int | None, bytes]]:
+        """Those of ``records`` stored: a join on the whole unique key, which the planner
+        answers with one probe of the unique index per record even before the table has
+        statistics. (A list of times, as on SQLite, made a fresh table's first minute scan
+        every record for every page until autovacuum analyzed it: 1,000 records/s.)"""
+        if not records:
+            return set()
+        rows = conn.execute(
+            "SELECT r.logged_at, r.key FROM unnest(%s::bigint[], %s::bytea[]) AS p (at, k)"
+            " JOIN records r ON r.tenant_id = %s AND r.logged_at = p.at AND r.key = p.k",
+            ([at for at, _ in records], [key for _, key in records], tenant),
+        )
+        return {(int(at), bytes(key)) for at, key in rows}
+
+    def insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> int:
+        """``COPY``: one stream instead of a statement per row. It has no ``ON CONFLICT``,
+        so a record stored meanwhile would fail the page; the locked counter row keeps
+        every other writer of the tenant out until the commit."""
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY records ({RECORD_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
 
 
 def open_postgres(dsn: Secret) -> SqlArchive:

@@ -151,8 +151,8 @@ class SignalStore:
         return [
             (
                 int(row[0]),
-                AuditRecord(
-                    key=row[1],
+                AuditRecord.of(
+                    key=bytes(row[1]).hex(),
                     when=from_us(row[2]),
                     category=row[3],
                     activity=row[4],

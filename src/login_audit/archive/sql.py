@@ -106,6 +106,48 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "DROP INDEX records_by_time",
         ),
     ),
+    (
+        # Records keyed by time: a unique (tenant, time, 32-byte digest) replaces the primary
+        # key on the hex digest and the separate time index. New records land at the end of
+        # the index instead of at random places in it, and the export reads the same index.
+        # A record's time is read from its raw JSON, whose digest is the key, so the pair
+        # identifies a record as the digest alone did. Rows are copied in storage order.
+        "0005_records_keyed_by_time",
+        (
+            """CREATE TABLE records_keyed (
+                tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+                key {bytes} NOT NULL,
+                logged_at BIGINT,
+                category TEXT NOT NULL,
+                activity TEXT NOT NULL,
+                result TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                principal TEXT NOT NULL,
+                account_id TEXT,
+                raw TEXT NOT NULL,
+                seq BIGINT)""",
+            """INSERT INTO records_keyed (tenant_id, key, logged_at, category, activity, result,
+                kind, principal, account_id, raw, seq)
+                SELECT tenant_id, {unhex_key}, logged_at, category, activity, result, kind,
+                principal, account_id, raw, seq FROM records ORDER BY tenant_id, seq""",
+            "DROP TABLE records",
+            "ALTER TABLE records_keyed RENAME TO records",
+            "CREATE UNIQUE INDEX records_by_time_key ON records (tenant_id, logged_at, key)",
+            # At or after the newest time stored, so a record later than it (most records of
+            # a first sync, read in time order) needs no look-up to be known as new.
+            "ALTER TABLE tenants ADD COLUMN newest_record_at BIGINT",
+            """UPDATE tenants SET newest_record_at =
+                (SELECT MAX(logged_at) FROM records WHERE records.tenant_id = tenants.id)""",
+            "CREATE INDEX records_by_seq ON records (tenant_id, seq)",
+            """CREATE INDEX records_logons ON records
+                (tenant_id, kind, principal, account_id, logged_at)
+                WHERE kind IN ('logon-ok', 'logon-failed')""",
+            # Only logons that name an account id: looking one up implies it is not null.
+            """CREATE INDEX records_logons_by_id ON records
+                (tenant_id, kind, account_id, logged_at)
+                WHERE kind IN ('logon-ok', 'logon-failed') AND account_id IS NOT NULL""",
+        ),
+    ),
 )
 
 
@@ -114,6 +156,12 @@ class Dialect(Protocol):
 
     name: str
     id_column: str
+    #: The column type of raw bytes, and the expression that turns the hex ``key`` into them.
+    bytes_column: str
+    unhex_key: str
+    #: What makes a ``SELECT`` lock the rows it reads until the commit ("" where a write
+    #: transaction already excludes every other writer).
+    row_lock: str
 
     def sql(self, text: str) -> str:
         """Rewrite ``?`` placeholders for the driver."""
@@ -135,6 +183,16 @@ class Dialect(Protocol):
 
     def insert_many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run ``sql`` for every row; return how many rows were actually inserted."""
+        ...
+
+    def insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert new rows of :data:`RECORD_COLUMNS` (none stored yet); return how many."""
+        ...
+
+    def stored_records(
+        self, conn: Any, tenant: int, records: Sequence[tuple[int, bytes]]
+    ) -> set[tuple[int | None, bytes]]:
+        """Those of ``(logged_at, key)`` the tenant holds (and maybe others of their times)."""
         ...
 
 
@@ -187,10 +245,16 @@ LOGON_AGGREGATES_SQL = (
 
 _COLUMNS = "key, logged_at, category, activity, result, kind, principal, account_id, raw"
 
+#: A record with what identifies it in the archive: its time (microseconds) and digest.
+_Identified = tuple[int | None, bytes, AuditRecord]
+
+#: The columns :meth:`Dialect.insert_records` fills, in order.
+RECORD_COLUMNS = f"tenant_id, {_COLUMNS}, seq"
+
 
 def _record(row: Sequence[Any]) -> AuditRecord:
-    return AuditRecord(
-        key=row[0],
+    return AuditRecord.of(
+        key=bytes(row[0]).hex(),
         when=from_us(row[1]),
         category=row[2],
         activity=row[3],
@@ -254,7 +318,11 @@ class SqlArchive:
                 if name in done:
                     continue
                 for statement in statements:
-                    self._execute(statement.replace("{id}", self.dialect.id_column))
+                    self._execute(
+                        statement.replace("{id}", self.dialect.id_column)
+                        .replace("{bytes}", self.dialect.bytes_column)
+                        .replace("{unhex_key}", self.dialect.unhex_key)
+                    )
                 self._execute(
                     "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                     (name, to_us(datetime.now().astimezone())),
@@ -322,45 +390,48 @@ class SqlArchive:
         self, tenant: int, stream: str, records: Iterable[AuditRecord], checkpoint: Checkpoint
     ) -> int:
         """Store a page of records and its checkpoint in one transaction; return new rows."""
-        rows = [
-            (
-                tenant,
-                r.key,
-                to_us(r.when) if r.when else None,
-                r.category,
-                r.activity,
-                r.result,
-                r.kind.value,
-                r.principal,
-                r.account_id,
-                r.raw,
-            )
-            for r in records
+        page = [
+            (None if r.when is None else to_us(r.when), bytes.fromhex(r.key), r) for r in records
         ]
         inserted = 0
         with self.dialect.transaction(self.conn):
+            # Numbers in insertion order, from a per-tenant counter whose row stays locked
+            # until the commit: a watcher reading "after N" never skips a late commit, and
+            # no other writer can store one of these records between the check and the insert.
+            last, newest = self._one(
+                "SELECT record_seq, newest_record_at FROM tenants WHERE id = ?"  # noqa: S608 - a fixed clause
+                + self.dialect.row_lock,
+                (tenant,),
+            )
             # Records already stored get no number: a sweep reads some pages twice (its
             # probe page, an overlap), and the numbers stay dense, one per stored record.
-            rows = self._new_rows(tenant, rows)
-            if rows:
-                # Numbers in insertion order, from a per-tenant counter whose row stays locked
-                # until the commit: a watcher reading "after N" never skips a late commit.
-                last = self._all(
-                    "UPDATE tenants SET record_seq = record_seq + ? WHERE id = ?"
-                    " RETURNING record_seq",
-                    (len(rows), tenant),
-                )[0][0]
-                first = int(last) - len(rows) + 1
-                numbered = [(*row, first + n) for n, row in enumerate(rows)]
-                inserted = self.dialect.insert_many(
+            fresh = self._new_records(tenant, page, newest)
+            if fresh:
+                times = [at for at, _, _ in fresh if at is not None]
+                if times and (newest is None or max(times) > newest):
+                    newest = max(times)
+                inserted = self.dialect.insert_records(
                     self.conn,
-                    self.dialect.sql(
-                        "INSERT INTO records (tenant_id, key, logged_at, category, activity,"
-                        " result, kind, principal, account_id, raw, seq)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (tenant_id, key) DO NOTHING"
-                    ),
-                    numbered,
+                    [
+                        (
+                            tenant,
+                            key,
+                            at,
+                            r.category,
+                            r.activity,
+                            r.result,
+                            r.kind.value,
+                            r.principal,
+                            r.account_id,
+                            r.raw,
+                            seq,
+                        )
+                        for seq, (at, key, r) in enumerate(fresh, int(last) + 1)
+                    ],
+                )
+                self._execute(
+                    "UPDATE tenants SET record_seq = ?, newest_record_at = ? WHERE id = ?",
+                    (int(last) + len(fresh), newest, tenant),
                 )
             self._ensure_state(tenant, stream)
             self._execute(
@@ -369,25 +440,37 @@ class SqlArchive:
             )
         return inserted
 
-    def _new_rows(self, tenant: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """``rows`` without those whose key the tenant already holds or that repeat one."""
-        keys = list(dict.fromkeys(row[1] for row in rows))
-        known: set[str] = set()
-        for at in range(0, len(keys), 500):
-            chunk = keys[at : at + 500]
-            marks = ", ".join("?" * len(chunk))
+    def _new_records(
+        self, tenant: int, page: list[_Identified], newest: int | None
+    ) -> list[_Identified]:
+        """The records of ``page`` the tenant does not hold yet, each once.
+
+        A record is its time and digest: the stored ones are found in the unique index by
+        time, where recent pages sit in memory; only records no later than ``newest`` (at
+        or after the newest time stored) can be among them. Undated records (no time to
+        look up) are found by digest among the undated ones.
+        """
+        dated: list[tuple[int, bytes]] = []  # none can be stored before a dated one is
+        if newest is not None:
+            dated = list({(at, key) for at, key, _ in page if at is not None and at <= newest})
+        known = self.dialect.stored_records(self.conn, tenant, dated)
+        undated = list({key for at, key, _ in page if at is None})
+        for start in range(0, len(undated), 500):
+            chunk = undated[start : start + 500]
             known.update(
-                str(found[0])
+                (None, bytes(found[0]))
                 for found in self._all(
-                    f"SELECT key FROM records WHERE tenant_id = ? AND key IN ({marks})",  # noqa: S608 - placeholders only
+                    "SELECT key FROM records WHERE tenant_id = ? AND logged_at IS NULL"  # noqa: S608 - placeholders only
+                    f" AND key IN ({', '.join('?' * len(chunk))})",
                     (tenant, *chunk),
                 )
             )
-        fresh: list[tuple[Any, ...]] = []
-        for row in rows:
-            if row[1] not in known:
-                known.add(row[1])
-                fresh.append(row)
+        fresh: list[_Identified] = []
+        for entry in page:
+            identity = (entry[0], entry[1])
+            if identity not in known:
+                known.add(identity)
+                fresh.append(entry)
         return fresh
 
     def finish_window(

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from login_audit.archive.base import busy_message
-from login_audit.archive.sql import SqlArchive
+from login_audit.archive.sql import RECORD_COLUMNS, SqlArchive
 from login_audit.errors import ArchiveBusyError, ConfigError
 from login_audit.locks import file_lock
 
@@ -34,6 +34,10 @@ class SqliteDialect:
 
     name = "sqlite"
     id_column = "INTEGER PRIMARY KEY"
+    bytes_column = "BLOB"
+    #: SQLite gained ``unhex`` in 3.41; older ones get :func:`bytes.fromhex` at connection.
+    unhex_key = "login_audit_unhex(key)"
+    row_lock = ""  # BEGIN IMMEDIATE already holds the only write lock
 
     def sql(self, text: str) -> str:
         """SQLite takes ``?`` as it is."""
@@ -70,6 +74,33 @@ class SqliteDialect:
         before = conn.total_changes
         conn.executemany(sql, rows)
         return conn.total_changes - before
+
+    def stored_records(
+        self, conn: sqlite3.Connection, tenant: int, records: Sequence[tuple[int, bytes]]
+    ) -> set[tuple[int | None, bytes]]:
+        """Every record stored at the times of ``records``: one seek of the unique index per
+        distinct time (SQLite would look each digest up again under each time)."""
+        times = list({at for at, _ in records})
+        found: set[tuple[int | None, bytes]] = set()
+        for start in range(0, len(times), 500):
+            chunk = times[start : start + 500]
+            found.update(
+                conn.execute(
+                    "SELECT logged_at, key FROM records WHERE tenant_id = ?"  # noqa: S608 - placeholders only
+                    f" AND logged_at IN ({', '.join('?' * len(chunk))})",
+                    (tenant, *chunk),
+                )
+            )
+        return found
+
+    def insert_records(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
+        """One ``executemany``; a record stored meanwhile (none can be) would be skipped."""
+        marks = ", ".join("?" * len(rows[0])) if rows else ""
+        return self.insert_many(
+            conn,
+            f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",  # noqa: S608 - fixed columns, values are parameters
+            rows,
+        )
 
 
 def open_sqlite(
@@ -251,6 +282,7 @@ def _connect(path: Path) -> SqlArchive:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # While opening, a busy file fails at once: open_sqlite waits, for a bounded time.
         conn.execute("PRAGMA busy_timeout = 0")
+        conn.create_function("login_audit_unhex", 1, bytes.fromhex, deterministic=True)
         check_integrity(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.

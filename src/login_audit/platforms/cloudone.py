@@ -29,7 +29,7 @@ from login_audit.models import (
     RecordPage,
     TimeWindow,
 )
-from login_audit.platforms.fields import canonical, lowered, text, time_or_none
+from login_audit.platforms.fields import FieldReader, canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import CursorPager
 from login_audit.timeutil import parse_timestamp
 
@@ -58,25 +58,30 @@ def service_urls(region: str, base_url: str | None) -> dict[str, str]:
     }
 
 
+_RECORD_FIELDS = FieldReader(
+    ("type", "eventType", "event"),
+    ("principalURN", "principalUrn", "principal"),
+    ("time", "timestamp", "created", "eventTime"),
+    ("event", "description"),
+)
+
+
 def parse_record(item: Any) -> AuditRecord | None:
     """An :class:`AuditRecord` from one ``/api/logs`` entry, or None."""
     if not isinstance(item, dict):
         return None
     raw, key = canonical(item)
-    low = lowered(item)
-    kind_text = text(low, "type", "eventType", "event")
-    principal = text(low, "principalURN", "principalUrn", "principal")
-    raw_time = text(low, "time", "timestamp", "created", "eventTime")
+    kind_text, principal, raw_time, activity = _RECORD_FIELDS.read(item)
     try:
         when = parse_timestamp(raw_time) if raw_time else None
     except ValueError:
         when = None
     is_sign_in = kind_text.lower() == SIGN_IN and bool(principal)
-    return AuditRecord(
+    return AuditRecord.of(
         key=key,
         when=when,
         category=kind_text,
-        activity=text(low, "event", "description"),
+        activity=activity,
         result="",
         kind=RecordKind.LOGON_OK if is_sign_in else RecordKind.OTHER,
         principal=principal.lower(),

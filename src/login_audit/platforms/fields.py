@@ -26,6 +26,42 @@ def lowered(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k.lower(): v for k, v in item.items() if isinstance(k, str)}
 
 
+class FieldReader:
+    """Reads the same text fields from many items: ``text(lowered(item), *names)`` for each
+    field, in order, without lowering every key of every item.
+
+    The items of one endpoint share a few sets of keys, so which key of an item each name
+    finds (the last of keys differing only in case, as :func:`lowered` keeps) is worked
+    out once per set (at most 256 kept).
+    """
+
+    def __init__(self, *fields: tuple[str, ...]) -> None:
+        self.fields = tuple(tuple(name.lower() for name in names) for names in fields)
+        self._plans: dict[tuple[Any, ...], tuple[tuple[Any, ...], ...]] = {}
+
+    def read(self, item: Mapping[str, Any]) -> list[str]:
+        """Each field's first non-empty string, stripped, or ""."""
+        shape = tuple(item)
+        plan = self._plans.get(shape)
+        if plan is None:
+            lower = {k.lower(): k for k in shape if isinstance(k, str)}
+            plan = tuple(tuple(lower[n] for n in names if n in lower) for names in self.fields)
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            self._plans[shape] = plan
+        found = []
+        for keys in plan:
+            text = ""
+            for key in keys:
+                value = item[key]
+                if isinstance(value, str):
+                    text = value.strip()
+                    if text:
+                        break
+            found.append(text)
+        return found
+
+
 def text(item: Mapping[str, Any], *keys: str) -> str:
     """The first non-empty string among ``keys`` of an item whose keys are lower case."""
     for key in keys:
@@ -48,10 +84,20 @@ def _without_floats(value: Any) -> bool:
     """True when no float sits anywhere in ``value`` (JSON parsed into Python)."""
     kind = type(value)
     if kind is dict:
-        return all(_without_floats(v) for v in value.values())
-    if kind is list:
-        return all(_without_floats(v) for v in value)
-    return kind is not float
+        values = value.values()
+    elif kind is list:
+        values = value
+    else:
+        return kind is not float
+    # The common leaves are tested in line: a call per value costs more than the rest of
+    # the check.
+    for inner in values:
+        kind = type(inner)
+        if kind is str or kind is int or kind is bool or inner is None:
+            continue
+        if kind is float or not _without_floats(inner):
+            return False
+    return True
 
 
 def canonical(item: Mapping[str, Any]) -> tuple[str, str]:

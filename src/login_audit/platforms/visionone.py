@@ -24,7 +24,7 @@ from login_audit.models import (
     RecordPage,
     TimeWindow,
 )
-from login_audit.platforms.fields import canonical, lowered, text, time_or_none
+from login_audit.platforms.fields import FieldReader, canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import NextLinkPager
 from login_audit.timeutil import Clock, format_z, parse_timestamp, utcnow
 
@@ -124,20 +124,24 @@ def parse_account(item: Any) -> Account | None:
     )
 
 
+_LOGON_CATEGORY, _LOGON_ACTIVITY = LOGON_CATEGORY.lower(), LOGON_ACTIVITY.lower()
+_RECORD_FIELDS = FieldReader(
+    ("category",),
+    ("activity",),
+    ("result",),
+    ("loggedUserMailAddress", "loggedUser"),
+    ("loggedUserId",),
+    ("loggedDateTime",),
+)
+
+
 def parse_record(item: Any) -> AuditRecord | None:
     """An :class:`AuditRecord` from one audit-log item (any category), or None."""
     if not isinstance(item, dict):
         return None
     raw, key = canonical(item)
-    item = lowered(item)
-    category, activity = text(item, "category"), text(item, "activity")
-    result = text(item, "result")
-    is_logon = (
-        category.lower() == LOGON_CATEGORY.lower() and activity.lower() == LOGON_ACTIVITY.lower()
-    )
-    principal = text(item, "loggedUserMailAddress") or text(item, "loggedUser")
-    account_id = text(item, "loggedUserId") or None
-    raw_time = text(item, "loggedDateTime")
+    category, activity, result, principal, account_id, raw_time = _RECORD_FIELDS.read(item)
+    is_logon = category.lower() == _LOGON_CATEGORY and activity.lower() == _LOGON_ACTIVITY
     try:
         when = parse_timestamp(raw_time) if raw_time else None
     except ValueError:
@@ -150,7 +154,7 @@ def parse_record(item: Any) -> AuditRecord | None:
         kind = RecordKind.LOGON_OK
     else:
         kind = RecordKind.LOGON_FAILED
-    return AuditRecord(
+    return AuditRecord.of(
         key=key,
         when=when,
         category=category,
@@ -158,7 +162,7 @@ def parse_record(item: Any) -> AuditRecord | None:
         result=result,
         kind=kind,
         principal=principal.lower(),
-        account_id=account_id,
+        account_id=account_id or None,
         raw=raw,
     )
 
