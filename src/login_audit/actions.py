@@ -614,27 +614,28 @@ def execute(
     """
     results: list[Change] = []
     failed = False
-    for number, change in enumerate(changes):
-        if change.outcome != PLANNED or change.account is None:
-            result = change
-        elif failed:
-            result = replace(change, outcome=NOT_RUN, reason="stopped after a failure")
-        else:
-            started = replace(change, outcome=STARTED, reason=UNKNOWN_OUTCOME)
-            journal.write(started)
-            try:
+    started: Change | None = None
+    try:
+        for change in changes:
+            if change.outcome != PLANNED or change.account is None:
+                result = change
+            elif failed:
+                result = replace(change, outcome=NOT_RUN, reason="stopped after a failure")
+            else:
+                journal.write(replace(change, outcome=STARTED, reason=UNKNOWN_OUTCOME))
+                started = change
                 result = _make(platform, change)
-            except (KeyboardInterrupt, SystemExit) as exc:
-                results.append(started)
-                _journal_not_run(changes[number + 1 :], journal, results)
-                code = exc.code if isinstance(exc, SystemExit) else EXIT_INTERRUPTED
-                raise ApplyInterrupted(
-                    results, code if isinstance(code, int) else EXIT_INTERRUPTED
-                ) from exc
-            failed = result.outcome == FAILED
-        journal.write(result)
-        on_change(result)
-        results.append(result)
+                failed = result.outcome == FAILED
+            journal.write(result)
+            started = None
+            on_change(result)
+            results.append(result)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _after_interrupt(changes, results, started, journal)
+        code = exc.code if isinstance(exc, SystemExit) else EXIT_INTERRUPTED
+        raise ApplyInterrupted(
+            results, code if isinstance(code, int) else EXIT_INTERRUPTED
+        ) from exc
     return results
 
 
@@ -658,9 +659,14 @@ def _make(platform: Platform, change: Change) -> Change:
     return replace(change, outcome=DONE)
 
 
-def _journal_not_run(rest: list[Change], journal: Journal, results: list[Change]) -> None:
-    """After an interrupt: the planned changes not reached are journalled ``not-run``."""
-    for change in rest:
+def _after_interrupt(
+    changes: list[Change], results: list[Change], started: Change | None, journal: Journal
+) -> None:
+    """After an interrupt: the change in flight stays ``started`` (its outcome unknown),
+    and the rows not reached are journalled, the planned ones as ``not-run``."""
+    if started is not None:
+        results.append(replace(started, outcome=STARTED, reason=UNKNOWN_OUTCOME))
+    for change in changes[len(results) :]:
         result = change
         if change.outcome == PLANNED:
             result = replace(change, outcome=NOT_RUN, reason="not run: the run was interrupted")
