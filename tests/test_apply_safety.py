@@ -405,6 +405,10 @@ def test_a_missing_csv_creates_no_archive(cli, tmp_path: Path) -> None:
     default = tmp_path / "xdg-data"
     result = cli(["apply", "--from", str(tmp_path / "missing.csv")])
     assert result.code == 2 and not default.exists()
+    # A named pipe with no writer would block the run forever: refused at once.
+    os.mkfifo(tmp_path / "pipe.csv")
+    result = cli(["apply", "--from", str(tmp_path / "pipe.csv"), "--no-archive"])
+    assert result.code == 2 and "not a regular file" in result.stderr
 
 
 def test_every_json_exit_of_apply_is_one_document_with_exit_code(scene) -> None:

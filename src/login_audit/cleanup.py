@@ -24,6 +24,8 @@ deletion.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -278,14 +280,24 @@ def check_request(request: ApplyRequest, *, has_archive: bool) -> None:
     if not has_archive and request.source is None:
         raise ConfigError("--no-archive needs --from CSV: there is no last audit to act on")
     if request.source is not None:
+        _check_source(request.source)
+
+
+def _check_source(path: Path) -> None:
+    """Refuse a ``--from`` that is not a readable regular file (a pipe would block)."""
+    problem = ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    else:
         try:
-            with request.source.open("rb"):
-                pass
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read --from {request.source}: {exc.strerror or exc}; nothing was "
-                "opened or changed"
-            ) from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                problem = "not a regular file"
+        finally:
+            os.close(fd)
+    if problem:
+        raise ConfigError(f"cannot read --from {path}: {problem}; nothing was opened or changed")
 
 
 def check_days(requests: Requests, policy: Policy) -> None:
