@@ -133,6 +133,12 @@ class CliResult(NamedTuple):
 _CLEARED = ("TMV1_", "LOGIN_AUDIT_", "C1_", "XDG_")
 
 
+@pytest.fixture(autouse=True)
+def _private_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The user state folder (the lock of ``apply``) of library calls is the test's own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def process_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
     """The environment of a real CLI process: no inherited login-audit or vendor settings.
@@ -148,6 +154,7 @@ def process_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
         home = tmp_path / f"home-{next(homes)}"
         env["XDG_DATA_HOME"] = str(home / "data")
         env["XDG_CONFIG_HOME"] = str(home / "config")
+        env["XDG_STATE_HOME"] = str(home / "state")
         env.update(extra)
         return env
 
@@ -180,6 +187,7 @@ def cli(
                     m.delenv(name)
             m.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
             m.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+            m.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
             for name, value in (env or {}).items():
                 m.setenv(name, value)
             if stdin is not None:

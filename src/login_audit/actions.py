@@ -26,25 +26,34 @@ import os
 import stat
 import string
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from login_audit.analysis import (
     ActivityIndex,
     LogonFold,
-    ambiguous_identities,
+    decide,
+    evidence_doubts,
     exclusion_reason,
 )
 from login_audit.archive.base import Archive
 from login_audit.errors import (
+    EXIT_INTERRUPTED,
     ConfigError,
     IncompleteDataError,
     LoginAuditError,
     NotFoundError,
     UnsupportedActionError,
 )
-from login_audit.models import Account, AccountStatus, Policy, ReportedAccount, TimeWindow
+from login_audit.models import (
+    Account,
+    AccountStatus,
+    FindingKind,
+    Policy,
+    ReportedAccount,
+    TimeWindow,
+)
 from login_audit.platforms.base import Platform, is_administrator, role_is_opaque
 from login_audit.printable import printable
 from login_audit.reports import WriteNotes
@@ -72,6 +81,26 @@ REPORT_FILENAME = "audit_report.json"
 
 PLANNED, SKIPPED, CANNOT = "planned", "skipped", "cannot"
 DONE, FAILED, NOT_RUN = "done", "failed", "not-run"
+#: Journalled before a change's request: alone, the request's outcome is unknown.
+STARTED = "started"
+UNKNOWN_OUTCOME = (
+    "interrupted while the request was in flight: the vendor may or may not have made "
+    "the change; check this account"
+)
+
+
+class ApplyInterrupted(LoginAuditError):
+    """The run was stopped (Ctrl-C, a signal) while carrying out its plan.
+
+    :attr:`changes` holds every row's outcome: the change in flight stays ``started``
+    (unknown), the rest ``not-run``; all of it is in the journal.
+    """
+
+    def __init__(self, changes: list[Change], exit_code: int) -> None:
+        unknown = [c.user_id for c in changes if c.outcome == STARTED]
+        check = f"; check {', '.join(unknown)}: its outcome is unknown" if unknown else ""
+        super().__init__(f"interrupted while carrying out the plan{check}")
+        self.changes, self.exit_code = changes, exit_code
 
 
 @dataclass(frozen=True)
@@ -80,7 +109,7 @@ class Change:
 
     user_id: str
     action: str
-    outcome: str  # planned, skipped, cannot, done, failed, not-run
+    outcome: str  # planned, skipped, cannot, started, done, failed, not-run
     reason: str
     account: Account | None = None
     reported: ReportedAccount | None = None
@@ -101,6 +130,10 @@ class Requests:
     source: str
     #: Case-folded user ids of the report's removal list; None without a report.
     listed: frozenset[str] | None = None
+    #: The ``--days`` of the audit that made the rows, when known.
+    days: int | None = None
+    #: Rows of the file refused as malformed, each with why: shown, never acted on.
+    refused: tuple[tuple[ReportedAccount, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,8 +145,34 @@ class Recheck:
     since: datetime
     until: datetime
     events: int
-    #: Why no account can be proven stale (identities of the log that match none).
+    #: Why no account can be proven stale (identities of the log that match none), as the
+    #: audit would say it.
     doubt: str | None = None
+    #: Why no account of a type (``saml``, ``local``) can be proven stale, by type.
+    doubt_by_type: dict[str, str] = field(default_factory=dict)
+
+    def doubt_of(self, account: Account) -> str | None:
+        """Why the absence of ``account``'s logons cannot be trusted, or None."""
+        return self.doubt or self.doubt_by_type.get(account.auth_type.lower())
+
+
+@dataclass(frozen=True)
+class Ages:
+    """What the archive knows of when each account appeared, for the audit's grace."""
+
+    #: Account ids of the archive's snapshots, and when each first appeared after the
+    #: first snapshot (accounts of the first snapshot are older than the archive).
+    known: frozenset[str]
+    first_seen: dict[str, datetime]
+
+
+def ages_from_archive(archive: Archive, tenant: int) -> Ages | None:
+    """When the archive first saw each account of ``tenant``; None before its first snapshot."""
+    first_seen, first_snapshot = archive.first_seen(tenant)
+    if first_snapshot is None:
+        return None
+    witnessed = {k: seen for k, seen in first_seen.items() if seen > first_snapshot}
+    return Ages(frozenset(first_seen), witnessed)
 
 
 # Only ASCII letters compare case-insensitively: Unicode case folding would let a row
@@ -130,7 +189,20 @@ def read_cleanup_csv(path: Path) -> list[ReportedAccount]:
 
     A byte-order mark and CRLF line ends are accepted; rows of another ``RequestType``
     are ignored with a warning; nothing else is changed (no trimming), so a row can only
-    name the account whose user id it holds.
+    name the account whose user id it holds. Rows that are not exactly what the audit
+    writes are left out (see :func:`read_cleanup_rows`).
+    """
+    return read_cleanup_rows(path)[0]
+
+
+def read_cleanup_rows(
+    path: Path,
+) -> tuple[list[ReportedAccount], list[tuple[ReportedAccount, str]]]:
+    """The ``Remove`` rows of a cleanup CSV, and the rows refused with why.
+
+    A file that drives deletions is read strictly: a row of other than three cells, or
+    whose ``RequestType`` is ``Remove`` only once blanks or case are ignored, is refused
+    (shown in the plan, never acted on) rather than guessed at.
     """
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -139,31 +211,40 @@ def read_cleanup_csv(path: Path) -> list[ReportedAccount]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    if header is None or [h.strip() for h in header[:3]] != list(CLEANUP_HEADER):
+    if header is None or [h.strip() for h in header] != list(CLEANUP_HEADER):
         raise ConfigError(
             f"{path} is not a cleanup CSV: its header must be UserId,RoleName,RequestType"
         )
-    requested = []
+    requested: list[ReportedAccount] = []
+    refused: list[tuple[ReportedAccount, str]] = []
     for number, row in enumerate(rows, 2):
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) < 3 or row[2].strip() != "Remove":
+        kind = row[2] if len(row) > 2 else ""
+        if kind.strip().casefold() != "remove":
             log.warning("%s line %d: RequestType is not 'Remove'; row ignored", path, number)
             continue
         user = read_cell(row[0])
         if not user:
             log.warning("%s line %d: no UserId; row ignored", path, number)
             continue
-        requested.append(ReportedAccount(user, read_cell(row[1])))
-    return requested
+        entry = ReportedAccount(user, read_cell(row[1]))
+        if len(row) != 3:
+            refused.append((entry, f"line {number} has {len(row)} cells, not 3; row refused"))
+        elif kind != "Remove":
+            refused.append((entry, f"line {number}: RequestType {kind!r} is not 'Remove'"))
+        else:
+            requested.append(entry)
+    return requested, refused
 
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def read_report(path: Path) -> dict[str, ReportedAccount] | None:
-    """The removal list of ``audit_report.json`` at ``path`` by user id, or None if absent."""
+def read_report(path: Path) -> tuple[dict[str, ReportedAccount], int | None] | None:
+    """The removal list of ``audit_report.json`` at ``path`` by user id, and the audit's
+    ``--days`` (None if it does not say), or None if there is no report."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -187,20 +268,23 @@ def read_report(path: Path) -> dict[str, ReportedAccount] | None:
                 _text(item.get("reason")),
             )
             removal[_key(entry.user_id)] = entry
-    return removal
+    policy = data.get("policy")
+    days = policy.get("days") if isinstance(policy, dict) else None
+    return removal, days if isinstance(days, int) and not isinstance(days, bool) else None
 
 
 def requests_from_csv(path: Path) -> Requests:
     """The rows of a cleanup CSV, joined to ``audit_report.json`` beside it when present."""
-    rows = read_cleanup_csv(path)
-    report = read_report(path.with_name(REPORT_FILENAME))
-    if report is None:
-        return Requests(rows, str(path))
+    rows, refused = read_cleanup_rows(path)
+    found = read_report(path.with_name(REPORT_FILENAME))
+    if found is None:
+        return Requests(rows, str(path), refused=tuple(refused))
+    report, days = found
     joined = [
         replace(report[_key(row.user_id)], role=row.role) if _key(row.user_id) in report else row
         for row in rows
     ]
-    return Requests(joined, str(path), frozenset(report))
+    return Requests(joined, str(path), frozenset(report), days, tuple(refused))
 
 
 def requests_from_archive(archive: Archive, tenant: int) -> Requests:
@@ -211,17 +295,21 @@ def requests_from_archive(archive: Archive, tenant: int) -> Requests:
             "the archive holds no audit of this tenant: run 'login-audit audit' first, "
             "or pass --from CSV"
         )
-    window_end, complete, _, rows = last
+    window_end, complete, days, rows = last
     if not complete:
         raise ConfigError(
             "the last audit of this tenant was incomplete: run a complete audit first"
         )
     source = f"the last audit ({format_minute(window_end)} UTC)"
-    return Requests(rows, source, frozenset(_key(row.user_id) for row in rows))
+    return Requests(rows, source, frozenset(_key(row.user_id) for row in rows), days)
 
 
 def recheck(platform: Platform, policy: Policy, now: datetime) -> Recheck:
-    """List the accounts and read every logon of the last ``days``, in one sweep.
+    """List the accounts and read every logon the vendor keeps, in one sweep.
+
+    An account is stale when none of its successful logons falls in the last ``days``;
+    the older ones tell, as in the audit, whether a type of account has sign-ins on
+    record at all (:func:`~login_audit.analysis.evidence_doubts`).
 
     The API takes whole seconds, so the window ends at the next whole second: a logon in
     the current second must not escape. Refuses (``IncompleteDataError``) unless every
@@ -240,27 +328,23 @@ def recheck(platform: Platform, policy: Policy, now: datetime) -> Recheck:
     server = platform.http.last_server_date
     since = min(now, server or now) - timedelta(days=days)
     until = max(now, server or now).replace(microsecond=0) + timedelta(seconds=1)
-    window = TimeWindow(since, until)
+    # Everything the vendor keeps, as the audit reads it: whether a type of account has
+    # any logon on record (the audit's evidence rules) looks beyond ``days``.
+    read_from = min(now, server or now) - timedelta(days=platform.retention_days)
+    window = TimeWindow(read_from, until)
     fold = LogonFold(window)
     problems = Sweep(platform, window, logons_only=True).run(lambda page, _: fold.add(page.records))
     if problems:
         raise IncompleteDataError(
-            f"cannot read the logons since {format_minute(since)} ({problems[0]}); "
+            f"cannot read the logons since {format_minute(read_from)} ({problems[0]}); "
             "nothing was changed"
         )
     index = ActivityIndex(accounts, policy)
     index.add_all(platform.account_activity())
     index.add_all(fold.events_for_index())
-    ambiguous = ambiguous_identities(index.unmatched_identities(), policy, now)
-    doubt = None
-    if ambiguous:
-        names = ", ".join(repr(u.identity) for u in ambiguous[:3])
-        doubt = (
-            f"logons within {days} days by identities that match no account ({names}) could "
-            "be this account's; map them with --identity-map or accept them with "
-            "--ignore-identity"
-        )
-    return Recheck(accounts, index, since, until, fold.events, doubt)
+    # The audit's own rules for when the absence of logons proves nothing.
+    doubt, by_type = evidence_doubts(accounts, index, policy, now, read_from)
+    return Recheck(accounts, index, since, until, fold.events, doubt, by_type)
 
 
 def _counts_as_administrator(platform: Platform, account: Account) -> bool:
@@ -295,6 +379,7 @@ def _judge(
     policy: Policy,
     action: str,
     platform: Platform,
+    ages: Ages | None,
 ) -> tuple[str, str]:
     """``(outcome, reason)`` for one row naming one account, checks 2 to 5 of the module."""
     if requests.listed is not None and _key(row.user_id) not in requests.listed:
@@ -319,6 +404,23 @@ def _judge(
         return SKIPPED, "a successful logon with an unreadable time; not judged"
     if found.doubt:
         return SKIPPED, f"not proven stale: {found.doubt}"
+    new = _newness(account, requests, policy, ages)
+    if new:
+        return SKIPPED, new
+    # The audit's own decision on the fresh evidence: what it would not remove, apply
+    # does not change (evidence of a type never recorded, the grace of a new account).
+    finding = decide(
+        replace(account, status=AccountStatus.ENABLED),
+        activity,
+        policy,
+        found.since + timedelta(days=policy.days),
+        found.since,
+        logins_complete=True,
+        first_seen=ages.first_seen.get(account.id) if ages else None,
+        doubt=found.doubt_of(account),
+    )
+    if finding.kind not in (FindingKind.INACTIVE, FindingKind.NO_LOGIN):
+        return SKIPPED, f"the audit would call it {finding.kind.value} now: {finding.reason}"
     cannot = platform.unsupported_reason(action, account)
     if cannot:
         return CANNOT, cannot
@@ -326,15 +428,50 @@ def _judge(
     return PLANNED, f"no successful logon since {format_z(found.since)} ({last_note})"
 
 
+def _newness(account: Account, requests: Requests, policy: Policy, ages: Ages | None) -> str | None:
+    """Why ``account`` may be too new to judge, or None.
+
+    The audit gives accounts the archive saw appear ``--grace-days`` of grace. Without an
+    archive that has seen the tenant, only the audit's own removal list (which applied
+    that grace) can vouch for a row; an account the archive has never seen appeared after
+    its last snapshot.
+    """
+    if policy.grace_days <= 0:
+        return None
+    if ages is None:
+        if requests.listed is None:
+            return (
+                "not known to be older than the grace period: no archive has seen this "
+                f"tenant and no {REPORT_FILENAME} beside the CSV lists it; keep the report "
+                "beside the CSV or use the archive of the audit"
+            )
+        return None
+    if account.id not in ages.known:
+        return "new account: the archive has never seen it (it appeared after the last audit)"
+    return None
+
+
 def plan(
-    requests: Requests, found: Recheck, policy: Policy, action: str, platform: Platform
+    requests: Requests,
+    found: Recheck,
+    policy: Policy,
+    action: str,
+    platform: Platform,
+    ages: Ages | None = None,
 ) -> list[Change]:
-    """Decide, for every requested row, what ``apply`` does and why (see the module)."""
+    """Decide, for every requested row, what ``apply`` does and why (see the module).
+
+    ``ages`` (from the archive) gives new accounts the audit's grace; without it a row
+    must be on the removal list of the audit's report.
+    """
     by_user: dict[str, list[Account]] = {}
+    by_id = {account.id: account for account in found.accounts}
     for account in found.accounts:
         by_user.setdefault(_key(account.user_id), []).append(account)
     admins = sum(1 for a in found.accounts if _counts_as_administrator(platform, a))
-    changes: list[Change] = []
+    changes: list[Change] = [
+        Change(row.user_id, action, SKIPPED, reason, None, row) for row, reason in requests.refused
+    ]
     seen: set[str] = set()
     for row in requests.rows:
         key = _key(row.user_id)
@@ -344,15 +481,20 @@ def plan(
         seen.add(key)
         matches = by_user.get(key, [])
         if len(matches) != 1:
-            reason = (
-                f"{len(matches)} accounts have this user id; not judged"
-                if matches
-                else "no longer exists"
-            )
+            if matches:
+                reason = f"{len(matches)} accounts have this user id; not judged"
+            elif row.user_id in by_id:
+                # An id is not what a cleanup row holds: never guess that it meant this one.
+                reason = (
+                    "names an account by its id, not its email: rows are matched by email "
+                    "only; not changed"
+                )
+            else:
+                reason = "no longer exists"
             changes.append(Change(row.user_id, action, SKIPPED, reason, None, row))
             continue
         account = matches[0]
-        outcome, reason = _judge(row, account, requests, found, policy, action, platform)
+        outcome, reason = _judge(row, account, requests, found, policy, action, platform, ages)
         if outcome == PLANNED and _counts_as_administrator(platform, account):
             if admins <= 1:
                 outcome, reason = SKIPPED, f"the last enabled administrator ({account.role})"
@@ -462,39 +604,74 @@ def execute(
 ) -> list[Change]:
     """Carry out the planned changes in order; stop at the first failure.
 
-    A 404 means the account went away meanwhile: skipped, and the run goes on. Any other
-    refusal (409, 5xx after every retry, a missing permission) fails the change, and the
-    rest is not run: the state of the tenant is then unknown until it is listed again.
+    Each change is journalled ``started`` before its request and with its outcome after,
+    so a run killed in between leaves the account named in the journal. A 404 means the
+    account went away meanwhile: skipped, and the run goes on. Any other refusal (409,
+    5xx after every retry, a missing permission) fails the change, and the rest is not
+    run: the state of the tenant is then unknown until it is listed again. An interrupt
+    (Ctrl-C, or a signal handler's ``SystemExit``) journals the rest as ``not-run`` and
+    raises :class:`ApplyInterrupted`.
     """
     results: list[Change] = []
     failed = False
-    for change in changes:
-        if change.outcome != PLANNED or change.account is None:
-            result = change
-        elif failed:
-            result = replace(change, outcome=NOT_RUN, reason="stopped after a failure")
-        else:
-            try:
-                if change.action == "disable":
-                    platform.disable_account(change.account)
-                else:
-                    platform.delete_account(change.account)
-            except UnsupportedActionError as exc:
-                result = replace(change, outcome=CANNOT, reason=str(exc))
-            except NotFoundError:
-                gone = "no longer exists (HTTP 404)"
-                if change.action == "delete":
-                    gone += "; a retried request of this run may have deleted it"
-                result = replace(change, outcome=SKIPPED, reason=gone)
-            except LoginAuditError as exc:
-                result = replace(change, outcome=FAILED, reason=str(exc))
-                failed = True
+    started: Change | None = None
+    try:
+        for change in changes:
+            if change.outcome != PLANNED or change.account is None:
+                result = change
+            elif failed:
+                result = replace(change, outcome=NOT_RUN, reason="stopped after a failure")
             else:
-                result = replace(change, outcome=DONE)
-        journal.write(result)
-        on_change(result)
-        results.append(result)
+                journal.write(replace(change, outcome=STARTED, reason=UNKNOWN_OUTCOME))
+                started = change
+                result = _make(platform, change)
+                failed = result.outcome == FAILED
+            journal.write(result)
+            started = None
+            on_change(result)
+            results.append(result)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _after_interrupt(changes, results, started, journal)
+        code = exc.code if isinstance(exc, SystemExit) else EXIT_INTERRUPTED
+        raise ApplyInterrupted(
+            results, code if isinstance(code, int) else EXIT_INTERRUPTED
+        ) from exc
     return results
+
+
+def _make(platform: Platform, change: Change) -> Change:
+    """Make one planned change; its outcome (a refusal of the vendor is an outcome)."""
+    assert change.account is not None  # see execute
+    try:
+        if change.action == "disable":
+            platform.disable_account(change.account)
+        else:
+            platform.delete_account(change.account)
+    except UnsupportedActionError as exc:
+        return replace(change, outcome=CANNOT, reason=str(exc))
+    except NotFoundError:
+        gone = "no longer exists (HTTP 404)"
+        if change.action == "delete":
+            gone += "; a retried request of this run may have deleted it"
+        return replace(change, outcome=SKIPPED, reason=gone)
+    except LoginAuditError as exc:
+        return replace(change, outcome=FAILED, reason=str(exc))
+    return replace(change, outcome=DONE)
+
+
+def _after_interrupt(
+    changes: list[Change], results: list[Change], started: Change | None, journal: Journal
+) -> None:
+    """After an interrupt: the change in flight stays ``started`` (its outcome unknown),
+    and the rows not reached are journalled, the planned ones as ``not-run``."""
+    if started is not None:
+        results.append(replace(started, outcome=STARTED, reason=UNKNOWN_OUTCOME))
+    for change in changes[len(results) :]:
+        result = change
+        if change.outcome == PLANNED:
+            result = replace(change, outcome=NOT_RUN, reason="not run: the run was interrupted")
+        journal.write(result)
+        results.append(result)
 
 
 def describe(change: Change) -> str:
@@ -543,12 +720,17 @@ def apply_json(
     carried_out: bool,
     refused: str | None,
     max_changes: int,
+    exit_code: int,
+    error: str | None,
 ) -> dict[str, object]:
-    """The document of ``apply --json``: the plan (or its results) and the evidence."""
+    """The document of ``apply --json``: the plan (or its results) and the evidence, and
+    how the run ended (``exitCode`` and ``error``, as every command's ``--json``)."""
     counts: dict[str, int] = {}
     for change in changes:
         counts[change.outcome] = counts.get(change.outcome, 0) + 1
     return {
+        "exitCode": exit_code,
+        "error": error,
         "tenant": tenant,
         "source": requests.source,
         "carriedOut": carried_out,
@@ -558,5 +740,6 @@ def apply_json(
         "logonsCheckedUntil": format_z(found.until),
         "logonEventsRead": found.events,
         "counts": counts,
+        "checkAccounts": [c.user_id for c in changes if c.outcome == STARTED],
         "accounts": [change_json(change, found) for change in changes],
     }

@@ -24,8 +24,10 @@ deletion.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -36,10 +38,12 @@ from login_audit.actions import (
     FAILED,
     JOURNAL_FILENAME,
     PLANNED,
+    REPORT_FILENAME,
     Change,
     Journal,
     Recheck,
     Requests,
+    ages_from_archive,
     apply_json,
     execute,
     plan,
@@ -48,8 +52,8 @@ from login_audit.actions import (
     requests_from_csv,
 )
 from login_audit.archive.base import Archive, TenantKey
-from login_audit.errors import ConfigError
-from login_audit.locks import file_lock
+from login_audit.errors import EXIT_OK, ConfigError
+from login_audit.locks import default_state_dir, file_lock, private_dir, tenant_lock_path
 from login_audit.models import Policy
 from login_audit.platforms import undocumented_actions
 from login_audit.platforms.base import Platform
@@ -61,6 +65,8 @@ from login_audit.timeutil import Clock, utcnow
 Connect = Callable[[], contextlib.AbstractContextManager[Platform]]
 
 DEFAULT_MAX_CHANGES = 25
+#: The audit's default ``--days``: the least ``apply`` accepts when the audit's is unknown.
+DEFAULT_DAYS = Policy().days
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class ApplyRequest:
     max_changes: int = DEFAULT_MAX_CHANGES
     #: Act even where the platform documents no API for the change (Cloud One).
     allow_undocumented: bool = False
+    #: The per-user folder of the tenant's lock; None is :func:`default_state_dir`.
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -138,10 +146,16 @@ class ApplyPlan:
         return self.impossible or (self.over_limit if carrying_out else None)
 
     def document(
-        self, *, refused: str | None = None, results: list[Change] | None = None
+        self,
+        *,
+        refused: str | None = None,
+        results: list[Change] | None = None,
+        exit_code: int = EXIT_OK,
+        error: str | None = None,
     ) -> dict[str, object]:
         """The plan (with why it was ``refused``), or its ``results`` once carried out, and
-        the evidence, as JSON values (``apply --json``)."""
+        the evidence, as JSON values (``apply --json``), with the run's exit code and
+        error."""
         return apply_json(
             self.request.label,
             self.requests,
@@ -150,6 +164,8 @@ class ApplyPlan:
             carried_out=results is not None,
             refused=refused,
             max_changes=self.request.max_changes,
+            exit_code=exit_code,
+            error=error if error is not None else refused,
         )
 
 
@@ -263,6 +279,46 @@ def check_request(request: ApplyRequest, *, has_archive: bool) -> None:
         )
     if not has_archive and request.source is None:
         raise ConfigError("--no-archive needs --from CSV: there is no last audit to act on")
+    if request.source is not None:
+        _check_source(request.source)
+
+
+def _check_source(path: Path) -> None:
+    """Refuse a ``--from`` that is not a readable regular file (a pipe would block)."""
+    problem = ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    else:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                problem = "not a regular file"
+        finally:
+            os.close(fd)
+    if problem:
+        raise ConfigError(f"cannot read --from {path}: {problem}; nothing was opened or changed")
+
+
+def check_days(requests: Requests, policy: Policy) -> None:
+    """Refuse a ``--days`` shorter than the audit's: staleness would be proven over less
+    time than the audit judged it. When the audit's days are unknown, the default is the
+    least accepted."""
+    audit_days = requests.days
+    if audit_days is None:
+        if policy.days < DEFAULT_DAYS:
+            raise ConfigError(
+                f"--days {policy.days} (or LOGIN_AUDIT_DAYS) is shorter than the default "
+                f"{DEFAULT_DAYS} and the audit's --days is unknown (no {REPORT_FILENAME} "
+                f"beside the CSV): keep the report beside the CSV, or use --days {DEFAULT_DAYS} "
+                "or more"
+            )
+    elif policy.days < audit_days:
+        raise ConfigError(
+            f"--days {policy.days} (or LOGIN_AUDIT_DAYS) is shorter than the {audit_days} "
+            f"days of the audit that made {printable(requests.source)}: use --days "
+            f"{audit_days} or more"
+        )
 
 
 @contextlib.contextmanager
@@ -283,12 +339,16 @@ def prepare(
     """
     check_request(request, has_archive=archive is not None)
     with contextlib.ExitStack() as stack:
-        tenant = archive.tenant_id(request.tenant) if archive is not None else None
         if request.source is not None:
             requests = requests_from_csv(request.source)
-        else:
+        tenant = archive.tenant_id(request.tenant) if archive is not None else None
+        if request.source is None:
             assert archive is not None and tenant is not None  # see check_request
             requests = requests_from_archive(archive, tenant)
+        if requests.days is None and archive is not None and tenant is not None:
+            last = archive.last_audit(tenant)
+            requests = replace(requests, days=last[2] if last else None)
+        check_days(requests, request.policy)
         out = check_output_dir(request.output_dir)
         if not dry_run:
             ensure_dir(out)  # a dry run writes nothing, so it creates no folder
@@ -302,8 +362,11 @@ def prepare(
                 f"the request names a {request.tenant.platform} tenant but the connection is "
                 f"to {platform.name}; nothing was read or changed"
             )
+        if not dry_run:
+            stack.enter_context(_tenant_lock(request, platform))
+        ages = ages_from_archive(archive, tenant) if archive and tenant is not None else None
         found = recheck(platform, request.policy, clock())
-        changes = plan(requests, found, request.policy, request.action, platform)
+        changes = plan(requests, found, request.policy, request.action, platform, ages)
         cleanup = Cleanup(
             ApplyPlan(request, requests, found, changes),
             platform,
@@ -316,6 +379,24 @@ def prepare(
             yield cleanup
         finally:
             cleanup.open = False
+
+
+def _tenant_lock(
+    request: ApplyRequest, platform: Platform
+) -> contextlib.AbstractContextManager[None]:
+    """The lock of the tenant itself, whatever the journal's folder and the archive.
+
+    Kept in the user's state folder (0700) and named by the platform, the API's origin
+    and the tenant's name: two applies of one user on one machine never overlap on a
+    tenant. Other users and other machines do not see it.
+    """
+    folder = private_dir(request.state_dir or default_state_dir())
+    path = tenant_lock_path(folder, platform.name, platform.base_url, request.tenant.name)
+    busy = (
+        "another login-audit apply is changing this tenant (it holds "
+        f"{path}); wait for it to finish"
+    )
+    return file_lock(path, busy)
 
 
 def run_cleanup(

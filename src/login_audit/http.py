@@ -583,21 +583,23 @@ class HttpClient:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def url_origin(url: str) -> tuple[str, str | None, int | None]:
+    """The scheme, host and port of ``url``; the port is the scheme's default when none is
+    written out, and -1 when it cannot be read."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return (scheme, parts.hostname, -1)
+    return (scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme))
+
+
 def same_origin(url: str, base_url: str) -> bool:
     """True when ``url`` has the scheme, host and port of ``base_url``.
 
     A port written out that is the scheme's default (``https://host:443``) is the same
     origin as none at all.
     """
-
-    def origin(text: str) -> tuple[str, str | None, int | None]:
-        parts = urlsplit(text)
-        scheme = parts.scheme.lower()
-        try:
-            port = parts.port
-        except ValueError:
-            return (scheme, parts.hostname, -1)
-        return (scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme))
-
-    a, b = origin(url), origin(base_url)
+    a, b = url_origin(url), url_origin(base_url)
     return a == b and a[2] != -1

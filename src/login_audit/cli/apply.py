@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from login_audit.actions import ACTIONS, JOURNAL_FILENAME, describe
+from login_audit.actions import (
+    ACTIONS,
+    DONE,
+    JOURNAL_FILENAME,
+    STARTED,
+    ApplyInterrupted,
+    describe,
+)
 from login_audit.cleanup import (
     DEFAULT_MAX_CHANGES,
     ApplyPlan,
@@ -150,6 +157,11 @@ def apply(
       login-audit apply --from f.csv --json > plan.json                      # for approval
     """
     state = click.get_current_context().ensure_object(AppState)
+    if confirm_delete and action != "delete":
+        raise ConfigError(
+            "--confirm-delete confirms a deletion, and --action is disable: drop "
+            "--confirm-delete, or add --action delete to delete"
+        )
     target = chosen_target(tenant_choice)
     policy = build_policy(days, exclusions, evidence, MAX_ARCHIVE_DAYS)
     request = ApplyRequest(
@@ -192,15 +204,30 @@ def _review_then_carry_out(
 
     refused = plan.refusal(carrying_out=yes)
     if refused or not yes:
-        emit(plan.document(refused=refused))
+        emit(plan.document(refused=refused, exit_code=EXIT_CONFIG if refused else EXIT_OK))
         if refused:
             raise ConfigError(refused)
         hint = plan.over_limit or "add --yes to carry out the plan"
         click.echo(f"dry run: nothing changed; {hint}", err=True)
         raise SystemExit(EXIT_OK)
     _confirm_delete(plan.request.action, plan.planned, confirm_delete)
-    result = cleanup.carry_out()
-    emit(plan.document(results=result.changes))
+    try:
+        result = cleanup.carry_out()
+    except ApplyInterrupted as exc:
+        emit(plan.document(results=exc.changes, exit_code=exc.exit_code, error=str(exc)))
+        for change in exc.changes:
+            if change.outcome in (STARTED, DONE):
+                click.echo(describe(change), err=True)
+        click.echo(f"apply: journal {plan.request.journal_path}", err=True)
+        raise
+    failed = result.failed
+    emit(
+        plan.document(
+            results=result.changes,
+            exit_code=EXIT_OK if result.complete else EXIT_INCOMPLETE,
+            error=failed[0].reason if failed else None,
+        )
+    )
     return result
 
 
@@ -229,5 +256,4 @@ def _confirm_delete(action: str, planned: int, confirmed: bool) -> None:
         err=True,
     )
     if word.strip() != f"delete {planned}":
-        click.echo("apply: not confirmed; nothing changed", err=True)
-        raise SystemExit(EXIT_CONFIG)
+        raise ConfigError("not confirmed; nothing changed")
