@@ -78,7 +78,9 @@ class Simulator:
         self.behaviours = frozenset(behaviours)
         self.tenant = apply_to_tenant(tenant, self.behaviours)
         self.cloudone = apply_to_cloudone(cloudone, self.behaviours) if cloudone else None
-        self.token = token or secrets.token_urlsafe(24)
+        # A letter first, as in the vendor's keys: a token that starts with '-' would be
+        # read as an option by a command line that takes it as an argument (the old script).
+        self.token = token or "sim" + secrets.token_urlsafe(24)
         self.tokens = dict(tokens or {})
         self.tokens.setdefault(self.token, ALL_PERMISSIONS)
         self.stats = SimStats()
