@@ -26,6 +26,7 @@ BEHAVIOURS: dict[str, str] = {
     "future-times": "a few logons of dormant accounts carry a time far in the future",
     "bare-429": "the rate limit answers 429 without Retry-After",
     "account-filters-refused": "a TMV1-Filter on the account list is refused with 400",
+    "account-filter-ignored": "an account-list filter on role (undocumented) matches everyone",
 }
 
 LOGON_CATEGORY = "Logon and Logoff"
