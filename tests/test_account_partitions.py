@@ -278,3 +278,29 @@ def test_a_role_with_a_control_character_is_not_a_crash(tenant, start_sim) -> No
     ids = {a.id for a in platform.list_accounts(expected=PARTITION_FROM)}
     assert ids == {a["id"] for a in sim.accounts}
     assert asked.count(partition_filter(ACCOUNT_PARTITIONS[0])) == 2
+
+
+def test_a_role_with_quotes_and_filter_words_is_listed_by_its_own_filter(tenant, start_sim) -> None:
+    """A custom role named to look like filter syntax is quoted, not obeyed."""
+    sim = start_sim(tenant)
+    hostile = "O'Brien') or (status eq 'disabled"
+    odd = [
+        {
+            "id": f"q{n}",
+            "email": f"q{n}@example.com",
+            "authType": "local",
+            "status": "enabled",
+            "role": hostile,
+        }
+        for n in range(60)
+    ]
+    with sim.lock:
+        sim.accounts[:0] = odd
+        sim.account_rows.clear()
+    platform = platform_for(sim)
+    asked = recording(platform)
+    accounts = {a.id: a for a in platform.list_accounts(expected=PARTITION_FROM)}
+    assert set(accounts) == {a["id"] for a in sim.accounts}
+    assert all(accounts[f"q{n}"].role == hostile for n in range(60))
+    assert "(role eq 'O''Brien'') or (status eq ''disabled')" in " ".join(asked)
+    assert asked.count(partition_filter(ACCOUNT_PARTITIONS[0])) == 1  # the split held

@@ -182,6 +182,10 @@ class Sweep:
         """Read every page, handing each to ``commit``; return the failures (empty if none)."""
         if self.states is None:
             self._probe(commit)
+            if self.problems:
+                # The first page failed after every retry: the slices would fail alike. The
+                # checkpoint keeps them pending for the next run.
+                return self.problems
         pending = [i for i, s in enumerate(self.states or []) if not s.done]
         if len(pending) == 1:
             self._slice(pending[0], commit)
