@@ -184,7 +184,12 @@ def test_an_account_deleted_while_the_list_is_paged(
     from login_audit.platforms import visionone
 
     if partitioned:
+        from login_audit.platforms import partitions
+
         monkeypatch.setattr(visionone, "PARTITION_FROM", 500)
+        # Split by role, this small tenant's listings would each fit on one page, and an
+        # account is deleted only while a list is paged.
+        monkeypatch.setattr(partitions, "ROLE_MIN_SHARE", 201)
 
     tenant = build_tenant(seed=83, accounts=700)
     sim = start_sim(tenant)

@@ -28,6 +28,7 @@ from login_audit.models import (
 from login_audit.reports import WriteNotes, write_reports
 from login_audit.reports.atomic import write_atomic
 from login_audit.reports.csvreport import neutralise, read_cell, write_rows
+from login_audit.reports.jsonreport import finding_json, write_summary
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -226,3 +227,17 @@ def test_two_runs_into_one_folder_never_mix_their_sets(tmp_path: Path, monkeypat
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and released afterwards
     finally:
         os.close(probe)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(role=st.text(), reason=st.text(), days=st.one_of(st.none(), st.integers(-(10**6), 10**6)))
+def test_json_accounts_are_written_as_the_standard_library_writes_them(
+    tmp_path: Path, role: str, reason: str, days: int | None
+) -> None:
+    # Any text, lone surrogates included (the standard library writes those itself).
+    finding = Finding(acc("a@example.com", role), FindingKind.ACTIVE, reason, NOW, None, days)
+    buffer = io.StringIO()
+    write_summary(buffer, make_summary(finding))
+    expected = json.dumps(finding_json(finding), indent=2, ensure_ascii=False)
+    assert "    " + expected.replace("\n", "\n    ") in buffer.getvalue()
+    assert json.loads(buffer.getvalue())["accounts"] == [finding_json(finding)]

@@ -82,6 +82,7 @@ class _AccountReader(threading.Thread):
         super().__init__(name="accounts", daemon=True)
         self.platform, self.progress, self.expected = platform, progress, expected
         self.accounts: list[Account] = []
+        self._where: dict[str, int] = {}
         self.problem = ""
         self.error: BaseException | None = None
         #: Set once the first ``SAMPLE`` accounts (or all of them) have been read.
@@ -90,7 +91,12 @@ class _AccountReader(threading.Thread):
     def run(self) -> None:
         try:
             for account in self.platform.list_accounts(self.expected):
-                self.accounts.append(account)
+                where = self._where.get(account.id)
+                if where is None:
+                    self._where[account.id] = len(self.accounts)
+                    self.accounts.append(account)
+                else:
+                    self.accounts[where] = account  # read again: the newer version
                 self.progress("accounts", len(self.accounts))
                 if len(self.accounts) >= SAMPLE:
                     self.sampled.set()

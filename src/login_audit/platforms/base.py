@@ -26,10 +26,11 @@ class Platform(Protocol):
     http: HttpClient
 
     def list_accounts(self, expected: int = 0) -> Iterator[Account]:
-        """Yield every account of the tenant, each once.
+        """Yield every account of the tenant, each once when ``expected`` is 0.
 
         ``expected`` is how many accounts the caller expects (0: unknown); a platform may
-        read a long list in several parallel listings.
+        read a long list in several parallel listings, and then yield an account again
+        when it read it again: the later version replaces the earlier.
         """
         ...
 

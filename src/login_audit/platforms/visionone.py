@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
-import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +23,7 @@ from login_audit.models import (
 )
 from login_audit.platforms.fields import FieldReader, canonical, lowered, text, time_or_none
 from login_audit.platforms.pagination import NextLinkPager
+from login_audit.platforms.partitions import Partition, Term, partitioned_items
 from login_audit.timeutil import Clock, format_z, parse_timestamp, utcnow
 
 log = logging.getLogger(__name__)
@@ -87,18 +85,30 @@ def filter_none_of(field: str, values: tuple[str, ...]) -> str:
 
 AUTH_TYPES = ("local", "saml", "samlGroup")
 STATUSES = ("enabled", "disabled", "invited")
+_LOCAL = Term("authType", ("local",))
 #: Independent listings whose union is the whole account list, read in parallel when the
-#: list is long: the documented authTypes (local ones, the most, split by status) and,
-#: for each split, a remainder for whatever value it does not name, so an account of a
-#: new kind or spelling is still listed exactly once.
-ACCOUNT_PARTITIONS: tuple[str, ...] = (
-    *(filter_and(filter_eq("authType", "local"), filter_eq("status", s)) for s in STATUSES),
-    filter_and(filter_eq("authType", "local"), filter_none_of("status", STATUSES)),
-    *(filter_eq("authType", t) for t in AUTH_TYPES[1:]),
-    filter_none_of("authType", AUTH_TYPES),
+#: list is long: the documented authTypes (local ones, the most, split by status; local
+#: and enabled ones split again by role, see ``partitions.py``) and, for each split, a
+#: remainder for whatever value it does not name, so an account of a new kind or
+#: spelling is still listed exactly once.
+ACCOUNT_PARTITIONS: tuple[Partition, ...] = (
+    Partition((_LOCAL, Term("status", ("enabled",))), split_by_role=True),
+    *(Partition((_LOCAL, Term("status", (s,)))) for s in STATUSES[1:]),
+    Partition((_LOCAL, Term("status", STATUSES, negated=True))),
+    *(Partition((Term("authType", (t,)),)) for t in AUTH_TYPES[1:]),
+    Partition((Term("authType", AUTH_TYPES, negated=True),)),
 )
 #: The fewest accounts expected for the partitions to pay: each costs a partly filled page.
 PARTITION_FROM = 2000
+
+
+def partition_filter(partition: Partition) -> str:
+    """The ``TMV1-Filter`` of one partition of the account list."""
+    terms = [
+        filter_none_of(t.field, t.values) if t.negated else filter_eq(t.field, t.values[0])
+        for t in partition.terms
+    ]
+    return filter_and(*terms)
 
 
 def parse_account(item: Any) -> Account | None:
@@ -221,25 +231,40 @@ class VisionOne:
         return self.http.stats.requests
 
     def list_accounts(self, expected: int = 0) -> Iterator[Account]:
-        """Yield every IAM account once, even if the list shifts between pages.
+        """Yield every IAM account, each once unless a newer version replaces it.
 
         With ``expected`` (the accounts of the last snapshot) of ``PARTITION_FROM`` or
-        more, the list is read as the independent ``ACCOUNT_PARTITIONS`` in parallel; if
-        the vendor refuses one of their filters, it is read again in one listing.
+        more, the list is read as the independent ``ACCOUNT_PARTITIONS`` in parallel,
+        their answers checked; if one is refused or does not hold together, the list is
+        read again in one listing, whose versions of the accounts replace those yielded
+        before (see ``partitions.py``).
         """
-        items = self._partitioned_items() if expected >= PARTITION_FROM else self._items(None)
+        if expected < PARTITION_FROM:
+            yield from self._accounts(self._items(None), newer_replaces=False)
+            return
+        items = partitioned_items(
+            ACCOUNT_PARTITIONS,
+            lambda partition: self._pages(partition_filter(partition)),
+            lambda: self._items(None),
+        )
+        yield from self._accounts(items, newer_replaces=True)
+
+    @staticmethod
+    def _accounts(items: Iterator[Any], *, newer_replaces: bool) -> Iterator[Account]:
+        """Parsed accounts; an id seen before is dropped unless it may be a newer version
+        (a partition read again); an entry without an id is skipped."""
         seen: set[str] = set()
         for item in items:
             account = parse_account(item)
             if account is None:
                 log.warning("skipped an account entry without an id")
                 continue
-            if account.id in seen:
+            if account.id in seen and not newer_replaces:
                 continue
             seen.add(account.id)
             yield account
 
-    def _items(self, filter_text: str | None) -> Iterator[Any]:
+    def _pages(self, filter_text: str | None) -> Iterator[list[Any]]:
         pager = NextLinkPager(
             self.http,
             f"{self.base_url}/v3.0/iam/accounts",
@@ -248,53 +273,11 @@ class VisionOne:
             headers={"TMV1-Filter": filter_text} if filter_text else None,
             permission=PERMISSION_ACCOUNTS,
         )
-        for page in pager.pages():
+        return pager.pages()
+
+    def _items(self, filter_text: str | None) -> Iterator[Any]:
+        for page in self._pages(filter_text):
             yield from page
-
-    def _partitioned_items(self) -> Iterator[Any]:
-        """Items of every partition as their pages arrive; one listing if one is refused."""
-        pages: queue.Queue[tuple[list[Any] | None, BaseException | None]] = queue.Queue()
-        stop = threading.Event()
-
-        def read(filter_text: str) -> None:
-            try:
-                pager = NextLinkPager(
-                    self.http,
-                    f"{self.base_url}/v3.0/iam/accounts",
-                    self.base_url,
-                    params={"top": PAGE_SIZE},
-                    headers={"TMV1-Filter": filter_text},
-                    permission=PERMISSION_ACCOUNTS,
-                )
-                for page in pager.pages():
-                    pages.put((page, None))
-                    if stop.is_set():
-                        break
-                pages.put((None, None))
-            except BaseException as exc:  # handed to the reading thread
-                stop.set()
-                pages.put((None, exc))
-
-        failure: BaseException | None = None
-        with ThreadPoolExecutor(len(ACCOUNT_PARTITIONS), thread_name_prefix="accounts") as pool:
-            for filter_text in ACCOUNT_PARTITIONS:
-                pool.submit(read, filter_text)
-            try:
-                for _ in ACCOUNT_PARTITIONS:
-                    while True:
-                        page, error = pages.get()
-                        if page is None:
-                            break
-                        yield from page
-                    failure = failure or error
-            finally:
-                stop.set()  # a caller that stops reading stops the listings after a page
-        if isinstance(failure, ProtocolError) and failure.status == 400:
-            # Seen accounts are dropped by the caller, so the whole list may follow.
-            log.info("the vendor refused a filter of the account list; reading it in one listing")
-            yield from self._items(None)
-        elif failure is not None:
-            raise failure
 
     def account_activity(self) -> list[LoginEvent]:
         """Vision One's account list carries no activity: the audit log decides alone."""

@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from login_audit.models import Finding, RunSummary
 from login_audit.redaction import redact_url
 from login_audit.reports import WriteNotes
@@ -113,9 +115,23 @@ def write_summary(handle: IO[str], summary: RunSummary) -> None:
     before, _, after = text.rpartition('"accounts": []')
     handle.write(before + '"accounts": [')
     for number, finding in enumerate(summary.findings):
-        item = json.dumps(finding_json(finding), indent=2, ensure_ascii=False)
+        item = _indented(finding_json(finding))
         handle.write(("," if number else "") + "\n    " + item.replace("\n", "\n    "))
     handle.write(("\n  ]" if summary.findings else "]") + after + "\n")
+
+
+def _indented(value: dict[str, Any]) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, several times faster.
+
+    The standard library's C encoder is not used when indenting, which made this report
+    the slowest step after the requests; orjson writes the same text for these values
+    (strings, integers, booleans, null). A string orjson refuses (a lone surrogate) is
+    written by the standard library, as before.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 class JsonReport:

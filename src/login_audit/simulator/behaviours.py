@@ -27,6 +27,7 @@ BEHAVIOURS: dict[str, str] = {
     "bare-429": "the rate limit answers 429 without Retry-After",
     "account-filters-refused": "a TMV1-Filter on the account list is refused with 400",
     "empty-next": 'the last page of a Cloud One listing carries "next": "" instead of no next',
+    "account-filter-ignored": "an account-list filter on role (undocumented) matches everyone",
 }
 
 LOGON_CATEGORY = "Logon and Logoff"

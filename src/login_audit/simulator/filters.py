@@ -42,8 +42,12 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def parse_filter(text: str, fields: Collection[str]) -> Predicate:
-    """Compile ``text`` into a predicate over items; field names match case-insensitively."""
+def parse_filter(text: str, fields: Collection[str], ignored: Collection[str] = ()) -> Predicate:
+    """Compile ``text`` into a predicate over items; field names match case-insensitively.
+
+    A term on a field of ``ignored`` is accepted and holds for every item, as a server
+    that skips what it does not know would treat it.
+    """
     if len(text) > 1024:
         raise FilterSyntaxError("filter longer than 1024 characters")
     allowed = {f.lower(): f for f in fields}
@@ -80,6 +84,8 @@ def parse_filter(text: str, fields: Collection[str]) -> Predicate:
             vkind, wanted = take()
             if vkind != "value":
                 raise FilterSyntaxError("a value must be in single quotes")
+            if name.lower() in {f.lower() for f in ignored}:
+                return lambda item: True
             return lambda item: str(item.get(name, "")).lower() == wanted.lower()
         raise FilterSyntaxError(f"unexpected {value!r}")
 

@@ -36,7 +36,10 @@ BODY_FAULTS = frozenset(
     {"noitems", "nullitems", "repeat-link", "foreign-link", "echo-link", "shift-accounts"}
 )
 AUDIT_FIELDS = ("loggedUser", "loggedRole", "accessType", "category", "activity", "result")
-ACCOUNT_FIELDS = ("id", "email", "authType", "status")
+#: The documented fields, and ``role``: whether the vendor filters on it is a guess, which
+#: the simulator answers yes to (``account-filter-ignored`` answers otherwise).
+ACCOUNT_FIELDS = ("id", "email", "authType", "status", "role")
+UNDOCUMENTED_ACCOUNT_FIELDS = ("role",)
 PAGE_SIZES = (50, 100, 200)
 _USER_TERM = re.compile(r"\(\s*loggedUser\s+eq\s+'((?:[^']|'')*)'\s*\)", re.IGNORECASE)
 _STRICT_TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -248,8 +251,11 @@ class VisionOneApi:
         """``GET /v3.0/iam/accounts``."""
         if filter_text and "account-filters-refused" in self.sim.behaviours:
             raise ApiError(400, "BadRequest", "invalid TMV1-Filter: not supported here")
+        ignored = (
+            UNDOCUMENTED_ACCOUNT_FIELDS if "account-filter-ignored" in self.sim.behaviours else ()
+        )
         try:
-            predicate = parse_filter(filter_text, ACCOUNT_FIELDS)
+            predicate = parse_filter(filter_text, ACCOUNT_FIELDS, ignored)
         except FilterSyntaxError as exc:
             raise ApiError(400, "BadRequest", f"invalid TMV1-Filter: {exc}") from None
         key = hashlib.sha256(json.dumps(["accounts", filter_text]).encode()).hexdigest()[:24]
