@@ -89,11 +89,7 @@ def open_sqlite(
     ``OPEN_WAIT`` seconds at most (``sleep`` and ``clock`` are injectable).
     """
     path = Path(os.path.realpath(path.expanduser()))
-    if path.is_dir():
-        raise ConfigError(
-            f"the archive {path} is a folder: name a file in it, such as "
-            f"{path / 'archive.sqlite3'} (--archive or LOGIN_AUDIT_ARCHIVE)"
-        )
+    refuse_unusual(path)
     if not create_folder and not path.parent.is_dir():
         raise ConfigError(
             f"the folder {path.parent} of the archive does not exist: check the path "
@@ -109,10 +105,13 @@ def open_sqlite(
     refuse_hard_links(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Not through a link, and never blocking on a pipe swapped in since the check.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
         os.close(fd)
-        for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            tighten(private)
+        if not regular:
+            refuse_unusual(path)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the archive {path}: {exc.strerror}; choose another with --archive"
@@ -142,6 +141,41 @@ def open_sqlite(
                     f"for {OPEN_WAIT:g} s; run again when it has finished"
                 ) from None
             sleep(OPEN_RETRY)
+
+
+def refuse_unusual(path: Path) -> None:
+    """Refuse a folder, device, pipe or socket before anything opens or changes it.
+
+    Opening one as a database would block (a pipe), write a ``-journal`` beside a device
+    and change its mode (``/dev/null``), or fail later with a misleading error.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"the archive {path} is a folder: name a file in it, such as "
+            f"{path / 'archive.sqlite3'} (--archive or LOGIN_AUDIT_ARCHIVE)"
+        )
+    if not stat.S_ISREG(mode):
+        raise ConfigError(
+            f"the archive {path} is not a regular file (a device, pipe or socket): name a "
+            "file with --archive or LOGIN_AUDIT_ARCHIVE"
+        )
+
+
+def refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a SQLite database that has tables but none of ours: another program's data
+    must not get our tables added, nor its mode changed. An empty file is a new archive."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "schema_migrations" not in tables:
+        conn.close()
+        raise ConfigError(
+            f"the archive {path} is a SQLite database of another program (it has no "
+            "login-audit tables), left untouched; name a new file or an archive of "
+            "login-audit with --archive"
+        )
 
 
 def refuse_hard_links(path: Path) -> None:
@@ -205,6 +239,7 @@ def _connect_read_only(path: Path) -> SqlArchive:
             problem = exc
             continue
         check_integrity(conn, path)
+        refuse_foreign(conn, path)
         if archive.pending_migrations():
             archive.close()
             raise ConfigError(
@@ -252,6 +287,10 @@ def _connect(path: Path) -> SqlArchive:
         # While opening, a busy file fails at once: open_sqlite waits, for a bounded time.
         conn.execute("PRAGMA busy_timeout = 0")
         check_integrity(conn, path)
+        refuse_foreign(conn, path)
+        # Proven ours (or new) only now: before, the file might be anybody's.
+        for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            tighten(private)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -1,0 +1,144 @@
+"""Files that are not ours are refused before anything touches them: no chmod, no write."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from login_audit.simulator import build_tenant
+
+FAST = ["--backoff-base", "0.01", "--max-attempts", "2"]
+
+
+@pytest.fixture
+def where(start_sim):
+    """A running simulator and the commands that open an archive, with their options."""
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    base = ["--base-url", sim.base_url, *FAST]
+    commands = {
+        "archive info": ["archive", "info"],
+        "archive prune": ["archive", "prune", "--before", "2000-01-01", "--yes"],
+        "export": ["export", "--no-sync", "--base-url", sim.base_url, "-o", "-"],
+        "sync": ["sync", *base],
+        "audit": ["audit", *base, "--output-dir", "reports"],
+    }
+    return sim, commands
+
+
+def shared_text(path: Path) -> Path:
+    path.write_text("a shopping list, not an archive\n")
+    path.chmod(0o644)
+    return path
+
+
+def other_program_db(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE recipes (name TEXT)")
+    conn.execute("INSERT INTO recipes VALUES ('bread')")
+    conn.commit()
+    conn.close()
+    path.chmod(0o644)
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every entry of ``folder``: its mode, and its bytes when it is a regular file."""
+    seen = {}
+    for entry in sorted(folder.iterdir()):
+        info = entry.lstat()
+        data = entry.read_bytes() if stat.S_ISREG(info.st_mode) else b""
+        seen[entry.name] = (info.st_mode, data)
+    return seen
+
+
+@pytest.mark.parametrize("command", ["archive info", "archive prune", "export", "sync", "audit"])
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (shared_text, "is not a usable SQLite database"),
+        (other_program_db, "is a SQLite database of another program"),
+        (lambda p: (os.mkfifo(p, 0o644), p)[1], "is not a regular file"),
+        (lambda p: (p.mkdir(mode=0o755), p)[1], "is a folder"),
+    ],
+    ids=["text file", "other program's database", "fifo", "folder"],
+)
+def test_a_file_that_is_not_an_archive_is_refused_untouched(
+    cli, where, tmp_path, monkeypatch, command, make, needle
+) -> None:
+    sim, commands = where
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    store.mkdir()
+    target = make(store / "thing")
+    before = snapshot(store)
+    result = cli([*commands[command], "--archive", str(target)], {"TMV1_TOKEN": sim.token})
+    assert result.code == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert needle in line and str(target) in line and "--archive" in line, line
+    assert "now 0600" not in result.stderr
+    assert snapshot(store) == before  # not chmodded, nothing written into or beside it
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_device_is_refused_without_being_opened(cli, tmp_path, monkeypatch) -> None:
+    """A character device stands for /dev/null: its mode must not change, and no -journal
+    may appear beside it. The real /dev/null is not used, and opening is watched."""
+    device = tmp_path / "null"
+    device.touch()
+    device.chmod(0o666)
+    real_stat = os.stat
+
+    def as_a_device(path, *args, **kwargs):
+        info = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == str(device):
+            mode = stat.S_IFCHR | 0o666
+            return os.stat_result((mode, *tuple(info)[1:]))
+        return info
+
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "stat", as_a_device)
+    monkeypatch.setattr(os, "lstat", as_a_device)
+    monkeypatch.setattr(
+        os, "open", lambda p, *a, **k: (opened.append(os.fspath(p)), real_open(p, *a, **k))[1]
+    )
+    result = cli(["archive", "info", "--archive", str(device)])
+    sync = cli(
+        ["sync", "--archive", str(device), "--base-url", "http://127.0.0.1:9"],
+        {"TMV1_TOKEN": "x" * 20},
+    )
+    monkeypatch.undo()
+    for run in (result, sync):
+        assert run.code == 2 and "is not a regular file" in run.stderr, run.stderr
+    assert str(device) not in opened
+    assert stat.S_IMODE(device.stat().st_mode) == 0o666
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_an_empty_file_is_adopted_and_made_private(cli, start_sim, tmp_path) -> None:
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    archive = tmp_path / "empty.sqlite3"
+    archive.touch()
+    archive.chmod(0o644)
+    result = cli(
+        ["sync", "--base-url", sim.base_url, "--archive", str(archive), *FAST],
+        {"TMV1_TOKEN": sim.token},
+    )
+    assert result.code == 0, result.stderr
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+
+
+def test_our_own_shared_archive_is_still_made_private(cli, start_sim, tmp_path) -> None:
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    archive = tmp_path / "a.sqlite3"
+    where = ["--base-url", sim.base_url, "--archive", str(archive), *FAST]
+    assert cli(["sync", *where], {"TMV1_TOKEN": sim.token}).code == 0
+    archive.chmod(0o644)
+    again = cli(["sync", *where], {"TMV1_TOKEN": sim.token})
+    assert again.code == 0, again.stderr
+    assert "it is now 0600" in again.stderr
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
