@@ -142,3 +142,49 @@ def test_our_own_shared_archive_is_still_made_private(cli, start_sim, tmp_path) 
     assert again.code == 0, again.stderr
     assert "it is now 0600" in again.stderr
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_log_file_that_is_not_a_regular_file_is_refused_untouched(cli, tmp_path, kind) -> None:
+    target = tmp_path / "log"
+    if kind == "fifo":
+        os.mkfifo(target, 0o644)
+    else:
+        target.mkdir(mode=0o755)
+    target.chmod(0o644 if kind == "fifo" else 0o755)
+    before = snapshot(tmp_path)
+    args = ["sync", "--base-url", "http://127.0.0.1:9", "--archive", str(tmp_path / "a.sqlite3")]
+    result = cli([*args, "--log-file", str(target)], {"TMV1_TOKEN": "x" * 20})
+    assert result.code == 2, result.stderr
+    said = "not a regular file" if kind == "fifo" else "is a directory"
+    assert "--log-file" in result.stderr and said in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_export_never_replaces_what_is_not_a_regular_file(cli, tmp_path, force) -> None:
+    fifo = tmp_path / "out.jsonl"
+    os.mkfifo(fifo, 0o644)
+    fifo.chmod(0o644)
+    before = snapshot(tmp_path)
+    result = cli(["export", "--no-sync", "--archive", "x.sqlite3", "-o", str(fifo), *force])
+    assert result.code == 2
+    assert f"{fifo} is not a regular file" in result.stderr, result.stderr
+    assert "-o -" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["{t}.jsonl", "{t}", "out/{t}.csv"])
+def test_export_never_echoes_an_output_name_that_looks_like_a_token(
+    cli, tmp_path, monkeypatch, name
+) -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9" + "Abc123" * 6
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    output = name.format(t=token)
+    result = cli(["export", "--no-sync", "--archive", "a.sqlite3", "-o", output])
+    assert result.code == 2
+    assert "looks like a token (not shown)" in result.stderr and "--output" in result.stderr
+    assert token not in result.stderr + result.stdout and token[:24] not in result.stderr
+    assert not (tmp_path / output).exists()
