@@ -23,7 +23,7 @@ from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
-from login_audit.reports.atomic import NOT_REGULAR, atomic_text, ensure_dir, is_unusual
+from login_audit.reports.atomic import NOT_REGULAR, atomic_text, check_output_dir, is_unusual
 from login_audit.service import exit_code_for, render_summary
 from login_audit.simulator.behaviours import BEHAVIOURS
 
@@ -224,14 +224,14 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
 
         raise SystemExit(takeover_demo(state, Path(output_dir), accounts, seed, faults))
     tenant = build_tenant(seed, accounts)
-    out = ensure_dir(Path(output_dir))
+    # Checked now, created only when the reports are written: an interrupted demo leaves
+    # no empty folder behind.
+    out = check_output_dir(Path(output_dir))
     # The simulator is new on every run (a new port, so a new tenant key): its archive is
     # of no use afterwards, and kept apart so the output folder holds only the reports.
-    scratch = tempfile.TemporaryDirectory(prefix="login-audit-demo-")
-    archive = open_archive(str(Path(scratch.name) / "demo-archive.sqlite3"))
     with (
-        scratch,
-        contextlib.closing(archive),
+        tempfile.TemporaryDirectory(prefix="login-audit-demo-") as scratch,
+        contextlib.closing(open_archive(str(Path(scratch) / "demo-archive.sqlite3"))) as archive,
         Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim,
     ):
         click.echo(
