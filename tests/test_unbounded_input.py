@@ -107,3 +107,28 @@ def test_ordinary_configuration_files_are_still_read(cli, tmp_path: Path) -> Non
     exclude.write_text("svc-*\n")
     result = cli([*BASE, "--output-dir", str(tmp_path / "r"), "--exclude-file", str(exclude)])
     assert "exclusion file" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t", " prod"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sync", "--base-url", "http://127.0.0.1:9"],
+        ["export", "--no-sync", "--base-url", "http://127.0.0.1:9"],
+        ["archive", "prune", "--before", "2000-01-01"],
+    ],
+    ids=["sync", "export", "prune"],
+)
+def test_an_empty_or_padded_tenant_name_is_refused(cli, tmp_path, args, name) -> None:
+    archive = tmp_path / "a.sqlite3"
+    result = cli([*args, "--archive", str(archive), "--tenant", name], TOKEN)
+    assert result.code == 2, result.stderr
+    assert "--tenant" in result.stderr and "tenant name" in result.stderr, result.stderr
+    assert not archive.exists()
+
+
+def test_an_empty_tenant_name_from_the_environment_is_refused(cli, tmp_path) -> None:
+    archive = tmp_path / "a.sqlite3"
+    args = ["sync", "--base-url", "http://127.0.0.1:9", "--archive", str(archive)]
+    result = cli(args, {**TOKEN, "LOGIN_AUDIT_TENANT": " "})
+    assert result.code == 2 and "tenant name" in result.stderr, result.stderr

@@ -74,6 +74,17 @@ class Finite(click.FloatRange):
         return number
 
 
+def check_tenant_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a tenant name that is empty or padded with spaces: it would name a tenant in
+    the archive that no one could tell apart from, or find as, the one meant."""
+    if value is not None and (not value.strip() or value != value.strip()):
+        raise click.BadParameter(
+            f"the tenant name {value!r} is empty or starts or ends with a space; give a name "
+            "such as prod, or leave --tenant out for 'default'"
+        )
+    return value
+
+
 #: The longest threshold accepted where an archive may hold the history (ten years).
 MAX_ARCHIVE_DAYS = 3650
 
@@ -521,6 +532,7 @@ archive_options = option_group(
             "--tenant",
             "tenant_name",
             envvar="LOGIN_AUDIT_TENANT",
+            callback=check_tenant_name,
             default="default",
             show_default=True,
             help="Name of this tenant in the archive (several tenants can share one archive).",
