@@ -25,6 +25,8 @@ def where(start_sim):
         "export": ["export", "--no-sync", "--base-url", sim.base_url, "-o", "-"],
         "sync": ["sync", *base],
         "audit": ["audit", *base, "--output-dir", "reports"],
+        "watch": ["watch", *base, "--jsonl", "signals.jsonl"],
+        "doctor": ["doctor", *base],
     }
     return sim, commands
 
@@ -55,7 +57,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     return seen
 
 
-@pytest.mark.parametrize("command", ["archive info", "archive prune", "export", "sync", "audit"])
+@pytest.mark.parametrize(
+    "command", ["archive info", "archive prune", "export", "sync", "audit", "watch", "doctor"]
+)
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
@@ -77,8 +81,10 @@ def test_a_file_that_is_not_an_archive_is_refused_untouched(
     before = snapshot(store)
     result = cli([*commands[command], "--archive", str(target)], {"TMV1_TOKEN": sim.token})
     assert result.code == 2, result.stderr
-    line = result.stderr.strip().splitlines()[-1]
-    assert needle in line and str(target) in line and "--archive" in line, line
+    said = result.stdout if command == "doctor" else result.stderr  # doctor's checks: stdout
+    line = [ln for ln in said.splitlines() if str(target) in ln][-1]
+    assert "can be read by other users" not in result.stderr  # not ours to advise on
+    assert needle in line and "--archive" in line, said
     assert "now 0600" not in result.stderr
     assert snapshot(store) == before  # not chmodded, nothing written into or beside it
     assert not (tmp_path / "reports").exists()
@@ -188,3 +194,21 @@ def test_export_never_echoes_an_output_name_that_looks_like_a_token(
     assert "looks like a token (not shown)" in result.stderr and "--output" in result.stderr
     assert token not in result.stderr + result.stdout and token[:24] not in result.stderr
     assert not (tmp_path / output).exists()
+
+
+@pytest.mark.parametrize("companion", ["-wal", "-shm", "-journal"])
+def test_a_link_planted_beside_the_archive_is_refused(cli, start_sim, tmp_path, companion) -> None:
+    """SQLite would write its WAL through the link into the file it points to."""
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    archive = tmp_path / "a.sqlite3"
+    where = ["--base-url", sim.base_url, "--archive", str(archive), *FAST]
+    assert cli(["sync", *where], {"TMV1_TOKEN": sim.token}).code == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    Path(f"{archive}{companion}").symlink_to(victim)
+    result = cli(["sync", *where], {"TMV1_TOKEN": sim.token})
+    assert result.code == 2, result.stderr
+    assert f"{archive}{companion}" in result.stderr and "remove it" in result.stderr
+    assert victim.read_text() == "precious\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644

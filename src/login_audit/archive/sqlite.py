@@ -163,6 +163,15 @@ def refuse_unusual(path: Path) -> None:
             f"the archive {path} is not a regular file (a device, pipe or socket): name a "
             "file with --archive or LOGIN_AUDIT_ARCHIVE"
         )
+    for suffix in ("-wal", "-shm", "-journal"):
+        # SQLite would follow a link planted here and write into the file it points to.
+        companion = Path(f"{path}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(companion.lstat().st_mode):
+                raise ConfigError(
+                    f"{companion} beside the archive is a symbolic link or not a regular "
+                    "file, which SQLite would write through; remove it, then run again"
+                )
 
 
 def refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
@@ -199,10 +208,11 @@ def tighten(path: Path) -> None:
     that did not) may be 0644 and hold every account's logon history.
     """
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        info = path.lstat()  # a link is not followed to a file that is not ours
     except FileNotFoundError:
         return
-    if mode & 0o077:
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISREG(info.st_mode) and mode & 0o077:
         try:
             os.chmod(path, 0o600)
         except OSError:  # not ours to change (another user's file in a shared folder)
@@ -219,8 +229,6 @@ def _connect_read_only(path: Path) -> SqlArchive:
     which removes both when it closes. In a folder we cannot write, a file without a
     pending WAL is opened as immutable.
     """
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
     uri = f"file:{quote(str(path))}?mode=ro"
     wal = Path(f"{path}-wal")
     attempts = [uri]
@@ -240,6 +248,8 @@ def _connect_read_only(path: Path) -> SqlArchive:
             continue
         check_integrity(conn, path)
         refuse_foreign(conn, path)
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:  # advice only once it is known ours
+            log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
         if archive.pending_migrations():
             archive.close()
             raise ConfigError(
