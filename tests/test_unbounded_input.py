@@ -132,3 +132,13 @@ def test_an_empty_tenant_name_from_the_environment_is_refused(cli, tmp_path) -> 
     args = ["sync", "--base-url", "http://127.0.0.1:9", "--archive", str(archive)]
     result = cli(args, {**TOKEN, "LOGIN_AUDIT_TENANT": " "})
     assert result.code == 2 and "tenant name" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", [["simulate", "--port", "0"], ["demo", "--output-dir", "d"]])
+def test_a_simulated_tenant_too_large_to_build_is_refused(
+    cli, tmp_path, monkeypatch, command
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli([*command, "--accounts", "1000000000"])
+    assert result.code == 2 and "--accounts" in result.stderr, result.stderr
+    assert not (tmp_path / "d").exists()

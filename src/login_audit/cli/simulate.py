@@ -29,6 +29,10 @@ from login_audit.simulator.behaviours import BEHAVIOURS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The largest simulated tenant: a million accounts take minutes and gigabytes to build; a
+#: typo of a few more digits would never end.
+MAX_ACCOUNTS = 1_000_000
+
 
 def scenario_option(help_text: str) -> Callable[[F], F]:
     """``--scenario``: which synthetic tenant, ``audit`` (the default) or ``takeover``."""
@@ -44,7 +48,7 @@ def scenario_option(help_text: str) -> Callable[[F], F]:
 @click.command(context_settings=CONTEXT)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (0 picks a free one).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the tenant.")
-@click.option("--accounts", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--accounts", type=click.IntRange(1, MAX_ACCOUNTS), default=50, show_default=True)
 @click.option("--token", help="Token clients must send (a random one if omitted).")
 @click.option(
     "--faults",
@@ -190,7 +194,7 @@ def simulate(
     show_default=True,
     help="Where the demo's reports are written.",
 )
-@click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--accounts", type=click.IntRange(1, MAX_ACCOUNTS), default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option(
     "--faults",
