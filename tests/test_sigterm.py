@@ -79,12 +79,12 @@ def test_sigterm_during_the_demo_removes_its_scratch_folder(process_env, tmp_pat
 
 
 def test_ctrl_c_during_the_demo_leaves_no_folder(cli, tmp_path, monkeypatch) -> None:
-    import login_audit.cli.simulate as simulate
+    from login_audit import service
 
     def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # Ctrl-C while the audit runs
 
-    monkeypatch.setattr(simulate, "audit_and_report", interrupted)
+    monkeypatch.setattr(service, "audit_and_report", interrupted)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     out = tmp_path / "demo" / "reports"
     result = cli(["demo", "--accounts", "5", "--output-dir", str(out)])
