@@ -260,7 +260,8 @@ def test_ctrl_c_with_json_names_the_account_to_check(scene, tmp_path: Path) -> N
 def test_sigterm_kills_the_process_and_the_journal_still_names_the_change(
     scene, tmp_path: Path, process_env
 ) -> None:
-    """A real process: SIGTERM (not handled) ends it at once, mid-request."""
+    """A real process stopped by SIGTERM mid-request unwinds as Ctrl-C does: exit 143, the
+    change in flight stays started, the rows not reached are journalled as not run."""
     s = scene(base_tenant(306))
     s.audit()
     flagged = s.flagged()
@@ -286,10 +287,12 @@ def test_sigterm_kills_the_process_and_the_journal_still_names_the_change(
         cwd=REPO,
     )
     serving = interrupt_at_change(s, 2, lambda: proc.send_signal(signal.SIGTERM))
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGTERM
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
     rows = read_rows(out / "apply_journal.csv")
-    assert [(r["UserId"], r["Outcome"]) for r in rows[-1:]] == [(flagged[1], "started")]
+    last = {r["UserId"]: r["Outcome"] for r in rows}
+    assert last[flagged[1]] == "started" and f"check {flagged[1]}".encode() in err
+    assert all(last[user] == "not-run" for user in flagged[2:])
     assert changed_ids(s, serving) <= {r["AccountId"] for r in rows}
 
 

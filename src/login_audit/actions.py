@@ -632,10 +632,9 @@ def execute(
             results.append(result)
     except (KeyboardInterrupt, SystemExit) as exc:
         _after_interrupt(changes, results, started, journal)
-        code = exc.code if isinstance(exc, SystemExit) else EXIT_INTERRUPTED
-        raise ApplyInterrupted(
-            results, code if isinstance(code, int) else EXIT_INTERRUPTED
-        ) from exc
+        code = exc.code if isinstance(exc, SystemExit) else getattr(exc, "exit_code", None)
+        code = code if isinstance(code, int) else EXIT_INTERRUPTED
+        raise ApplyInterrupted(results, code) from exc
     return results
 
 

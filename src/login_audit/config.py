@@ -6,8 +6,10 @@ Order of precedence is file < environment < flags; the CLI resolves flags and en
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import math
 import os
 import re
 import stat
@@ -99,7 +101,14 @@ def normalise_base_url(url: str) -> str:
     Plain ``http://`` is refused unless the host is loopback: the token would otherwise
     cross the network in clear text.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parsed only when read: a port out of range raises here
+    except ValueError as exc:
+        raise ConfigError(
+            f"base URL {url!r} cannot be read ({exc}); give one like "
+            "https://api.xdr.trendmicro.com or http://127.0.0.1:8080 (--base-url)"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"base URL {url!r} is not an http(s) URL; give one like https://api.xdr.trendmicro.com"
@@ -137,6 +146,28 @@ def vision_one_base_url(region: str | None, base_url: str | None) -> tuple[str, 
 TRUSTABLE_TYPES = ("local", "saml", "all")
 
 
+#: The largest file read as configuration (tenants, identity map, exclusions, a token):
+#: far above any real one, and a stop for a path such as /dev/zero that never ends.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def read_config_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of a configuration file, read up to :data:`MAX_CONFIG_BYTES`.
+
+    Raises :class:`OSError` (its ``strerror`` says why, also when the file is too large)
+    or :class:`UnicodeDecodeError`, as :meth:`Path.read_text` does.
+    """
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise OSError(
+            errno.EFBIG,
+            f"it is larger than {MAX_CONFIG_BYTES // 2**20} MiB, more than any such file "
+            "holds; check the path",
+        )
+    return data.decode(encoding)
+
+
 def read_identity_map(path: str) -> tuple[tuple[str, str], ...]:
     """Read an identity map: a CSV with the header ``Identity,UserId``.
 
@@ -147,7 +178,7 @@ def read_identity_map(path: str) -> tuple[tuple[str, str], ...]:
     import io
 
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
+        text = read_config_text(Path(path).expanduser(), "utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read identity map {path}: {reason}") from None
@@ -232,7 +263,7 @@ def read_secret_file(path: Path, what: str, error: type[LoginAuditError]) -> str
     """The text of a file holding a secret; a file others can read is warned about."""
     _warn_if_world_readable(path, what)
     try:
-        return path.read_text(encoding="utf-8")
+        return read_config_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise error(
@@ -299,7 +330,7 @@ def validate_days(days: int, max_days: int, *, what: str = "--days") -> int:
 def read_exclude_file(path: str) -> tuple[str, ...]:
     """Read exclusion patterns: one per line, blank lines and ``#`` comments ignored."""
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
+        text = read_config_text(Path(path).expanduser())
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read exclusion file {path}: {reason}") from None
@@ -336,6 +367,9 @@ class HttpSettings:
     request_deadline: float = 600.0
 
     def __post_init__(self) -> None:
+        for name in ("rate_window", "timeout", "backoff_base", "backoff_cap", "deadline"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number of seconds")
         if self.rate_limit < 1:
             raise ConfigError("--rate-limit must be at least 1 request")
         if self.rate_window <= 0:
@@ -475,13 +509,14 @@ def load_tenants(path: Path) -> list[TenantConfig]:
     else:  # pragma: no cover - exercised on Python 3.10 only
         import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_config_text(path))
     except FileNotFoundError:
         raise ConfigError(
             f"no configuration file at {path}; create it (see the README) or pass --config"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read configuration file {path}: {reason}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     _check_keys(data, {"defaults", "tenant"}, "the file", path)

@@ -208,10 +208,10 @@ class FileSink:
             sys.stdout.flush()
             confirm(ids)
             return None
-        from login_audit.reports.atomic import APPEND_FLAGS, open_failure
+        from login_audit.reports.atomic import open_failure, open_private_append
 
         try:
-            fd = os.open(self.path, os.O_RDWR | APPEND_FLAGS, 0o600)
+            fd = open_private_append(self.path, os.O_RDWR)
         except OSError as exc:
             raise ConfigError(f"cannot write {self.path}: {open_failure(exc)}") from None
         try:

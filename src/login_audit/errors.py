@@ -28,6 +28,17 @@ EXIT_FINDINGS = 3
 EXIT_INCOMPLETE = 4
 #: 128 + SIGINT, as shells report a process that Ctrl-C ended (SIGTERM ends it with 143).
 EXIT_INTERRUPTED = 130
+#: 128 + SIGTERM: a service manager or ``kill`` stopped the run; it ends as Ctrl-C does.
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it unwinds as Ctrl-C does: ``finally``
+    blocks run, archives close (their -wal and -shm files go), scratch folders go."""
+
+    exit_code = EXIT_TERMINATED
+
+
 #: 128 + SIGPIPE: the reader of stdout went away (``export | head``); nothing is printed.
 EXIT_BROKEN_PIPE = 141
 

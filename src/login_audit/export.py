@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from login_audit.config import looks_like_token
 from login_audit.errors import ConfigError
 from login_audit.models import AuditRecord
 from login_audit.reports import WriteNotes
-from login_audit.reports.atomic import write_atomic
+from login_audit.reports.atomic import is_unusual, write_atomic
 from login_audit.reports.csvreport import neutralise
 from login_audit.timeutil import format_z_micro
 
@@ -142,6 +143,18 @@ def write_records(
 def check_output(output: str, *, force: bool) -> None:
     """Refuse to overwrite an existing file without ``force``, before any work is done."""
     path = Path(output).expanduser()
+    if output != "-" and not path.exists() and looks_like_token(path.name.split(".")[0]):
+        # Every message would echo the name, and the file's name would keep the token.
+        raise ConfigError(
+            "--output got a name that looks like a token (not shown); the token belongs in "
+            "TMV1_TOKEN or --token-file: name the file to write, such as audit.jsonl"
+        )
+    if output != "-" and is_unusual(path):
+        # Replacing it would put a regular file where a device (/dev/null) or a pipe was.
+        raise ConfigError(
+            f"{path} is not a regular file (a folder, device, pipe or socket): to write into it, "
+            f"use -o - and redirect: > {path}"
+        )
     if output != "-" and path.exists() and not force:
         raise ConfigError(f"{path} already exists; add --force to overwrite it")
 

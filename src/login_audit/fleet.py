@@ -45,7 +45,7 @@ from login_audit.platforms import authenticate, connect, retention_days
 from login_audit.printable import printable
 from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
-from login_audit.reports.atomic import ensure_dir, replace_set, write_atomic
+from login_audit.reports.atomic import check_output_dir, ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
 from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
@@ -275,14 +275,16 @@ def audit_all(
                 f"tenant name {tenant.name!r} cannot be the name of its reports' folder: it "
                 "holds '/' or starts with '.' (hidden, or taken for a run's staging folder)"
             )
-    # Created now: the combined reports are written into it whatever becomes of the tenants,
-    # and the tenants' threads then each create only their own folder.
-    ensure_dir(options.output_dir)
+    check_output_dir(options.output_dir)  # refused now, or left as it was
     for secret in archive_secrets(options.archive_spec):
         redactor.add(Secret(secret))
     if not options.no_archive:
         # Create and migrate the shared archive once, before the tenants open it together.
         open_archive(options.archive_spec).close()
+    # Created only now that the run goes ahead (the combined reports are written into it
+    # whatever becomes of the tenants), so that each tenant's thread creates only its own
+    # folder and none removes a parent folder another thread is about to write into.
+    ensure_dir(options.output_dir)
     pacers = {
         platform: Pacer(options.settings.rate_limit, options.settings.rate_window)
         for platform in PLATFORMS

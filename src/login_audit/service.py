@@ -61,11 +61,10 @@ def configure_logging(redactor: Redactor, level: str, log_file: str | None) -> N
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     if log_file:
         path = Path(log_file).expanduser()
-        from login_audit.reports.atomic import APPEND_FLAGS, open_failure
+        from login_audit.reports.atomic import open_failure, open_private_append
 
         try:
-            fd = os.open(path, os.O_WRONLY | APPEND_FLAGS, 0o600)
-            os.fchmod(fd, 0o600)
+            fd = open_private_append(path, os.O_WRONLY)
             stream = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
             raise LogFileError(f"cannot open log file {path}: {open_failure(exc)}") from None

@@ -120,11 +120,7 @@ def open_sqlite(
     ``OPEN_WAIT`` seconds at most (``sleep`` and ``clock`` are injectable).
     """
     path = Path(os.path.realpath(path.expanduser()))
-    if path.is_dir():
-        raise ConfigError(
-            f"the archive {path} is a folder: name a file in it, such as "
-            f"{path / 'archive.sqlite3'} (--archive or LOGIN_AUDIT_ARCHIVE)"
-        )
+    refuse_unusual(path)
     if not create_folder and not path.parent.is_dir():
         raise ConfigError(
             f"the folder {path.parent} of the archive does not exist: check the path "
@@ -140,10 +136,13 @@ def open_sqlite(
     refuse_hard_links(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Not through a link, and never blocking on a pipe swapped in since the check.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
         os.close(fd)
-        for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            tighten(private)
+        if not regular:
+            refuse_unusual(path)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the archive {path}: {exc.strerror}; choose another with --archive"
@@ -175,6 +174,50 @@ def open_sqlite(
             sleep(OPEN_RETRY)
 
 
+def refuse_unusual(path: Path) -> None:
+    """Refuse a folder, device, pipe or socket before anything opens or changes it.
+
+    Opening one as a database would block (a pipe), write a ``-journal`` beside a device
+    and change its mode (``/dev/null``), or fail later with a misleading error.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"the archive {path} is a folder: name a file in it, such as "
+            f"{path / 'archive.sqlite3'} (--archive or LOGIN_AUDIT_ARCHIVE)"
+        )
+    if not stat.S_ISREG(mode):
+        raise ConfigError(
+            f"the archive {path} is not a regular file (a device, pipe or socket): name a "
+            "file with --archive or LOGIN_AUDIT_ARCHIVE"
+        )
+    for suffix in ("-wal", "-shm", "-journal"):
+        # SQLite would follow a link planted here and write into the file it points to.
+        companion = Path(f"{path}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(companion.lstat().st_mode):
+                raise ConfigError(
+                    f"{companion} beside the archive is a symbolic link or not a regular "
+                    "file, which SQLite would write through; remove it, then run again"
+                )
+
+
+def refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a SQLite database that has tables but none of ours: another program's data
+    must not get our tables added, nor its mode changed. An empty file is a new archive."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "schema_migrations" not in tables:
+        conn.close()
+        raise ConfigError(
+            f"the archive {path} is a SQLite database of another program (it has no "
+            "login-audit tables), left untouched; name a new file or an archive of "
+            "login-audit with --archive"
+        )
+
+
 def refuse_hard_links(path: Path) -> None:
     """Refuse a file with other hard links: the tenant locks sit beside one path, so a run
     through another name would not meet them and two runs could write one tenant at once.
@@ -196,10 +239,11 @@ def tighten(path: Path) -> None:
     that did not) may be 0644 and hold every account's logon history.
     """
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        info = path.lstat()  # a link is not followed to a file that is not ours
     except FileNotFoundError:
         return
-    if mode & 0o077:
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISREG(info.st_mode) and mode & 0o077:
         try:
             os.chmod(path, 0o600)
         except OSError:  # not ours to change (another user's file in a shared folder)
@@ -216,8 +260,6 @@ def _connect_read_only(path: Path) -> SqlArchive:
     which removes both when it closes. In a folder we cannot write, a file without a
     pending WAL is opened as immutable.
     """
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
     uri = f"file:{quote(str(path))}?mode=ro"
     wal = Path(f"{path}-wal")
     attempts = [uri]
@@ -236,6 +278,9 @@ def _connect_read_only(path: Path) -> SqlArchive:
             problem = exc
             continue
         check_integrity(conn, path)
+        refuse_foreign(conn, path)
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:  # advice only once it is known ours
+            log.warning("%s can be read by other users; restrict it with: chmod 600 %s", path, path)
         if archive.pending_migrations():
             archive.close()
             raise ConfigError(
@@ -284,6 +329,10 @@ def _connect(path: Path) -> SqlArchive:
         conn.execute("PRAGMA busy_timeout = 0")
         conn.create_function("login_audit_unhex", 1, bytes.fromhex, deterministic=True)
         check_integrity(conn, path)
+        refuse_foreign(conn, path)
+        # Proven ours (or new) only now: before, the file might be anybody's.
+        for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            tighten(private)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every committed transaction through a process crash.
         conn.execute("PRAGMA synchronous = NORMAL")

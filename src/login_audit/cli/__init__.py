@@ -6,11 +6,16 @@ error to one line on stderr and a documented exit code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import click
@@ -23,8 +28,10 @@ from login_audit.errors import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_UNEXPECTED,
     LoginAuditError,
+    Terminated,
 )
 from login_audit.printable import printable
 
@@ -123,6 +130,12 @@ def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") ->
     sys.exit(code)
 
 
+def _interrupted(state: AppState, exc: KeyboardInterrupt) -> NoReturn:
+    if isinstance(exc, Terminated):
+        _fail(state, EXIT_TERMINATED, "terminated (SIGTERM)")
+    _fail(state, EXIT_INTERRUPTED, "interrupted")
+
+
 def usage_hint(exc: click.UsageError, args: list[str]) -> str:
     """The one line for a usage error, with what to type instead where we can tell."""
     if isinstance(exc, click.NoSuchOption):
@@ -146,6 +159,25 @@ def usage_hint(exc: click.UsageError, args: list[str]) -> str:
     return f"{exc.format_message()}{hint}"
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the CLI runs, SIGTERM raises :class:`Terminated` (once: a second SIGTERM must
+    not break off the clean-up the first one started). Only the main thread can set it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps every error to an exit code.
 
@@ -154,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     try:
         try:
-            _main(argv)
+            with _sigterm_as_interrupt():
+                _main(argv)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except BrokenPipeError:
@@ -183,7 +216,7 @@ def _main(argv: list[str] | None) -> None:
         cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
-            _fail(state, EXIT_INTERRUPTED, "interrupted")
+            _interrupted(state, exc.__context__)
         _fail(state, EXIT_UNEXPECTED, "aborted")
     except _NO_ARGS_IS_HELP as exc:
         # A group named without its command (``login-audit archive``): show its help.
@@ -202,8 +235,8 @@ def _main(argv: list[str] | None) -> None:
             # click ends a run whose stdout pipe closed (EPIPE) with 1 and quiets the stream.
             sys.exit(EXIT_BROKEN_PIPE)
         raise
-    except KeyboardInterrupt:
-        _fail(state, EXIT_INTERRUPTED, "interrupted")
+    except KeyboardInterrupt as exc:
+        _interrupted(state, exc)
     except BrokenPipeError:
         raise  # the reader of stdout went away: see ``main``
     except Exception as exc:

@@ -13,6 +13,7 @@ from login_audit.cli.common import (
     ArchiveChoice,
     TenantChoice,
     archive_options,
+    check_tenant_name,
     chosen_target,
     common_options,
     http_options,
@@ -320,6 +321,7 @@ def archive_info(archive_spec: str | None, as_json: bool) -> None:
     "--tenant",
     "only_tenant",
     metavar="NAME",
+    callback=check_tenant_name,
     help="Only the tenants of this name (as 'archive info' lists them) [default: all].",
 )
 @click.option("--before", required=True, metavar="DATE", help="Delete records logged before DATE.")

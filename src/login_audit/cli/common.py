@@ -14,6 +14,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,35 @@ from login_audit.reports import WriteNotes
 
 log = logging.getLogger("login_audit")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Finite(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses ``nan`` and ``inf``.
+
+    ``nan`` passes every comparison of a plain range, and a huge value overflows where it
+    becomes a socket timeout or a sleep; every float option gets a ``max`` as well.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, or a usage error naming the option."""
+        number = super().convert(value, param, ctx)
+        if isinstance(number, float) and math.isnan(number):
+            self.fail(
+                f"{value!r} is not a number; give one in {self._describe_range()}", param, ctx
+            )
+        return number
+
+
+def check_tenant_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a tenant name that is empty or padded with spaces: it would name a tenant in
+    the archive that no one could tell apart from, or find as, the one meant."""
+    if value is not None and (not value.strip() or value != value.strip()):
+        raise click.BadParameter(
+            f"the tenant name {value!r} is empty or starts or ends with a space; give a name "
+            "such as prod, or leave --tenant out for 'default'"
+        )
+    return value
+
 
 #: The longest threshold accepted where an archive may hold the history (ten years).
 MAX_ARCHIVE_DAYS = 3650
@@ -140,7 +170,7 @@ http_options = option_group(
         ),
         click.option(
             "--rate-window",
-            type=click.FloatRange(min=0.001),
+            type=Finite(min=0.001, max=86400),
             default=_HTTP_DEFAULTS.rate_window,
             show_default=True,
             envvar="LOGIN_AUDIT_RATE_WINDOW",
@@ -156,7 +186,7 @@ http_options = option_group(
         ),
         click.option(
             "--backoff-base",
-            type=click.FloatRange(min=0),
+            type=Finite(min=0, max=_HTTP_DEFAULTS.backoff_cap),
             default=_HTTP_DEFAULTS.backoff_base,
             show_default=True,
             envvar="LOGIN_AUDIT_BACKOFF_BASE",
@@ -165,7 +195,7 @@ http_options = option_group(
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0.1),
+            type=Finite(min=0.1, max=3600),
             default=_HTTP_DEFAULTS.timeout,
             show_default=True,
             envvar="LOGIN_AUDIT_TIMEOUT",
@@ -502,6 +532,7 @@ archive_options = option_group(
             "--tenant",
             "tenant_name",
             envvar="LOGIN_AUDIT_TENANT",
+            callback=check_tenant_name,
             default="default",
             show_default=True,
             help="Name of this tenant in the archive (several tenants can share one archive).",

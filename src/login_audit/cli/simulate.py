@@ -13,6 +13,7 @@ import click
 
 from login_audit.archive import open_archive
 from login_audit.cli.common import (
+    Finite,
     audit_and_report,
     common_options,
 )
@@ -22,11 +23,15 @@ from login_audit.errors import EXIT_UNEXPECTED, ConfigError
 from login_audit.http import BearerAuth, HttpClient
 from login_audit.models import Policy
 from login_audit.platforms.visionone import VisionOne
-from login_audit.reports.atomic import ensure_dir
+from login_audit.reports.atomic import NOT_REGULAR, atomic_text, check_output_dir, is_unusual
 from login_audit.service import exit_code_for, render_summary
 from login_audit.simulator.behaviours import BEHAVIOURS
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The largest simulated tenant: a million accounts take minutes and gigabytes to build; a
+#: typo of a few more digits would never end.
+MAX_ACCOUNTS = 1_000_000
 
 
 def scenario_option(help_text: str) -> Callable[[F], F]:
@@ -43,16 +48,16 @@ def scenario_option(help_text: str) -> Callable[[F], F]:
 @click.command(context_settings=CONTEXT)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (0 picks a free one).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the tenant.")
-@click.option("--accounts", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--accounts", type=click.IntRange(1, MAX_ACCOUNTS), default=50, show_default=True)
 @click.option("--token", help="Token clients must send (a random one if omitted).")
 @click.option(
     "--faults",
-    type=click.FloatRange(0, 1),
+    type=Finite(0, 1),
     default=0.0,
     show_default=True,
     help="Share of requests that fail (429, 5xx, dropped or truncated).",
 )
-@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--latency-ms", type=Finite(min=0, max=60_000), default=0.0, show_default=True)
 @click.option(
     "--rate-limit",
     type=click.IntRange(min=1),
@@ -62,14 +67,14 @@ def scenario_option(help_text: str) -> Callable[[F], F]:
 )
 @click.option(
     "--rate-window",
-    type=click.FloatRange(min=0.001),
+    type=Finite(min=0.001, max=86400),
     default=60.0,
     show_default=True,
     help="Rate-limit window in simulated seconds.",
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=0.0001),
+    type=Finite(min=0.0001, max=1000),
     default=1.0,
     show_default=True,
     help="Real seconds per simulated second of the rate window.",
@@ -139,12 +144,12 @@ def simulate(
             "visionone": {**tenant.truth(), "signals": v1_signals},
             "cloudone": {**c1.truth(), "signals": c1_signals},
         }
-        Path(truth).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        _write_file(Path(truth), json.dumps(data, indent=2) + "\n", "--truth")
     if identity_map_out:
         from login_audit.simulator.behaviours import identity_map
 
         lines = ["Identity,UserId", *(f"{name},{email}" for name, email in identity_map(tenant))]
-        Path(identity_map_out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        _write_file(Path(identity_map_out), "\n".join(lines) + "\n", "--identity-map-out")
     try:
         sim = Simulator(
             tenant,
@@ -189,11 +194,11 @@ def simulate(
     show_default=True,
     help="Where the demo's reports are written.",
 )
-@click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--accounts", type=click.IntRange(1, MAX_ACCOUNTS), default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option(
     "--faults",
-    type=click.FloatRange(0, 1),
+    type=Finite(0, 1),
     default=0.2,
     show_default=True,
     help="Share of the simulator's answers that fail, to show the retries at work.",
@@ -223,14 +228,14 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
 
         raise SystemExit(takeover_demo(state, Path(output_dir), accounts, seed, faults))
     tenant = build_tenant(seed, accounts)
-    out = ensure_dir(Path(output_dir))
+    # Checked now, created only when the reports are written: an interrupted demo leaves
+    # no empty folder behind.
+    out = check_output_dir(Path(output_dir))
     # The simulator is new on every run (a new port, so a new tenant key): its archive is
     # of no use afterwards, and kept apart so the output folder holds only the reports.
-    scratch = tempfile.TemporaryDirectory(prefix="login-audit-demo-")
-    archive = open_archive(str(Path(scratch.name) / "demo-archive.sqlite3"))
     with (
-        scratch,
-        contextlib.closing(archive),
+        tempfile.TemporaryDirectory(prefix="login-audit-demo-") as scratch,
+        contextlib.closing(open_archive(str(Path(scratch) / "demo-archive.sqlite3"))) as archive,
         Simulator(tenant, faults=FaultConfig(rate=faults, seed=seed)) as sim,
     ):
         click.echo(
@@ -260,3 +265,16 @@ def demo(output_dir: str, accounts: int, seed: int, faults: float, scenario: str
     )
     click.echo(f"Reports are in {Path(output_dir).resolve()}")
     raise SystemExit(exit_code_for(summary, False) if expected == found else EXIT_UNEXPECTED)
+
+
+def _write_file(path: Path, text: str, option: str) -> None:
+    """Write a file the user named, privately and whole; a problem is one line naming ``option``."""
+    why = NOT_REGULAR if is_unusual(path) else None
+    if why is None:
+        try:
+            with atomic_text(path) as handle:
+                handle.write(text)
+        except OSError as exc:
+            why = str(exc.strerror or exc)
+    if why is not None:
+        raise ConfigError(f"cannot write {path} ({option}): {why}; choose another path")

@@ -21,6 +21,7 @@ from login_audit.cli.archive import overlap_option, sync_platform
 from login_audit.cli.common import (
     ArchiveChoice,
     Evidence,
+    Finite,
     TenantChoice,
     archive_options,
     chosen_target,
@@ -298,7 +299,7 @@ def _sinks(
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=1),
+    type=Finite(min=1, max=7 * 86400),
     metavar="SECONDS",
     envvar="LOGIN_AUDIT_WATCH_INTERVAL",
     help="Run again every SECONDS until interrupted, instead of once.",

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,9 +24,43 @@ APPEND_FLAGS = os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 LINK_REFUSED = "it is a symbolic link, which is refused; give the path of the file itself"
 
 
+#: Why a device, pipe, socket or folder is refused where we write a file of ours.
+NOT_REGULAR = "it is not a regular file (a device, pipe, socket or folder); name a file"
+
+
 def open_failure(exc: OSError) -> str:
     """Why opening with :data:`APPEND_FLAGS` failed, in words."""
     return LINK_REFUSED if exc.errno == errno.ELOOP else str(exc.strerror or exc)
+
+
+def is_unusual(path: Path) -> bool:
+    """True when ``path`` exists as something other than a regular file (links followed)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def open_private_append(path: Path, flags: int) -> int:
+    """Open a file of ours for appending (:data:`APPEND_FLAGS` plus ``flags``), mode 0600.
+
+    Only a regular file is opened and made private: opening a pipe could block, and a
+    device such as ``/dev/null`` is not ours to chmod. It is checked before opening, and
+    again on the opened file, in case it was swapped meanwhile. Raises :class:`OSError`,
+    whose ``strerror`` says why (see :func:`open_failure`).
+    """
+    if is_unusual(path) or os.path.isdir(path):
+        raise OSError(errno.EINVAL, NOT_REGULAR)
+    fd = os.open(path, flags | APPEND_FLAGS | os.O_NONBLOCK, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, NOT_REGULAR)
+        os.fchmod(fd, 0o600)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def check_output_dir(path: Path) -> Path:
