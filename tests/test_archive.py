@@ -49,8 +49,8 @@ def cp(pages: int = 1, link: str | None = None) -> Checkpoint:
     return Checkpoint.single(T0, T0 + timedelta(days=1), link, pages)
 
 
-def test_time_conversion_round_trips() -> None:
-    moment = datetime(2026, 11, 22, 3, 4, 5, 678901, tzinfo=timezone.utc)
+@given(st.datetimes(min_value=datetime(1, 1, 2), timezones=st.just(timezone.utc)))
+def test_time_conversion_round_trips(moment: datetime) -> None:
     assert from_us(to_us(moment)) == moment
     assert from_us(None) is None
 
@@ -196,6 +196,10 @@ def test_account_snapshots_keep_history(archive: SqlArchive) -> None:
     assert history[0]["last_seen"] == T0 + timedelta(days=1)
     seen, first_snapshot = archive.first_seen(tenant)
     assert seen == {"acc-1": T0} and first_snapshot == T0
+    other = Account("acc-2", "b@example.com", "Operator", "local", AccountStatus.ENABLED)
+    archive.store_accounts(tenant, [other], T0 + timedelta(days=3))
+    assert archive.known_account_ids(tenant) == {"acc-1", "acc-2"}
+    assert archive.last_snapshot_ids(tenant) == {"acc-2"}
 
 
 def test_prune_deletes_old_records_and_moves_coverage(archive: SqlArchive) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,7 +53,7 @@ SAMPLE = 100
 
 
 def check_same_tenant(
-    sample: list[Account], known: dict[str, datetime], key: TenantKey, base_url: str
+    sample: list[Account], known: Collection[str], key: TenantKey, base_url: str
 ) -> None:
     """Refuse when the accounts listed are almost all unknown to the archive's tenant.
 
@@ -391,7 +391,7 @@ def run_archived_audit(
             previous = archive.last_snapshot_ids(tenant)
             reader = _AccountReader(platform, progress, expected=len(previous))
             reader.start()
-            known, _ = archive.first_seen(tenant)
+            known = archive.known_account_ids(tenant)
             if known:
                 # Before anything is stored: the logs of another tenant must not move this
                 # tenant's watermark.

@@ -143,7 +143,7 @@ def sync_tenant(
     tenant = archive.tenant_id(key)
     with archive.lock(tenant):
         accounts = list(platform.list_accounts())
-        known, _ = archive.first_seen(tenant)
+        known = archive.known_account_ids(tenant)
         check_same_tenant(accounts[:SAMPLE], known, key, platform.base_url)
         archive.store_accounts(tenant, accounts, utcnow())
         return sync_stream(

@@ -26,8 +26,9 @@ def from_us(value: int | None) -> datetime | None:
     """The inverse of :func:`to_us` (None stays None)."""
     if value is None:
         return None
-    seconds, micros = divmod(int(value), 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
+    # Adding to the epoch is twice as fast as fromtimestamp, and an audit of a large tenant
+    # turns every account's first-seen time back into a datetime.
+    return _EPOCH + timedelta(microseconds=int(value))
 
 
 def busy_message(location: str, purpose: str = "sync") -> str:
@@ -117,6 +118,10 @@ class Archive(Protocol):
 
     def first_seen(self, tenant: int) -> tuple[dict[str, datetime], datetime | None]:
         """Each account's first-seen time and the time of the tenant's first snapshot."""
+        ...
+
+    def known_account_ids(self, tenant: int) -> set[str]:
+        """Ids of every account any snapshot of the tenant held."""
         ...
 
     def logon_aggregates(self, tenant: int) -> Iterator[LogonAggregate]:

@@ -548,6 +548,11 @@ class SqlArchive:
         )
         return {row[0] for row in rows}
 
+    def known_account_ids(self, tenant: int) -> set[str]:
+        """Ids of every account any snapshot of the tenant held."""
+        rows = self._all("SELECT DISTINCT account_id FROM accounts WHERE tenant_id = ?", (tenant,))
+        return {row[0] for row in rows}
+
     def first_seen(self, tenant: int) -> tuple[dict[str, datetime], datetime | None]:
         """Each account's first-seen time and the time of the tenant's first snapshot."""
         first = self._one(
