@@ -10,6 +10,7 @@ administrator remains), made from the simulator's own records.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -136,7 +138,8 @@ def test_the_tenant_lock_is_held_whatever_the_journal_folder(scene, tmp_path: Pa
     source = part(s, tmp_path / "ra", FIVE[:1])
     state = default_state_dir()
     # The same origin written differently (case, a trailing slash) is the same tenant.
-    lock = tenant_lock_path(state, "visionone", s.sim.base_url.upper() + "/", "default")
+    credential = "sha256:" + hashlib.sha256(s.sim.token.encode()).hexdigest()
+    lock = tenant_lock_path(state, "visionone", s.sim.base_url.upper() + "/", credential)
     state.mkdir(parents=True)
     before = s.sim.stats.requests
     with file_lock(lock, "held by the test"), pytest.raises(ArchiveBusyError, match="changing"):
@@ -153,20 +156,56 @@ def test_the_tenant_lock_is_held_whatever_the_journal_folder(scene, tmp_path: Pa
     assert lock.stat().st_mode & 0o777 == 0o600
 
 
-def test_tenant_locks_are_per_platform_origin_and_name(tmp_path: Path) -> None:
-    def key(platform: str, url: str, name: str) -> Path:
-        return tenant_lock_path(tmp_path, platform, url, name)
+def test_tenant_locks_are_per_platform_origin_and_credential(tmp_path: Path) -> None:
+    def key(platform: str, url: str, credential: str) -> Path:
+        return tenant_lock_path(tmp_path, platform, url, credential)
 
-    same = key("visionone", "https://api.eu.xdr.trendmicro.com", "default")
-    assert same == key("visionone", "https://API.eu.xdr.trendmicro.com:443/", "default")
+    same = key("visionone", "https://api.eu.xdr.trendmicro.com", "sha256:aa")
+    assert same == key("visionone", "https://API.eu.xdr.trendmicro.com:443/", "sha256:aa")
     others = {
-        key("visionone", "https://api.xdr.trendmicro.com", "default"),
-        key("visionone", "https://api.eu.xdr.trendmicro.com", "other"),
-        key("cloudone", "https://api.eu.xdr.trendmicro.com", "default"),
-        key("visionone", "http://api.eu.xdr.trendmicro.com", "default"),
+        key("visionone", "https://api.xdr.trendmicro.com", "sha256:aa"),
+        key("visionone", "https://api.eu.xdr.trendmicro.com", "sha256:bb"),
+        key("cloudone", "https://api.eu.xdr.trendmicro.com", "sha256:aa"),
+        key("visionone", "http://api.eu.xdr.trendmicro.com", "sha256:aa"),
     }
     assert same not in others and len(others) == 4
     assert same.parent == tmp_path and "trendmicro" not in same.name
+
+
+def test_two_tenant_names_for_one_tenant_meet_at_one_lock(scene, tmp_path: Path) -> None:
+    """--tenant is a local label: two applies that give one tenant two names (and their
+    own folders, no archive) still never run at once; the lock is the credential's."""
+    s = scene(five_stale_admins(308))
+    s.audit()
+    ra = part(s, tmp_path / "ra", FIVE[:3])
+    rb = part(s, tmp_path / "rb", FIVE[3:])
+    (tmp_path / "rb" / "audit_report.json").unlink()  # no report to name its tenant
+    renamed = replace(request(s, rb, tmp_path / "rb"), tenant=replace(s.key, name="other"))
+    with prepare(request(s, ra, tmp_path / "ra"), s.connect, dry_run=False) as first:
+        with pytest.raises(ArchiveBusyError, match="changing this tenant"):
+            run_cleanup(renamed, s.connect)
+        assert s.sim.changes == []
+        assert len(first.carry_out().done) == 3
+
+
+def test_a_report_made_for_another_tenant_is_refused(scene, tmp_path: Path) -> None:
+    s = scene(five_stale_admins(309))
+    s.audit()
+    source = part(s, tmp_path / "ra", FIVE[:1])
+    report_path = tmp_path / "ra" / "audit_report.json"
+    report = json.loads(report_path.read_text())
+    for change, says in (
+        ({"tenant": "someone-else"}, "named 'someone-else'"),
+        ({"tenant": None, "baseUrl": "https://api.eu.xdr.trendmicro.com"}, "at https://api.eu"),
+        ({"tenant": None, "platform": "cloudone"}, "for a cloudone tenant"),
+    ):
+        report_path.write_text(json.dumps({**report, "run": {**report["run"], **change}}))
+        with pytest.raises(ConfigError, match="does not belong to this tenant") as caught:
+            run_cleanup(request(s, source, tmp_path / "out"), s.connect)
+        assert says in str(caught.value)
+    assert s.sim.changes == []
+    report_path.write_text(json.dumps(report))
+    assert len(run_cleanup(request(s, source, tmp_path / "out"), s.connect).done) == 1
 
 
 def test_a_state_folder_that_is_a_link_is_refused(scene, tmp_path: Path) -> None:

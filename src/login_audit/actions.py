@@ -46,6 +46,7 @@ from login_audit.errors import (
     NotFoundError,
     UnsupportedActionError,
 )
+from login_audit.http import url_origin
 from login_audit.models import (
     Account,
     AccountStatus,
@@ -134,6 +135,28 @@ class Requests:
     days: int | None = None
     #: Rows of the file refused as malformed, each with why: shown, never acted on.
     refused: tuple[tuple[ReportedAccount, str], ...] = ()
+    #: Where the audit that made the rows ran, as its report says (see :class:`ReportRun`).
+    run: ReportRun | None = None
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """The tenant an ``audit_report.json`` was made for: its ``--tenant`` name (None when
+    the audit kept no archive), platform and API address (credentials removed)."""
+
+    tenant: str | None
+    platform: str
+    base_url: str
+
+    def mismatch(self, tenant: str, platform: str, base_url: str) -> str | None:
+        """Why rows of this report must not be applied to ``tenant`` at ``base_url``."""
+        if self.platform and self.platform != platform:
+            return f"it was made for a {self.platform} tenant, not {platform}"
+        if self.base_url and url_origin(self.base_url) != url_origin(base_url):
+            return f"it was made for the tenant at {self.base_url}, not {base_url}"
+        if self.tenant is not None and self.tenant != tenant:
+            return f"it was made for the tenant named {self.tenant!r}, not {tenant!r}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -242,9 +265,11 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def read_report(path: Path) -> tuple[dict[str, ReportedAccount], int | None] | None:
-    """The removal list of ``audit_report.json`` at ``path`` by user id, and the audit's
-    ``--days`` (None if it does not say), or None if there is no report."""
+def read_report(
+    path: Path,
+) -> tuple[dict[str, ReportedAccount], int | None, ReportRun] | None:
+    """The removal list of ``audit_report.json`` at ``path`` by user id, the audit's
+    ``--days`` (None if it does not say) and where it ran, or None if there is no report."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -270,7 +295,14 @@ def read_report(path: Path) -> tuple[dict[str, ReportedAccount], int | None] | N
             removal[_key(entry.user_id)] = entry
     policy = data.get("policy")
     days = policy.get("days") if isinstance(policy, dict) else None
-    return removal, days if isinstance(days, int) and not isinstance(days, bool) else None
+    run = data.get("run") if isinstance(data.get("run"), dict) else {}
+    tenant = run.get("tenant")
+    where = ReportRun(
+        tenant if isinstance(tenant, str) and tenant else None,
+        _text(run.get("platform")),
+        _text(run.get("baseUrl")),
+    )
+    return removal, days if isinstance(days, int) and not isinstance(days, bool) else None, where
 
 
 def requests_from_csv(path: Path) -> Requests:
@@ -279,12 +311,12 @@ def requests_from_csv(path: Path) -> Requests:
     found = read_report(path.with_name(REPORT_FILENAME))
     if found is None:
         return Requests(rows, str(path), refused=tuple(refused))
-    report, days = found
+    report, days, run = found
     joined = [
         replace(report[_key(row.user_id)], role=row.role) if _key(row.user_id) in report else row
         for row in rows
     ]
-    return Requests(joined, str(path), frozenset(report), days, tuple(refused))
+    return Requests(joined, str(path), frozenset(report), days, tuple(refused), run)
 
 
 def requests_from_archive(archive: Archive, tenant: int) -> Requests:

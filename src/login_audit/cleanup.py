@@ -362,6 +362,14 @@ def prepare(
                 f"the request names a {request.tenant.platform} tenant but the connection is "
                 f"to {platform.name}; nothing was read or changed"
             )
+        wrong = requests.run and requests.run.mismatch(
+            request.tenant.name, platform.name, platform.base_url
+        )
+        if wrong:
+            raise ConfigError(
+                f"the report beside {requests.source} does not belong to this tenant: {wrong}; "
+                "nothing was read or changed"
+            )
         if not dry_run:
             stack.enter_context(_tenant_lock(request, platform))
         ages = ages_from_archive(archive, tenant) if archive and tenant is not None else None
@@ -387,11 +395,12 @@ def _tenant_lock(
     """The lock of the tenant itself, whatever the journal's folder and the archive.
 
     Kept in the user's state folder (0700) and named by the platform, the API's origin
-    and the tenant's name: two applies of one user on one machine never overlap on a
-    tenant. Other users and other machines do not see it.
+    and a digest of the credential, which belongs to one tenant: two applies of one user
+    on one machine never overlap on a tenant, whatever their ``--tenant`` names, folders
+    and archives. Other users and other machines do not see it.
     """
     folder = private_dir(request.state_dir or default_state_dir())
-    path = tenant_lock_path(folder, platform.name, platform.base_url, request.tenant.name)
+    path = tenant_lock_path(folder, platform.name, platform.base_url, platform.http.credential())
     busy = (
         "another login-audit apply is changing this tenant (it holds "
         f"{path}); wait for it to finish"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import hashlib
 import json
 import logging
 import random
@@ -379,6 +380,12 @@ class HttpClient:
     def scrub(self, text: str) -> str:
         """Remove every secret of this client from ``text``."""
         return self._redactor.scrub(text)
+
+    def credential(self) -> str:
+        """A SHA-256 digest of this client's credential: the same for the same token or key,
+        and telling nothing about it (tokens are long and random)."""
+        joined = "\0".join(self._auth.secrets()).encode("utf-8")
+        return "sha256:" + hashlib.sha256(joined).hexdigest()
 
     def _count(self, *, retry: bool = False, throttled: bool = False) -> None:
         with self._stats_lock:

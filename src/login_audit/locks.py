@@ -66,14 +66,17 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def tenant_lock_path(state_dir: Path, platform: str, base_url: str, tenant: str) -> Path:
-    """The lock file of one tenant: platform, API origin and name, hashed into one name.
+def tenant_lock_path(state_dir: Path, platform: str, base_url: str, credential: str) -> Path:
+    """The lock file of one tenant: platform, API origin and credential digest, hashed
+    into one name.
 
     The origin is the scheme, host and port of ``base_url`` (a default port written out is
     the same origin), so ``--region eu`` and the same URL given by ``--base-url`` meet at
-    one lock.
+    one lock. A token or API key belongs to one tenant, so it tells tenants apart where
+    the local ``--tenant`` name cannot (two names can label one tenant).
     """
     scheme, host, port = url_origin(base_url.strip())
     origin = f"{scheme}://{host or ''}:{port}"
-    digest = hashlib.sha256("\0".join((platform, origin, tenant)).encode("utf-8")).hexdigest()
+    parts = (platform, origin, credential)
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
     return state_dir / f"apply-{digest[:32]}.lock"
