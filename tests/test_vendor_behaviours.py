@@ -225,6 +225,11 @@ def test_apply_changes_nobody_while_display_names_logged_on(
     assert audit(cli, plain, reports, "--no-archive").code == 0
     assert rows(reports)
     later = start_sim(tenant, behaviours=("display-names",))
+    # The same tenant, served at another port: the report must name its address.
+    report = reports / "audit_report.json"
+    document = json.loads(report.read_text())
+    document["run"]["baseUrl"] = later.base_url
+    report.write_text(json.dumps(document))
     plan = apply_yes(cli, later, reports, tmp_path / "journal")
     assert later.changes == []
     assert plan["accounts"] and all(
