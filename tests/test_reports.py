@@ -241,3 +241,25 @@ def test_json_accounts_are_written_as_the_standard_library_writes_them(
     expected = json.dumps(finding_json(finding), indent=2, ensure_ascii=False)
     assert "    " + expected.replace("\n", "\n    ") in buffer.getvalue()
     assert json.loads(buffer.getvalue())["accounts"] == [finding_json(finding)]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_an_interrupted_write_leaves_no_folder_it_made(
+    tmp_path: Path, monkeypatch, complete: bool
+) -> None:
+    """Ctrl-C or SIGTERM while the reports are written: the folders made for them go."""
+    from login_audit.reports.jsonreport import JsonReport
+
+    def interrupted(*_: object) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JsonReport, "write", interrupted)
+    out = tmp_path / "new" / "reports"
+    summary = SAMPLE if complete else make_summary(*SAMPLE.findings, complete=False)
+    with pytest.raises(KeyboardInterrupt):
+        write_reports(summary, out)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        write_reports(summary, tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()  # a folder that was there stays

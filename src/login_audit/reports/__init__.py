@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -60,15 +61,24 @@ def write_reports(
     """
     from login_audit.reports.atomic import ensure_dir, replace_set
 
-    ensure_dir(out_dir)
-    target = ensure_dir(report_dir(summary, out_dir))
+    target = report_dir(summary, out_dir)
+    # Folders made for this set are removed again if it is never written (an interrupt, a
+    # full disk): a run that wrote nothing leaves no empty folder behind.
+    made = [folder for folder in (target, *target.parents) if not folder.exists()]
     notes = WriteNotes()
     chosen = reports if reports is not None else default_reports(summary)
 
     def write(staging: Path) -> list[Path]:
         return [report.write(summary, staging, notes) for report in chosen]
 
-    notes.paths += replace_set(target, write)
+    try:
+        ensure_dir(out_dir)
+        notes.paths += replace_set(ensure_dir(target), write)
+    except BaseException:
+        for folder in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     if summary.complete:
         from login_audit.reports.atomic import remove_files
         from login_audit.reports.csvreport import StaleKeysCsv
