@@ -255,14 +255,20 @@ def test_a_signal_file_that_is_not_ours_is_refused_untouched(
     assert snapshot(store) == before
 
 
-def test_a_signal_file_turned_foreign_after_start_is_not_written(tmp_path) -> None:
+def shared_sink(target: Path, text: str):
+    """A signal file holding ``text``, readable by others, and its sink."""
     from login_audit.delivery import FileSink
+
+    target.write_text(text)
+    target.chmod(0o644)
+    return FileSink(str(target))
+
+
+def test_a_signal_file_turned_foreign_after_start_is_not_written(tmp_path) -> None:
     from login_audit.errors import ConfigError
 
     target = tmp_path / "s.jsonl"
-    target.write_text('{"id": "a"}\n')
-    target.chmod(0o644)
-    sink = FileSink(str(target))
+    sink = shared_sink(target, '{"id": "a"}\n')
     other_program_db(tmp_path / "db")
     os.replace(tmp_path / "db", target)
     before = snapshot(tmp_path)
@@ -276,10 +282,7 @@ def test_our_signal_file_is_appended_to_and_made_private(tmp_path) -> None:
     from login_audit.delivery import FileSink
 
     target = tmp_path / "s.jsonl"
-    target.write_text('{"id": "a"}\n{"id": "b", "cut sh')
-    target.chmod(0o644)
-    sink = FileSink(str(target))
-    sink.deliver([{"id": "b"}], lambda ids: None)
+    shared_sink(target, '{"id": "a"}\n{"id": "b", "cut sh').deliver([{"id": "b"}], lambda ids: None)
     assert target.read_text() == '{"id": "a"}\n{"id": "b"}\n'
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     new = tmp_path / "new.jsonl"
