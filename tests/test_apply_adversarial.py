@@ -14,6 +14,7 @@ import csv
 import functools
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -661,6 +662,38 @@ def test_a_journal_of_other_columns_or_a_linked_lock_file_is_refused(scene, tmp_
     with pytest.raises(ConfigError, match="lock file"):
         s.run()
     assert s.sim.changes == [] and not (tmp_path / "elsewhere.lock").exists()
+
+
+def _sqlite_journal(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE recipes (name TEXT)")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (_sqlite_journal, "it holds binary data"),
+        (lambda p: p.write_bytes(b"Time\rAction,x\r\n"), "it is not a CSV file"),
+        (lambda p: p.write_text("Time,Action\r\n"), "it has other columns"),
+    ],
+    ids=["sqlite", "csv error", "other columns"],
+)
+def test_a_journal_that_is_not_ours_is_refused_untouched(scene, make, why) -> None:
+    s = scene(base_tenant(225))
+    s.audit()
+    s.out.mkdir()
+    journal = s.out / "apply_journal.csv"
+    make(journal)
+    journal.chmod(0o644)
+    before = (journal.read_bytes(), journal.stat().st_mode)
+    result = s.apply("--yes")
+    assert result.code == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"cannot use the journal {journal}: {why}" in line and "move it aside" in line
+    assert (journal.read_bytes(), journal.stat().st_mode) == before
+    assert s.sim.changes == []
 
 
 def test_cloud_one_keeps_its_last_full_access_user(scene) -> None:

@@ -310,3 +310,26 @@ def test_a_tenant_name_that_cannot_be_its_own_folder_is_refused(cli, tmp_path, n
     assert result.code == 2, result.stderr
     assert f"tenant name {name!r}" in result.stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("grace", ["-5", "99999999999"])
+def test_grace_days_out_of_range_is_refused_in_the_file_as_on_the_command_line(
+    cli, tmp_path: Path, grace: str
+) -> None:
+    config = write(
+        tmp_path,
+        f'[[tenant]]\nname = "prod"\nbase_url = "http://127.0.0.1:9"\ngrace_days = {grace}\n',
+    )
+    out = tmp_path / "out"
+    base = ["audit", "--output-dir", str(out), "--no-archive"]
+    by_file = cli([*base, "--all", "--config", str(config)], {"TMV1_TOKEN": "x" * 20})
+    by_option = cli(
+        [*base, "--base-url", "http://127.0.0.1:9", "--grace-days", grace],
+        {"TMV1_TOKEN": "x" * 20},
+    )
+    for result, name in ((by_file, "grace_days"), (by_option, "--grace-days")):
+        assert result.code == 2, result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert f"{name} must be 0 to 36500 (got {grace})" in line, result.stderr
+    assert f"{config}: tenant 'prod'" in by_file.stderr
+    assert not out.exists()

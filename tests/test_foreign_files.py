@@ -212,3 +212,118 @@ def test_a_link_planted_beside_the_archive_is_refused(cli, start_sim, tmp_path, 
     assert f"{archive}{companion}" in result.stderr and "remove it" in result.stderr
     assert victim.read_text() == "precious\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def sqlite_bytes(path: Path) -> Path:
+    """Another program's SQLite database, shared (0644)."""
+    return other_program_db(path)
+
+
+def text_without_newline(path: Path) -> Path:
+    path.write_bytes(b"line one\nprecious no newline")
+    path.chmod(0o644)
+    return path
+
+
+def json_document(path: Path) -> Path:
+    """A pretty-printed JSON file: its last line is ``}``, not an object."""
+    path.write_text('{\n  "keep": true\n}\n')
+    path.chmod(0o644)
+    return path
+
+
+@pytest.mark.parametrize("option", ["--jsonl", "--ocsf"])
+@pytest.mark.parametrize(
+    "make",
+    [sqlite_bytes, text_without_newline, shared_text, json_document],
+    ids=["sqlite", "text without newline", "text", "json document"],
+)
+def test_a_signal_file_that_is_not_ours_is_refused_untouched(
+    cli, start_sim, tmp_path, option, make
+) -> None:
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    store = tmp_path / "store"
+    store.mkdir()
+    target = make(store / "o.db")
+    before = snapshot(store)
+    args = ["watch", "--base-url", sim.base_url, *FAST, "--archive", str(tmp_path / "w.sqlite3")]
+    result = cli([*args, option, str(target)], {"TMV1_TOKEN": sim.token})
+    assert result.code == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"{target} is not a signal file written by login-audit" in line
+    assert f"give a new file name with {option}" in line
+    assert snapshot(store) == before
+
+
+def shared_sink(target: Path, text: str):
+    """A signal file holding ``text``, readable by others, and its sink."""
+    from login_audit.delivery import FileSink
+
+    target.write_text(text)
+    target.chmod(0o644)
+    return FileSink(str(target))
+
+
+def test_a_signal_file_turned_foreign_after_start_is_not_written(tmp_path) -> None:
+    from login_audit.errors import ConfigError
+
+    target = tmp_path / "s.jsonl"
+    sink = shared_sink(target, '{"id": "a"}\n')
+    other_program_db(tmp_path / "db")
+    os.replace(tmp_path / "db", target)
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="is not a signal file written by login-audit"):
+        sink.deliver([{"id": "b"}], lambda ids: pytest.fail("confirmed"))
+    assert snapshot(tmp_path) == before
+
+
+def test_our_signal_file_is_appended_to_and_made_private(tmp_path) -> None:
+    """Ours: its last whole line is a JSON object, even when a crash cut the next one."""
+    from login_audit.delivery import FileSink
+
+    target = tmp_path / "s.jsonl"
+    shared_sink(target, '{"id": "a"}\n{"id": "b", "cut sh').deliver([{"id": "b"}], lambda ids: None)
+    assert target.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    new = tmp_path / "new.jsonl"
+    FileSink(str(new)).deliver([{"id": "c"}], lambda ids: None)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600
+
+
+def audit_with_log(cli, sim, tmp_path: Path, log: Path):
+    args = ["audit", "--base-url", sim.base_url, *FAST, "--no-archive"]
+    args += ["--output-dir", str(tmp_path / "reports"), "--log-file", str(log)]
+    args += ["--log-level", "debug"]
+    return cli(args, {"TMV1_TOKEN": sim.token})
+
+
+@pytest.mark.parametrize("make", [sqlite_bytes, lambda p: (p.write_bytes(b"ab\x00cd"), p)[1]])
+def test_a_binary_log_file_is_refused_untouched(cli, start_sim, tmp_path, make) -> None:
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    store = tmp_path / "store"
+    store.mkdir()
+    target = make(store / "o.db")
+    target.chmod(0o644)
+    before = snapshot(store)
+    result = audit_with_log(cli, sim, tmp_path, target)
+    assert result.code == 2, result.stderr
+    assert "--log-file" in result.stderr and str(target) in result.stderr
+    assert "holds binary data" in result.stderr and "name another file" in result.stderr
+    assert snapshot(store) == before
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_shared_text_log_file_is_appended_to_not_chmodded(cli, start_sim, tmp_path) -> None:
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    log = text_without_newline(tmp_path / "shared.log")
+    result = audit_with_log(cli, sim, tmp_path, log)
+    assert result.code in (0, 1), result.stderr  # 1: stale accounts were found
+    kept, _, added = log.read_text().partition("precious no newline\n")
+    assert kept == "line one\n" and " login_audit" in added
+    assert stat.S_IMODE(log.stat().st_mode) == 0o644
+    warning = f"log file {log} can be read by other users; restrict it with: chmod 600 {log}"
+    assert result.stderr.count(warning) == 1, result.stderr
+    created = tmp_path / "new.log"
+    again = audit_with_log(cli, sim, tmp_path, created)
+    assert "can be read by other users" not in again.stderr
+    assert stat.S_IMODE(created.stat().st_mode) == 0o600

@@ -562,17 +562,38 @@ def _open_journal(path: Path) -> int:
         problem = "it has other hard links"
     elif info.st_uid != os.geteuid():
         problem = "it belongs to another user"
+    else:
+        problem = _not_a_journal(fd)
     if problem:
         os.close(fd)
         raise ConfigError(f"cannot use the journal {path}: {problem}; move it aside")
-    os.fchmod(fd, 0o600)
+    os.fchmod(fd, 0o600)  # only once it is known to be ours (or new)
     return fd
+
+
+def _not_a_journal(fd: int) -> str:
+    """Why the file ``fd`` is not a journal of ours, or ``""``; an empty file is one."""
+    from login_audit.reports.atomic import looks_binary
+
+    if os.fstat(fd).st_size == 0:
+        return ""
+    if looks_binary(fd):
+        return "it holds binary data (a NUL byte or a SQLite header), not CSV"
+    first = os.pread(fd, 4096, 0).split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = next(csv.reader([first.decode("utf-8", "replace")]), [])
+    except csv.Error:
+        return "it is not a CSV file"
+    if header != list(JOURNAL_HEADER):
+        return "it has other columns than this version writes"
+    return ""
 
 
 class Journal:
     """``apply_journal.csv``: appended, neutralised like the reports, fsynced per line.
 
-    Created 0600 without following links; an existing file must have the same columns.
+    Created 0600 without following links; an existing file must be a CSV file with the same
+    columns, and is made 0600 only then.
     """
 
     def __init__(
@@ -584,16 +605,11 @@ class Journal:
     ) -> None:
         self.path, self.tenant, self.clock, self.mirror = path, tenant, clock, mirror
         fd = _open_journal(path)
-        first = os.pread(fd, 4096, 0).split(b"\n", 1)[0].decode("utf-8", "replace")
+        empty = os.fstat(fd).st_size == 0
         self.handle = os.fdopen(fd, "a", encoding="utf-8", newline="")
         self.writer = csv.writer(self.handle, lineterminator="\r\n")
-        if not first:
+        if empty:
             self._write_row(JOURNAL_HEADER)
-        elif next(csv.reader([first.rstrip("\r")]), []) != list(JOURNAL_HEADER):
-            self.handle.close()
-            raise ConfigError(
-                f"{path} has other columns than this version writes; move it aside and run again"
-            )
         self.entries: list[Change] = []
 
     def _write_row(self, row: Iterable[str]) -> None:

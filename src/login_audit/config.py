@@ -327,6 +327,17 @@ def validate_days(days: int, max_days: int, *, what: str = "--days") -> int:
     return days
 
 
+#: The longest grace for new accounts: a century, far beyond any archive.
+MAX_GRACE_DAYS = 36500
+
+
+def validate_grace_days(grace_days: int, *, what: str = "--grace-days") -> int:
+    """Check the grace for new accounts: 0 (none) up to :data:`MAX_GRACE_DAYS`."""
+    if not 0 <= grace_days <= MAX_GRACE_DAYS:
+        raise ConfigError(f"{what} must be 0 to {MAX_GRACE_DAYS} (got {grace_days})")
+    return grace_days
+
+
 def read_exclude_file(path: str) -> tuple[str, ...]:
     """Read exclusion patterns: one per line, blank lines and ``#`` comments ignored."""
     try:
@@ -553,6 +564,11 @@ def load_tenants(path: Path) -> list[TenantConfig]:
                 "such as TMV1_TOKEN_PROD; it holds something else (not shown: it may be the "
                 "token itself, which must never be in this file)"
             )
+        if merged.get("grace_days") is not None:
+            try:
+                validate_grace_days(merged["grace_days"], what="grace_days")
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {where}: {exc}") from None
         platform = str(merged.get("platform", "visionone"))
         try:
             target = resolve_target(

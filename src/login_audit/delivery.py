@@ -135,9 +135,11 @@ def ocsf_finding(signal: dict[str, Any]) -> dict[str, Any]:
 class FileSink:
     """Appends one JSON line per signal (``jsonl``) or per OCSF finding (``ocsf``).
 
-    The file is created mode 0600. A line cut short by a crash is removed before the next
-    append, and signals whose delivery was interrupted are looked up in the file, so each
-    signal is in it exactly once. ``-`` writes to standard output (at least once).
+    The file is created mode 0600; an existing one is appended to (and made 0600) only
+    when its end shows it is ours (see :func:`_is_signal_file`). A line cut short by a
+    crash is removed before the next append, and signals whose delivery was interrupted
+    are looked up in the file, so each signal is in it exactly once. ``-`` writes to
+    standard output (at least once).
     """
 
     def __init__(self, path: str, fmt: str = "jsonl") -> None:
@@ -162,6 +164,24 @@ class FileSink:
             self.path.exists() and not os.access(self.path, os.R_OK)
         ):
             raise ConfigError(f"cannot write {self.path}: permission denied")
+        if self.path.exists():  # refused now, before any network work, and again at writing
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ConfigError(f"cannot read {self.path}: {exc.strerror}") from None
+            try:
+                self._refuse_foreign(fd)
+            finally:
+                os.close(fd)
+
+    def _refuse_foreign(self, fd: int) -> None:
+        """Raise :class:`ConfigError` unless ``fd`` is a signal file of ours (or empty)."""
+        if not _is_signal_file(fd):
+            option = "--ocsf" if self.fmt == "ocsf" else "--jsonl"
+            raise ConfigError(
+                f"{self.path} is not a signal file written by login-audit (its last line is "
+                f"not a JSON object); give a new file name with {option}"
+            )
 
     def __repr__(self) -> str:
         return f"FileSink({self.name!r})"
@@ -211,7 +231,7 @@ class FileSink:
         from login_audit.reports.atomic import open_failure, open_private_append
 
         try:
-            fd = open_private_append(self.path, os.O_RDWR)
+            fd, _ = open_private_append(self.path, os.O_RDWR, self._refuse_foreign, tighten=True)
         except OSError as exc:
             raise ConfigError(f"cannot write {self.path}: {open_failure(exc)}") from None
         try:
@@ -226,12 +246,42 @@ class FileSink:
         return None
 
 
+#: How much of the end of a signal file is read to tell whether it is ours.
+_TAIL = 1 << 16
+
+
+def _is_signal_file(fd: int) -> bool:
+    """Empty, or text whose last whole line is a JSON object, as each line of ours is.
+
+    A line cut short after it (a crash while writing) must begin like ours, with ``{``.
+    Only the first 4 KiB (for binary data) and the last 64 KiB are read.
+    """
+    from login_audit.reports.atomic import looks_binary
+
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return True
+    if looks_binary(fd):
+        return False
+    tail = os.pread(fd, min(size, _TAIL), max(0, size - _TAIL))
+    whole, newline, cut = tail.rpartition(b"\n")
+    if not newline or (cut and not cut.startswith(b"{")):
+        return False
+    if size > len(tail) and b"\n" not in whole:
+        return False  # the last whole line began before the tail: longer than any of ours
+    try:
+        body = json.loads(whole.rpartition(b"\n")[2])
+    except ValueError:
+        return False
+    return isinstance(body, dict)
+
+
 def _drop_partial_line(fd: int) -> None:
     """Cut a last line that a crash left without its newline (it is written again)."""
     size = os.fstat(fd).st_size
     if size == 0:
         return
-    tail = os.pread(fd, min(size, 1 << 16), max(0, size - (1 << 16)))
+    tail = os.pread(fd, min(size, _TAIL), max(0, size - _TAIL))
     if tail.endswith(b"\n"):
         return
     cut = tail.rfind(b"\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,7 +42,7 @@ class LogFileError(ConfigError):
 
 
 def configure_logging(redactor: Redactor, level: str, log_file: str | None) -> None:
-    """Send logs to stderr (and ``log_file``, created 0600), secrets scrubbed.
+    """Send logs to stderr (and ``log_file``, 0600 when created), secrets scrubbed.
 
     Raises :class:`ValueError` for an unknown level and :class:`LogFileError` for a file
     that cannot be opened.
@@ -61,13 +62,30 @@ def configure_logging(redactor: Redactor, level: str, log_file: str | None) -> N
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     if log_file:
         path = Path(log_file).expanduser()
-        from login_audit.reports.atomic import open_failure, open_private_append
+        from login_audit.reports.atomic import looks_binary, open_failure, open_private_append
+
+        def vet(fd: int) -> None:
+            if looks_binary(fd):
+                raise LogFileError(
+                    f"cannot open log file {path}: it holds binary data (a NUL byte or a "
+                    "SQLite header), so it is not a log file; name another file"
+                )
 
         try:
-            fd = open_private_append(path, os.O_WRONLY)
+            fd, created = open_private_append(path, os.O_RDWR, vet, tighten=False)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # our lines start on a line of their own
             stream = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
             raise LogFileError(f"cannot open log file {path}: {open_failure(exc)}") from None
+        # A text file we did not create may be shared on purpose: advise, never chmod it.
+        if not created and os.fstat(fd).st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            root.warning(
+                "log file %s can be read by other users; restrict it with: chmod 600 %s",
+                path,
+                path,
+            )
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.addFilter(redactor)

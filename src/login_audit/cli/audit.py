@@ -54,7 +54,7 @@ from login_audit.service import exit_code_for, render_summary, tenant_key
     type=int,
     envvar="LOGIN_AUDIT_GRACE_DAYS",
     help="Never flag accounts the archive first saw fewer than this many days ago "
-    "[default: --days].",
+    "(0 to 36500) [default: --days].",
 )
 @click.option(
     "--allow-short-history",

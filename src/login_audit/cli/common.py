@@ -43,6 +43,7 @@ from login_audit.config import (
     read_identity_map,
     resolve_target,
     validate_days,
+    validate_grace_days,
 )
 from login_audit.errors import (
     EXIT_BROKEN_PIPE,
@@ -254,8 +255,8 @@ def build_policy(
         read_exclude_file(exclusions.exclude_file) if exclusions.exclude_file else ()
     )
     days = validate_days(days, max_days)
-    if grace_days is not None and grace_days < 0:
-        raise ConfigError(f"--grace-days must be 0 or more (got {grace_days})")
+    if grace_days is not None:
+        validate_grace_days(grace_days)
     return Policy(
         days=days,
         include_disabled=exclusions.include_disabled,

@@ -41,26 +41,47 @@ def is_unusual(path: Path) -> bool:
         return False
 
 
-def open_private_append(path: Path, flags: int) -> int:
-    """Open a file of ours for appending (:data:`APPEND_FLAGS` plus ``flags``), mode 0600.
+#: The first bytes of every SQLite database.
+SQLITE_HEADER = b"SQLite format 3\x00"
 
-    Only a regular file is opened and made private: opening a pipe could block, and a
-    device such as ``/dev/null`` is not ours to chmod. It is checked before opening, and
-    again on the opened file, in case it was swapped meanwhile. Raises :class:`OSError`,
-    whose ``strerror`` says why (see :func:`open_failure`).
+
+def looks_binary(fd: int) -> bool:
+    """True when the file's first 4 KiB hold a NUL byte (a SQLite header has one): no text."""
+    head = os.pread(fd, 4096, 0)
+    return head.startswith(SQLITE_HEADER) or b"\x00" in head
+
+
+def open_private_append(
+    path: Path, flags: int, vet: Callable[[int], None], *, tighten: bool
+) -> tuple[int, bool]:
+    """Open a file for appending (:data:`APPEND_FLAGS` plus ``flags``); is it new?
+
+    Only a regular file is opened: opening a pipe could block, and a device such as
+    ``/dev/null`` is not ours to chmod. It is checked before opening, and again on the
+    opened file, in case it was swapped meanwhile. A file this call creates is made 0600.
+    An existing one is first handed to ``vet``, which raises for a file that is not ours,
+    and is made 0600 only when ``tighten``. Raises :class:`OSError`, whose ``strerror``
+    says why (see :func:`open_failure`), or what ``vet`` raises.
     """
     if is_unusual(path) or os.path.isdir(path):
         raise OSError(errno.EINVAL, NOT_REGULAR)
-    fd = os.open(path, flags | APPEND_FLAGS | os.O_NONBLOCK, 0o600)
+    wanted = flags | APPEND_FLAGS | os.O_NONBLOCK
+    try:
+        fd, created = os.open(path, wanted | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        fd, created = os.open(path, wanted & ~os.O_CREAT), False
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, NOT_REGULAR)
-        os.fchmod(fd, 0o600)
+        if not created:
+            vet(fd)
+        if created or tighten:
+            os.fchmod(fd, 0o600)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, created
 
 
 def check_output_dir(path: Path) -> Path:
