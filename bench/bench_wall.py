@@ -21,8 +21,11 @@ limit of 500 requests per 60 s, not compressed; every answer delayed by the late
    pages read one after another if they take longer, or requests / rate if the rate
    limit is the bound;
 5. with ``--next-day``: an audit one simulated day later (half the accounts log on once
-   more after the first audit's watermark), each repeat from a copy of the archive the
-   first audit left and after a minute without requests (the rate window of a day).
+   more after the first audit's watermark, at instants spread over ``--day-spread``
+   seconds: a day compressed, spread as a day's logons are, so the sweep's time slices
+   can share them; 1.5 s puts them all in one burst that one slice must read), each
+   repeat from a copy of the archive the first audit left and after a minute without
+   requests (the rate window of a day).
 """
 
 from __future__ import annotations
@@ -84,13 +87,14 @@ def audit(sim: Simulator, archive: Path, out: Path) -> tuple[float, int]:
     return seconds, int(report["run"]["requests"])
 
 
-def next_day(sim: Simulator, tenant, seed: int) -> int:
-    """Half the accounts log on once more, after everything read so far."""
+def next_day(sim: Simulator, tenant, seed: int, spread: float) -> int:
+    """Half the accounts log on once more, after everything read so far, at instants spread
+    over the next ``spread`` seconds: the day between two audits, compressed."""
     now = datetime.now(timezone.utc)
     half = tenant.accounts[: len(tenant.accounts) // 2]
-    day = logons_of_a_day((a.email for a in half), now, timedelta(seconds=1.5), seed, seed)
+    day = logons_of_a_day((a.email for a in half), now, timedelta(seconds=spread), seed, seed)
     sim.add_records(day)
-    time.sleep(2.0)  # the new records are older than the next audit's start
+    time.sleep(spread + 0.5)  # the new records are older than the next audit's start
     return len(day)
 
 
@@ -136,7 +140,7 @@ def measure(size: int, latency_ms: float, args: argparse.Namespace) -> None:
         if args.next_day:
             # One day of logons; each next-day audit starts from a copy of the archive as
             # the first audit left it, after a quiet rate window (a day has passed).
-            added = next_day(sim, tenant, seed=2)
+            added = next_day(sim, tenant, seed=2, spread=args.day_spread)
             nexts = []
             for n in range(args.next_repeat):
                 archive = Path(tmp) / f"next-{n}.sqlite3"
@@ -145,7 +149,7 @@ def measure(size: int, latency_ms: float, args: argparse.Namespace) -> None:
                 nexts.append(audit(sim, archive, Path(tmp) / f"next-{n}"))
             seconds = statistics.median(s for s, _ in nexts)
             print(
-                f"  next-day audit ({added:,} new logons): {seconds:.2f} s "
+                f"  next-day audit ({added:,} new logons over {args.day_spread:g} s): {seconds:.2f} s "
                 f"(runs {', '.join(f'{s:.2f}' for s, _ in nexts)}), "
                 f"requests {[r for _, r in nexts]}"
             )
@@ -160,6 +164,12 @@ def main() -> None:
     parser.add_argument("--per-user-max", type=int, default=1000)
     parser.add_argument("--next-day", action="store_true")
     parser.add_argument("--next-repeat", type=int, default=3, help="next-day audits, one a day")
+    parser.add_argument(
+        "--day-spread",
+        type=float,
+        default=60.0,
+        help="seconds over which the next day's logons are spread (1.5: all in one burst)",
+    )
     args = parser.parse_args()
     for size in args.accounts:
         for latency in args.latency_ms:
