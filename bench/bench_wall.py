@@ -149,7 +149,8 @@ def measure(size: int, latency_ms: float, args: argparse.Namespace) -> None:
                 nexts.append(audit(sim, archive, Path(tmp) / f"next-{n}"))
             seconds = statistics.median(s for s, _ in nexts)
             print(
-                f"  next-day audit ({added:,} new logons over {args.day_spread:g} s): {seconds:.2f} s "
+                f"  next-day audit ({added:,} new logons over {args.day_spread:g} s): "
+                f"{seconds:.2f} s "
                 f"(runs {', '.join(f'{s:.2f}' for s, _ in nexts)}), "
                 f"requests {[r for _, r in nexts]}"
             )

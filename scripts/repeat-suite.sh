@@ -36,7 +36,9 @@ for i in $(seq 1 "$runs"); do
     fi
     # Other programs on the machine may add folders too: this is a hint, not a verdict.
     left="$(comm -13 <(echo "$before") <(ls -A "$tmp_root" | sort) | grep -cv '^$' || true)"
-    summary="$(grep -E '[0-9]+ (passed|failed)' "$work/log" | tail -1)"
+    # A run that stops before pytest (lint, types, install) has no such line.
+    summary="$(grep -E '[0-9]+ (passed|failed)' "$work/log" | tail -1 || true)"
+    summary="${summary:-no tests ran: $(tail -1 "$work/log")}"
     echo "run $i/$runs: $outcome in $(($(date +%s) - start)) s; $summary; new in $tmp_root: $left"
 done
 echo "$((runs - failed)) passed, $failed failed"
