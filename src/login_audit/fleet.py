@@ -47,7 +47,6 @@ from login_audit.redaction import Redactor
 from login_audit.reports import WriteNotes
 from login_audit.reports.atomic import check_output_dir, ensure_dir, replace_set, write_atomic
 from login_audit.reports.csvreport import CleanupCsv, write_rows
-from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 from login_audit.reports.jsonreport import summary_json
 from login_audit.service import audit_and_report, exit_code_for, tenant_key
 from login_audit.timeutil import utcnow
@@ -211,6 +210,9 @@ def write_combined(outcomes: list[TenantOutcome], output_dir: Path) -> WriteNote
     import json
 
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+    # Jinja2 only when a combined page is written: `audit` of one tenant imports this module.
+    from login_audit.reports.htmlreport import HTML_FILENAME, FleetEntry, render_fleet
 
     def write(staging: Path) -> list[Path]:
         header = ("Tenant", "UserId", "RoleName", "RequestType")

@@ -26,7 +26,7 @@ from login_audit.models import Policy, RunSummary
 from login_audit.platforms.base import Platform
 from login_audit.printable import printable
 from login_audit.redaction import Redactor
-from login_audit.reports import WriteNotes, write_reports
+from login_audit.reports import WriteNotes, prepare_in_background, write_reports
 from login_audit.sync import ALL, SyncResult, sync_stream
 from login_audit.timeutil import utcnow
 
@@ -111,6 +111,7 @@ def audit_and_report(
     from login_audit.reports.atomic import check_output_dir
 
     check_output_dir(output_dir)  # fail before the network work, not after it
+    prepare_in_background()
     report = progress or (lambda stage, count: None)
     if archive is not None:
         summary = run_archived_audit(
@@ -136,6 +137,8 @@ def audit_and_report(
         since = summary.finished_at - timedelta(days=policy.days)
         signals = period_signals(archive, tenant, since, summary.finished_at)
         summary = replace(summary, signals=signals)
+    if archive is not None:
+        archive.checkpoint_in_background()  # while the reports are written
     notes = write_reports(summary, output_dir)
     if notes.neutralised:
         log.warning(

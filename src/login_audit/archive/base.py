@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -177,6 +177,11 @@ class Archive(Protocol):
 
     def size_bytes(self) -> int:
         """Space the archive takes."""
+        ...
+
+    def checkpoint_in_background(self) -> Callable[[], None]:
+        """Start the engine's housekeeping on another thread (see the SQL archive's); the
+        function returned waits for it."""
         ...
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from login_audit.archive.base import busy_message
@@ -28,6 +28,10 @@ class PostgresDialect:
     def sql(self, text: str) -> str:
         """psycopg takes ``%s`` where SQLite takes ``?``."""
         return text.replace("?", "%s")
+
+    def start_checkpoint(self, location: str) -> Callable[[], None]:
+        """Nothing to do: the server checkpoints on its own schedule."""
+        return lambda: None
 
     @contextlib.contextmanager
     def transaction(self, conn: Any) -> Iterator[None]:

@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -93,6 +94,14 @@ class SqliteDialect:
             )
         return found
 
+    def start_checkpoint(self, location: str) -> Callable[[], None]:
+        """A checkpoint on a thread of its own (SQLite lets other threads run meanwhile)."""
+        worker = threading.Thread(
+            target=_checkpoint, args=(location,), name="archive-checkpoint", daemon=True
+        )
+        worker.start()
+        return worker.join
+
     def insert_records(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """One ``executemany``; a record stored meanwhile (none can be) would be skipped."""
         marks = ", ".join("?" * len(rows[0])) if rows else ""
@@ -101,6 +110,24 @@ class SqliteDialect:
             f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",  # noqa: S608 - fixed columns, values are parameters
             rows,
         )
+
+
+def _checkpoint(location: str) -> None:
+    """Copy the write-ahead log into the file, through a connection of its own (the
+    archive's may be in use meanwhile). PASSIVE: it never waits for, or blocks, a reader
+    or a writer; whatever it could not copy, the last connection's close copies."""
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(location)}?mode=rw", uri=True, isolation_level=None, timeout=0
+        )
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error as exc:
+        log.debug("background checkpoint of %s: %s", location, exc)
+    finally:
+        conn.close()
 
 
 def open_sqlite(

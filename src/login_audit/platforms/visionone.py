@@ -115,23 +115,24 @@ def parse_account(item: Any) -> Account | None:
     """An :class:`Account` from one ``/iam/accounts`` item, or None if it has no id."""
     if not isinstance(item, dict):
         return None
-    item = lowered(item)
-    account_id = text(item, "id")
+    account_id, email, role, auth_type, status_text, description = _ACCOUNT_FIELDS.read(item)
     if not account_id:
         return None
-    status_text = text(item, "status").lower()
-    try:
-        status = AccountStatus(status_text)
-    except ValueError:
-        status = AccountStatus.UNKNOWN
+    status = _STATUSES.get(status_text.lower(), AccountStatus.UNKNOWN)
     return Account(
         id=account_id,
-        email=text(item, "email"),
-        role=text(item, "role"),
-        auth_type=text(item, "authType"),
+        email=email,
+        role=role,
+        auth_type=auth_type,
         status=status,
-        description=text(item, "description"),
+        description=description,
     )
+
+
+_ACCOUNT_FIELDS = FieldReader(
+    ("id",), ("email",), ("role",), ("authType",), ("status",), ("description",)
+)
+_STATUSES = {status.value: status for status in AccountStatus}
 
 
 _LOGON_CATEGORY, _LOGON_ACTIVITY = LOGON_CATEGORY.lower(), LOGON_ACTIVITY.lower()

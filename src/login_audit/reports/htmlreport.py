@@ -72,6 +72,12 @@ def _templates() -> jinja2.Environment:
     return env
 
 
+def load_templates() -> None:
+    """Compile the templates of the audit page now (each is compiled once per process)."""
+    for name in ("audit_report.html", "charts.svg"):
+        _templates().get_template(name)
+
+
 def _render(name: str, **values: Any) -> str:
     return _templates().get_template(name).render(**values)
 

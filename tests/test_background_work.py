@@ -1,0 +1,82 @@
+"""Work started on a thread of its own while an audit waits: it must change no result."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from login_audit.archive import open_archive
+from login_audit.archive.base import TenantKey
+from login_audit.platforms.visionone import parse_record
+from login_audit.reports import htmlreport, prepare_in_background
+from login_audit.syncstate import Checkpoint
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+KEY = TenantKey("visionone", "eu", "prod")
+
+
+def page(first: int, count: int) -> list:
+    items = [
+        {
+            "loggedDateTime": (T0 + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "loggedUser": f"user{n % 7}@example.com",
+            "category": "Logon and Logoff",
+            "activity": "Log on",
+            "result": "Successful",
+            "details": {"n": n},
+        }
+        for n in range(first, first + count)
+    ]
+    return [parse_record(item) for item in items]
+
+
+CHECKPOINT = Checkpoint.single(T0, T0 + timedelta(days=1), None, 1)
+
+
+def test_a_background_checkpoint_copies_the_log_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "archive.sqlite3"
+    store = open_archive(str(path))
+    tenant = store.tenant_id(KEY)
+    store.commit_page(tenant, "all", page(0, 300), CHECKPOINT)
+    store.checkpoint_in_background()()
+    # The file alone, without its write-ahead log, now holds every committed record.
+    alone = tmp_path / "copy.sqlite3"
+    shutil.copyfile(path, alone)
+    copy = open_archive(str(alone))
+    assert sum(1 for _ in copy.iter_records(copy.tenant_id(KEY))) == 300
+    copy.close()
+    store.close()
+
+
+def test_writes_during_a_background_checkpoint_are_all_kept(archive_url: str) -> None:
+    store = open_archive(archive_url)
+    tenant = store.tenant_id(KEY)
+    store.commit_page(tenant, "all", page(0, 500), CHECKPOINT)
+    waiter = store.checkpoint_in_background()
+    store.commit_page(tenant, "all", page(500, 500), CHECKPOINT)
+    assert store.checkpoint_in_background() is waiter  # one at a time
+    store.close()
+    again = open_archive(archive_url)
+    stored = [r.raw for r in again.iter_records(again.tenant_id(KEY))]
+    again.close()
+    assert len(stored) == 1000 and len(set(stored)) == 1000
+    if not archive_url.startswith("postgresql"):
+        assert not Path(f"{archive_url}-wal").exists()  # closed cleanly, log folded in
+
+
+def test_reports_prepared_in_the_background_fail_silently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+
+    def broken() -> None:
+        raise OSError("templates unreadable")
+
+    monkeypatch.setattr(htmlreport, "load_templates", broken)
+    prepare_in_background()()
+    assert failures == []  # the report itself, written later, says what is wrong
