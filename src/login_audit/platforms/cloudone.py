@@ -30,7 +30,7 @@ from login_audit.models import (
     TimeWindow,
 )
 from login_audit.platforms.fields import FieldReader, canonical, lowered, text, time_or_none
-from login_audit.platforms.pagination import CursorPager
+from login_audit.platforms.pagination import CursorPager, read_ahead
 from login_audit.timeutil import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class CloudOne:
 
     def _all(self, url: str, list_key: str) -> Iterator[Any]:
         pager = CursorPager(self.http, url, list_key, permission=PERMISSION_USERS)
-        for items, _ in pager.pages():
+        for items, _ in read_ahead(pager.pages()):
             yield from items
 
     def roles(self) -> dict[str, str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from login_audit.errors import ProtocolError
 from login_audit.http import HttpClient, same_origin
@@ -46,6 +49,68 @@ def expect_list(key: str, *, null_ends: tuple[str, ...] = ()) -> Any:
 
 
 NEXT_LINK_KEYS = ("nextLink", "@odata.nextLink")
+
+T = TypeVar("T")
+_END = object()
+
+
+def read_ahead(pages: Iterator[T]) -> Iterator[T]:
+    """Yield what ``pages`` yields; from the second page on, the next page is requested on
+    a thread of its own while the caller handles the current one.
+
+    Pages linked one to the next can only be read one after another; with this, such a
+    chain waits on the vendor alone, not also on the parsing and storing of every page.
+    The first page comes as it would without it, so a caller that reads one page and stops
+    (a probe) costs no request more; after that, a caller that stops early leaves one
+    request in flight, whose page is dropped. At most one page waits in memory. An error
+    of ``pages`` reaches the caller where it would have without the thread, after the
+    pages before it.
+    """
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                handoff.put((True, page))  # waits while the caller has not taken the last
+                if stop.is_set():
+                    return
+            handoff.put((False, _END))
+        except BaseException as exc:  # handed to the caller, raised there
+            handoff.put((False, exc))
+        finally:
+            _close(pages)
+
+    worker: threading.Thread | None = None
+    try:
+        first = next(pages, _END)
+        if first is _END:
+            return
+        yield first  # type: ignore[misc]  # not _END
+        worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+        worker.start()
+        while True:
+            is_page, value = handoff.get()
+            if is_page:
+                yield value
+            elif value is _END:
+                return
+            else:
+                raise value
+    finally:
+        if worker is None:
+            _close(pages)
+        else:
+            stop.set()
+            # Room for the one page the worker may still hand over, so it never waits.
+            with contextlib.suppress(queue.Empty):
+                handoff.get_nowait()
+
+
+def _close(pages: Iterator[Any]) -> None:
+    close = getattr(pages, "close", None)
+    if close is not None:
+        close()
 
 
 @dataclass

@@ -22,7 +22,7 @@ from login_audit.models import (
     TimeWindow,
 )
 from login_audit.platforms.fields import FieldReader, canonical, lowered, text, time_or_none
-from login_audit.platforms.pagination import NextLinkPager
+from login_audit.platforms.pagination import NextLinkPager, read_ahead
 from login_audit.platforms.partitions import Partition, Term, partitioned_items
 from login_audit.timeutil import Clock, format_z, parse_timestamp, utcnow
 
@@ -274,7 +274,7 @@ class VisionOne:
             headers={"TMV1-Filter": filter_text} if filter_text else None,
             permission=PERMISSION_ACCOUNTS,
         )
-        return pager.pages()
+        return read_ahead(pager.pages())
 
     def _items(self, filter_text: str | None) -> Iterator[Any]:
         for page in self._pages(filter_text):
@@ -378,7 +378,7 @@ class VisionOne:
                 headers=headers,
                 permission=PERMISSION_AUDIT,
             )
-            pages = pager.pages_with_links()
+            pages = read_ahead(pager.pages_with_links())
             try:
                 first = next(pages, None)
             except ProtocolError as exc:
