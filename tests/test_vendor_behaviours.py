@@ -457,3 +457,21 @@ def test_an_empty_next_cursor_on_cloud_one_is_not_taken_for_the_end(
     assert "empty 'next' cursor" in result.stderr
     assert rows(out) == set()  # nobody is removed on a listing that may not be whole
     assert not (out / "filtered_accounts_report.csv").exists()
+
+
+@pytest.mark.parametrize("store", STORAGE, ids=["direct", "archive"])
+def test_an_empty_next_link_on_vision_one_is_not_taken_for_the_end(
+    cli, tenant: Tenant, start_sim, tmp_path: Path, store: list[str]
+) -> None:
+    """The same rule as Cloud One's empty cursor: Vision One leaves nextLink out on the
+    last page; an empty one may hide pages of logons or accounts."""
+    sim = start_sim(tenant, behaviours=("empty-next",))
+    out = tmp_path / "out"
+    base = ["audit", "--base-url", sim.base_url, "--output-dir", str(out)]
+    result = cli(
+        [*base, "--backoff-base", "0.01", *storage(tmp_path, store)], {"TMV1_TOKEN": sim.token}
+    )
+    assert result.code == 4, result.stderr
+    assert "empty nextLink" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / "filtered_accounts_report.csv").exists()

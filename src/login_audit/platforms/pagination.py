@@ -119,7 +119,9 @@ class NextLinkPager:
 
     The link is requested exactly as given, with the same headers (``TMV1-Filter``
     included). A link seen twice, or one that leaves the tenant's origin (the token
-    would follow it), is an error rather than an endless or leaking loop.
+    would follow it), is an error rather than an endless or leaking loop. The last page has
+    no link (or a null one); an empty link is not documented and could as well be a lost
+    one with more pages behind it, so it is an error too, never the end of the listing.
     """
 
     http: HttpClient
@@ -150,8 +152,15 @@ class NextLinkPager:
                 expect=expect_list(self.items_key, null_ends=NEXT_LINK_KEYS),
             )
             self.pages_read += 1
-            link = body.get("nextLink") or body.get("@odata.nextLink")
-            if not link:
+            given = [body[key] for key in NEXT_LINK_KEYS if body.get(key) is not None]
+            link = next((value for value in given if value != ""), None)
+            if link is None and given:
+                raise ProtocolError(
+                    f"page {self.pages_read} has an empty nextLink, which may end the listing "
+                    "or hide more pages (the API leaves nextLink out on its last page); not "
+                    "taken as the end"
+                )
+            if link is None:
                 yield body[self.items_key] or [], None
                 return
             if not isinstance(link, str):

@@ -26,7 +26,10 @@ BEHAVIOURS: dict[str, str] = {
     "future-times": "a few logons of dormant accounts carry a time far in the future",
     "bare-429": "the rate limit answers 429 without Retry-After",
     "account-filters-refused": "a TMV1-Filter on the account list is refused with 400",
-    "empty-next": 'the last page of a Cloud One listing carries "next": "" instead of no next',
+    "empty-next": (
+        'the last page of a listing carries an empty link ("nextLink": "" on Vision One, '
+        '"next": "" on Cloud One) instead of none'
+    ),
     "account-filter-ignored": "an account-list filter on role (undocumented) matches everyone",
 }
 

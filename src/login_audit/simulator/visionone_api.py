@@ -154,6 +154,8 @@ class VisionOneApi:
             params = {k: v for k, v in query.items() if k != "skipToken"}
             params["skipToken"] = token
             body["nextLink"] = f"{self.sim.base_url}{path}?{urlencode(params)}"
+        elif "empty-next" in self.sim.behaviours:
+            body["nextLink"] = ""
         return body
 
     def _parse_time(self, query: dict[str, str], name: str, default: datetime) -> datetime:
