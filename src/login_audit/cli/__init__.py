@@ -7,6 +7,7 @@ error to one line on stderr and a documented exit code.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -178,6 +179,24 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: Container allocations between two collections of Python's youngest generation (700 by
+#: default). An audit allocates millions of short-lived containers (pages, records,
+#: findings, report rows) while holding tens of thousands of long-lived ones; with the
+#: default, the collector walked them so often that it took 40% of writing the reports of
+#: 50,000 accounts. Cycles are still collected, later: at most this many objects wait.
+GC_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _relaxed_gc() -> Iterator[None]:
+    previous = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps every error to an exit code.
 
@@ -186,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     try:
         try:
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt(), _relaxed_gc():
                 _main(argv)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
