@@ -138,6 +138,26 @@ def test_an_empty_file_is_adopted_and_made_private(cli, start_sim, tmp_path) -> 
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_an_empty_file_of_another_user_is_not_adopted(cli, start_sim, tmp_path) -> None:
+    """Run as root, the archive would fill a file its owner controls (and reads) with every
+    account's logon history; left untouched, with the way out named."""
+    sim = start_sim(build_tenant(seed=5, accounts=20))
+    archive = tmp_path / "theirs.sqlite3"
+    archive.touch()
+    archive.chmod(0o644)
+    os.chown(archive, 4321, 4321)
+    result = cli(
+        ["sync", "--base-url", sim.base_url, "--archive", str(archive), *FAST],
+        {"TMV1_TOKEN": sim.token},
+    )
+    assert result.code == 2, result.stderr
+    assert "empty file of another user" in result.stderr and "--archive" in result.stderr
+    assert archive.stat().st_size == 0 and archive.stat().st_uid == 4321
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.sqlite3"]
+
+
 def test_our_own_shared_archive_is_still_made_private(cli, start_sim, tmp_path) -> None:
     sim = start_sim(build_tenant(seed=5, accounts=20))
     archive = tmp_path / "a.sqlite3"

@@ -232,9 +232,11 @@ def refuse_unusual(path: Path) -> None:
                 )
 
 
-def refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+def refuse_foreign(conn: sqlite3.Connection, path: Path, *, writing: bool = False) -> None:
     """Refuse a SQLite database that has tables but none of ours: another program's data
-    must not get our tables added, nor its mode changed. An empty file is a new archive."""
+    must not get our tables added, nor its mode changed. An empty file is a new archive,
+    unless another user owns it and we are ``writing``: run as root, we would fill a file
+    someone else controls (and can read) with every account's logon history."""
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if tables and "schema_migrations" not in tables:
         conn.close()
@@ -242,6 +244,12 @@ def refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
             f"the archive {path} is a SQLite database of another program (it has no "
             "login-audit tables), left untouched; name a new file or an archive of "
             "login-audit with --archive"
+        )
+    if writing and not tables and os.stat(path).st_uid != os.geteuid():
+        conn.close()
+        raise ConfigError(
+            f"the archive {path} is an empty file of another user, left untouched; name a "
+            "new file with --archive, or have its owner run the first sync"
         )
 
 
@@ -356,7 +364,7 @@ def _connect(path: Path) -> SqlArchive:
         conn.execute("PRAGMA busy_timeout = 0")
         conn.create_function("login_audit_unhex", 1, bytes.fromhex, deterministic=True)
         check_integrity(conn, path)
-        refuse_foreign(conn, path)
+        refuse_foreign(conn, path, writing=True)
         # Proven ours (or new) only now: before, the file might be anybody's.
         for private in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             tighten(private)
