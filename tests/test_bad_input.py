@@ -65,6 +65,9 @@ def prepare(tmp_path: Path, case: str) -> tuple[list[str], dict[str, str]]:
         return ["audit", "--dayz", "9"], env
     if case == "bad log level":
         return ["audit", "--log-level", "LOUD"], env
+    if case == "token as the tenant name":
+        pasted = "eyJhbGciOiJSUzI1NiJ9.a-token-that-is-never-used-0123.Zm9vYmFy"
+        return [*base, "--tenant", pasted, "--output-dir", str(tmp_path)], env
     raise AssertionError(case)
 
 
@@ -81,6 +84,7 @@ CASES = {
     "prune without --yes": "add --yes to go ahead",
     "unknown option": "--dayz",
     "bad log level": "'LOUD' is not one of",
+    "token as the tenant name": "the tenant name looks like a token (not shown)",
 }
 
 

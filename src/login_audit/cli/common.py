@@ -83,6 +83,12 @@ def check_tenant_name(ctx: click.Context, param: click.Parameter, value: str | N
             f"the tenant name {value!r} is empty or starts or ends with a space; give a name "
             "such as prod, or leave --tenant out for 'default'"
         )
+    if value is not None and looks_like_token(value):
+        # The name is stored in the archive and printed in every report.
+        raise click.BadParameter(
+            "the tenant name looks like a token (not shown); the token belongs in TMV1_TOKEN "
+            "(Cloud One: C1_API_KEY) or --token-file, and --tenant takes a name such as prod"
+        )
     return value
 
 
