@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -80,3 +81,17 @@ def test_reports_prepared_in_the_background_fail_silently(
     monkeypatch.setattr(htmlreport, "load_templates", broken)
     prepare_in_background()()
     assert failures == []  # the report itself, written later, says what is wrong
+
+
+def test_a_report_writer_that_cannot_be_loaded_prints_nothing_from_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer whose module fails to import (a broken install, say) must not show up as a
+    thread's traceback in the middle of the audit's output; writing the reports says it."""
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    monkeypatch.setitem(sys.modules, "login_audit.reports.htmlreport", None)  # import fails
+    with pytest.raises(ImportError):
+        from login_audit.reports.htmlreport import load_templates  # noqa: F401
+    prepare_in_background()()
+    assert failures == []
