@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -38,12 +39,21 @@ def page(first: int, count: int) -> list:
 CHECKPOINT = Checkpoint.single(T0, T0 + timedelta(days=1), None, 1)
 
 
-def test_a_background_checkpoint_copies_the_log_into_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "archive.sqlite3"
+# A file name in a legacy encoding (Latin-1 here) is a valid archive path on Linux.
+@pytest.mark.parametrize(
+    "name", [b"archive.sqlite3", b"archiv\xe9.sqlite3"], ids=["utf8", "latin1"]
+)
+def test_a_background_checkpoint_copies_the_log_into_the_file(
+    tmp_path: Path, name: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    path = tmp_path / os.fsdecode(name)
     store = open_archive(str(path))
     tenant = store.tenant_id(KEY)
     store.commit_page(tenant, "all", page(0, 300), CHECKPOINT)
     store.checkpoint_in_background()()
+    assert failures == []  # no thread's traceback amid the output
     # The file alone, without its write-ahead log, now holds every committed record.
     alone = tmp_path / "copy.sqlite3"
     shutil.copyfile(path, alone)
@@ -51,6 +61,9 @@ def test_a_background_checkpoint_copies_the_log_into_the_file(tmp_path: Path) ->
     assert sum(1 for _ in copy.iter_records(copy.tenant_id(KEY))) == 300
     copy.close()
     store.close()
+    reader = open_archive(str(path), read_only=True)  # by the same name, to read only
+    assert sum(1 for _ in reader.iter_records(reader.tenant_id(KEY))) == 300
+    reader.close()
 
 
 def test_writes_during_a_background_checkpoint_are_all_kept(archive_url: str) -> None:
