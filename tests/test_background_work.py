@@ -108,3 +108,21 @@ def test_a_report_writer_that_cannot_be_loaded_prints_nothing_from_the_backgroun
         from login_audit.reports.htmlreport import load_templates  # noqa: F401
     prepare_in_background()()
     assert failures == []
+
+
+def test_a_background_checkpoint_of_a_removed_archive_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file was deleted while the audit ran: the checkpoint must not make a new empty
+    archive where the old one was, nor hang the close, nor print a thread's traceback."""
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    path = tmp_path / "archive.sqlite3"
+    store = open_archive(str(path))
+    store.commit_page(store.tenant_id(KEY), "all", page(0, 10), CHECKPOINT)
+    for name in ("archive.sqlite3", "archive.sqlite3-wal", "archive.sqlite3-shm"):
+        (tmp_path / name).unlink()
+    store.checkpoint_in_background()()
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert failures == []
