@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,12 +39,21 @@ def page(first: int, count: int) -> list:
 CHECKPOINT = Checkpoint.single(T0, T0 + timedelta(days=1), None, 1)
 
 
-def test_a_background_checkpoint_copies_the_log_into_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "archive.sqlite3"
+# A file name in a legacy encoding (Latin-1 here) is a valid archive path on Linux.
+@pytest.mark.parametrize(
+    "name", [b"archive.sqlite3", b"archiv\xe9.sqlite3"], ids=["utf8", "latin1"]
+)
+def test_a_background_checkpoint_copies_the_log_into_the_file(
+    tmp_path: Path, name: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    path = tmp_path / os.fsdecode(name)
     store = open_archive(str(path))
     tenant = store.tenant_id(KEY)
     store.commit_page(tenant, "all", page(0, 300), CHECKPOINT)
     store.checkpoint_in_background()()
+    assert failures == []  # no thread's traceback amid the output
     # The file alone, without its write-ahead log, now holds every committed record.
     alone = tmp_path / "copy.sqlite3"
     shutil.copyfile(path, alone)
@@ -50,6 +61,9 @@ def test_a_background_checkpoint_copies_the_log_into_the_file(tmp_path: Path) ->
     assert sum(1 for _ in copy.iter_records(copy.tenant_id(KEY))) == 300
     copy.close()
     store.close()
+    reader = open_archive(str(path), read_only=True)  # by the same name, to read only
+    assert sum(1 for _ in reader.iter_records(reader.tenant_id(KEY))) == 300
+    reader.close()
 
 
 def test_writes_during_a_background_checkpoint_are_all_kept(archive_url: str) -> None:
@@ -80,3 +94,35 @@ def test_reports_prepared_in_the_background_fail_silently(
     monkeypatch.setattr(htmlreport, "load_templates", broken)
     prepare_in_background()()
     assert failures == []  # the report itself, written later, says what is wrong
+
+
+def test_a_report_writer_that_cannot_be_loaded_prints_nothing_from_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer whose module fails to import (a broken install, say) must not show up as a
+    thread's traceback in the middle of the audit's output; writing the reports says it."""
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    monkeypatch.setitem(sys.modules, "login_audit.reports.htmlreport", None)  # import fails
+    with pytest.raises(ImportError):
+        from login_audit.reports.htmlreport import load_templates  # noqa: F401
+    prepare_in_background()()
+    assert failures == []
+
+
+def test_a_background_checkpoint_of_a_removed_archive_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file was deleted while the audit ran: the checkpoint must not make a new empty
+    archive where the old one was, nor hang the close, nor print a thread's traceback."""
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    path = tmp_path / "archive.sqlite3"
+    store = open_archive(str(path))
+    store.commit_page(store.tenant_id(KEY), "all", page(0, 10), CHECKPOINT)
+    for name in ("archive.sqlite3", "archive.sqlite3-wal", "archive.sqlite3-shm"):
+        (tmp_path / name).unlink()
+    store.checkpoint_in_background()()
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert failures == []

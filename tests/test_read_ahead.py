@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -110,3 +111,91 @@ def test_the_account_list_asks_for_the_next_page_before_the_last_is_read(start_s
     assert len({a.id for a in first_two + rest}) == 1000
     assert len(asked) == 5  # read ahead, never more than the pages there are
     http.close()
+
+
+def _new_workers(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "read-ahead" and t not in before]
+
+
+def _all_end(workers: list[threading.Thread]) -> bool:
+    for worker in workers:
+        worker.join(WAIT)
+    return not any(t.is_alive() for t in workers)
+
+
+class Handled(Exception):
+    """The caller's own failure while it handles a page (a full disk, say)."""
+
+
+def test_a_caller_that_fails_while_the_next_page_waits_leaves_no_thread_behind() -> None:
+    before = set(threading.enumerate())
+    source = Source(50)
+    with pytest.raises(Handled):
+        for page in read_ahead(source.pages()):
+            if page == 2:
+                # Page 3 is read and waits in the handoff; page 4 is being asked for.
+                assert source.asked_for[4].wait(WAIT)
+                raise Handled
+    assert source.closed.wait(WAIT)
+    assert _all_end(_new_workers(before))
+    assert source.asked == [1, 2, 3, 4]  # page 3 waited, page 4 was in flight: no more
+
+
+def test_a_reader_dropped_without_close_ends_its_thread() -> None:
+    before = set(threading.enumerate())
+    source = Source(50)
+    pages = read_ahead(source.pages())
+    assert [next(pages), next(pages)] == [1, 2]
+    assert source.asked_for[4].wait(WAIT)  # the worker holds page 4, waiting for room
+    del pages  # no close(): the generator's finaliser must free the worker
+    assert source.closed.wait(WAIT)
+    assert _all_end(_new_workers(before))
+    assert source.asked == [1, 2, 3, 4]
+
+
+def test_an_error_at_the_moment_the_caller_stops_is_dropped_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller has stopped: the error of the page it no longer wants is nobody's, and
+    must not surface as a thread's traceback."""
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    before = set(threading.enumerate())
+    source = Source(10, fail_after=2)
+    pages = read_ahead(source.pages())
+    assert [next(pages), next(pages)] == [1, 2]
+    assert source.asked_for[3].wait(WAIT)  # page 3 fails as the caller stops
+    pages.close()
+    assert source.closed.wait(WAIT)
+    assert _all_end(_new_workers(before))
+    assert failures == []
+
+
+def test_an_interrupt_while_the_caller_waits_for_a_page_reaches_it_and_ends_the_thread() -> None:
+    """Ctrl-C (or SIGTERM, which the CLI turns into the same) arrives while the main thread
+    waits for the worker's page: the caller sees it, and the worker does not stay blocked."""
+    before = set(threading.enumerate())
+    main = threading.main_thread()
+    assert threading.current_thread() is main
+
+    waiting = threading.Event()
+
+    class Interrupting(Source):
+        def pages(self) -> Iterator[int]:
+            for n in super().pages():
+                if n == 4:
+                    assert waiting.wait(WAIT)
+                    signal.pthread_kill(main.ident or 0, signal.SIGINT)
+                yield n
+
+    source = Interrupting(50)
+    pages = read_ahead(source.pages())
+    assert [next(pages), next(pages)] == [1, 2]
+    with pytest.raises(KeyboardInterrupt):
+        waiting.set()  # from here on the caller waits for page 3, then page 4
+        for _ in pages:
+            pass
+    pages.close()  # the interrupt may land just before the caller entered the generator
+    assert source.closed.wait(WAIT)
+    assert _all_end(_new_workers(before))
+    assert len(source.asked) < 50  # it stopped, not read the listing to its end

@@ -112,14 +112,18 @@ class SqliteDialect:
         )
 
 
+def _uri(path: str, mode: str) -> str:
+    """SQLite's ``file:`` URI of ``path``: the name's bytes as the file system holds them,
+    percent-encoded, so that a name in another encoding than UTF-8 opens the same file."""
+    return f"file:{quote(os.fsencode(path))}?mode={mode}"
+
+
 def _checkpoint(location: str) -> None:
     """Copy the write-ahead log into the file, through a connection of its own (the
     archive's may be in use meanwhile). PASSIVE: it never waits for, or blocks, a reader
     or a writer; whatever it could not copy, the last connection's close copies."""
     try:
-        conn = sqlite3.connect(
-            f"file:{quote(location)}?mode=rw", uri=True, isolation_level=None, timeout=0
-        )
+        conn = sqlite3.connect(_uri(location, "rw"), uri=True, isolation_level=None, timeout=0)
     except sqlite3.Error:
         return
     try:
@@ -295,11 +299,11 @@ def _connect_read_only(path: Path) -> SqlArchive:
     which removes both when it closes. In a folder we cannot write, a file without a
     pending WAL is opened as immutable.
     """
-    uri = f"file:{quote(str(path))}?mode=ro"
+    uri = _uri(str(path), "ro")
     wal = Path(f"{path}-wal")
     attempts = [uri]
     if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
-        attempts.insert(0, f"file:{quote(str(path))}?mode=rw")
+        attempts.insert(0, _uri(str(path), "rw"))
     if not wal.exists() or wal.stat().st_size == 0:
         attempts.append(f"{uri}&immutable=1")
     problem: Exception | None = None

@@ -56,9 +56,10 @@ def prepare_in_background() -> Callable[[], None]:
 
 
 def _prepare() -> None:
-    from login_audit.reports.htmlreport import load_templates
-
+    # The import too: a thread's uncaught error would print its traceback amid the audit.
     with contextlib.suppress(Exception):  # whatever failed here fails again, reported, later
+        from login_audit.reports.htmlreport import load_templates
+
         default_reports()
         load_templates()
 
