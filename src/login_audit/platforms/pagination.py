@@ -62,7 +62,8 @@ def read_ahead(pages: Iterator[T]) -> Iterator[T]:
     chain waits on the vendor alone, not also on the parsing and storing of every page.
     The first page comes as it would without it, so a caller that reads one page and stops
     (a probe) costs no request more; after that, a caller that stops early leaves one
-    request in flight, whose page is dropped. At most one page waits in memory. An error
+    request in flight, whose page is dropped. At most one page waits for the caller while
+    the next is read, so memory holds three pages at most (the caller's included). An error
     of ``pages`` reaches the caller where it would have without the thread, after the
     pages before it.
     """
