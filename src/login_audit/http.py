@@ -146,6 +146,7 @@ class Pacer:
     ) -> None:
         self.limit = limit
         self.floor = max(1, limit // 10)
+        self.vendor_window = window
         self.window = window * (1 + JITTER_MARGIN)
         self._monotonic = monotonic
         self._sleep = sleep
@@ -195,7 +196,7 @@ class Pacer:
                 log.info(
                     "the vendor throttled at %d requests in %gs; pacing at %d from now on",
                     len(self._starts),
-                    self.window,
+                    self.vendor_window,
                     lowered,
                 )
                 self.limit = lowered
