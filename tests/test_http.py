@@ -490,3 +490,16 @@ def test_an_address_that_never_answered_is_unreachable_not_a_passing_outage() ->
         client.get_json("https://api.example/v3.0/x")
     assert "check --region/--base-url" in str(info.value)
     assert client.stats.requests == 1  # not retried: nothing there has ever answered
+
+
+def test_one_tls_context_for_every_thread_that_asks_at_once() -> None:
+    """The CLI starts building it on a thread of its own; a client that asks meanwhile
+    waits for that one instead of loading the CA bundle a second time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from login_audit.http import tls_context
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        contexts = list(pool.map(lambda _: tls_context(), range(32)))
+    assert all(c is contexts[0] for c in contexts)
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED

@@ -10,7 +10,6 @@ Clock, sleep and randomness are injectable so tests never wait for real.
 from __future__ import annotations
 
 import email.utils
-import functools
 import hashlib
 import json
 import logging
@@ -88,14 +87,21 @@ class ApiKeyAuth(httpx.Auth):
         return "ApiKeyAuth(key=Secret('********'))"
 
 
-@functools.cache
+_TLS_LOCK = threading.Lock()
+_TLS: list[ssl.SSLContext] = []
+
+
 def tls_context() -> ssl.SSLContext:
     """The verifying TLS context every client of the process shares.
 
     Building one loads the whole CA bundle (about 30 ms); a run over many tenants builds
-    a client per tenant, and a context is safe to share between clients and threads.
+    a client per tenant, and a context is safe to share between clients and threads. A
+    caller that comes while another thread builds it waits for that one.
     """
-    return httpx.create_ssl_context()
+    with _TLS_LOCK:
+        if not _TLS:
+            _TLS.append(httpx.create_ssl_context())
+        return _TLS[0]
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

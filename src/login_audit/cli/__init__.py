@@ -216,6 +216,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_BROKEN_PIPE)
 
 
+#: The commands whose first request needs the TLS context (a vendor over HTTPS).
+_TALKS_TO_A_VENDOR = frozenset({"audit", "sync", "export", "watch", "apply", "doctor", "demo"})
+
+
+def _load_tls() -> None:
+    with contextlib.suppress(Exception):  # the client builds it again, and says what failed
+        from login_audit.http import tls_context
+
+        tls_context()
+
+
 def _main(argv: list[str] | None) -> None:
     state = AppState()
     args = sys.argv[1:] if argv is None else argv
@@ -231,6 +242,9 @@ def _main(argv: list[str] | None) -> None:
         value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
         if looks_like_token(value):
             state.redactor.add(Secret(value))
+    if next((a for a in args if not a.startswith("-")), None) in _TALKS_TO_A_VENDOR:
+        # The CA bundle loads while the command's modules are imported (see tls_context).
+        threading.Thread(target=_load_tls, name="tls-context", daemon=True).start()
     try:
         cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
     except click.exceptions.Abort as exc:
