@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 import tempfile
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -405,3 +406,53 @@ def test_two_writers_of_a_postgres_tenant_store_a_record_once(archive_url: str) 
     assert [seq for seq, _ in SignalStore(first).records_after(tenant, 0, 10)] == [1, 2, 3]
     first.close()
     second.close()
+
+
+def _large_page(count: int) -> list:
+    return records(*(item(n, user=f"u{n % 50}@example.com") for n in range(count)))
+
+
+def test_a_large_commit_reaches_the_database_file_in_the_background(tmp_path: Path) -> None:
+    """The write-ahead log is copied by the background checkpointer: the database file
+    alone, copied without its log, holds the records; closing leaves no log behind."""
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    path = tmp_path / "a.sqlite3"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    page = _large_page(CHECKPOINT_ROWS + 10)
+    assert archive.commit_page(tenant, "all", page, cp()) == len(page)
+    archive.dialect.release()  # the copy asked for by that commit is done
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+    alone = tmp_path / "copy.sqlite3"
+    alone.write_bytes(path.read_bytes())  # the file only: no -wal beside it
+    copy = open_archive(str(alone))
+    assert len(list(copy.iter_records(copy.tenant_id(KEY)))) == len(page)
+    copy.close()
+    archive.close()
+    assert not {p.name for p in tmp_path.iterdir()} & {"a.sqlite3-wal", "a.sqlite3-shm"}
+
+
+def test_a_failing_background_checkpoint_is_said_once_and_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The checkpointer cannot open the file (here: its path names a folder): one warning,
+    no traceback, and every record is stored; the archive checkpoints on its own."""
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    archive = open_archive(str(tmp_path / "a.sqlite3"))
+    assert isinstance(archive, SqlArchive)
+    checkpointer = archive.dialect.checkpointer  # type: ignore[attr-defined]
+    checkpointer.path = tmp_path
+    tenant = archive.tenant_id(KEY)
+    stored = 0
+    for start in range(0, 3 * CHECKPOINT_ROWS, CHECKPOINT_ROWS):
+        page = records(*(item(start + n, user=f"u{n}@example.com") for n in range(CHECKPOINT_ROWS)))
+        stored += archive.commit_page(tenant, "all", page, cp())
+        archive.dialect.release()
+    warnings = [r for r in caplog.records if "write-ahead log" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert stored == 3 * CHECKPOINT_ROWS
+    assert len(list(archive.iter_records(tenant))) == stored
+    archive.close()

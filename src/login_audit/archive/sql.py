@@ -181,6 +181,10 @@ class Dialect(Protocol):
         """Space used by the database."""
         ...
 
+    def release(self) -> None:
+        """Stop what the dialect runs beside the connection, before it closes."""
+        ...
+
     def insert_many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run ``sql`` for every row; return how many rows were actually inserted."""
         ...
@@ -778,4 +782,5 @@ class SqlArchive:
 
     def close(self) -> None:
         """Release the connection."""
+        self.dialect.release()
         self.conn.close()
