@@ -252,6 +252,9 @@ _COLUMNS = "key, logged_at, category, activity, result, kind, principal, account
 #: A record with what identifies it in the archive: its time (microseconds) and digest.
 _Identified = tuple[int | None, bytes, AuditRecord]
 
+#: The stored text of each kind of record.
+_KIND_TEXT = {kind: kind.value for kind in RecordKind}
+
 #: The columns :meth:`Dialect.insert_records` fills, in order.
 RECORD_COLUMNS = f"tenant_id, {_COLUMNS}, seq"
 
@@ -394,9 +397,8 @@ class SqlArchive:
         self, tenant: int, stream: str, records: Iterable[AuditRecord], checkpoint: Checkpoint
     ) -> int:
         """Store a page of records and its checkpoint in one transaction; return new rows."""
-        page = [
-            (None if r.when is None else to_us(r.when), bytes.fromhex(r.key), r) for r in records
-        ]
+        fromhex = bytes.fromhex
+        page = [(None if r.when is None else to_us(r.when), fromhex(r.key), r) for r in records]
         inserted = 0
         with self.dialect.transaction(self.conn):
             # Numbers in insertion order, from a per-tenant counter whose row stays locked
@@ -414,6 +416,7 @@ class SqlArchive:
                 times = [at for at, _, _ in fresh if at is not None]
                 if times and (newest is None or max(times) > newest):
                     newest = max(times)
+                kinds = _KIND_TEXT  # a dict look-up: an enum's .value is a slow property
                 inserted = self.dialect.insert_records(
                     self.conn,
                     [
@@ -424,7 +427,7 @@ class SqlArchive:
                             r.category,
                             r.activity,
                             r.result,
-                            r.kind.value,
+                            kinds[r.kind],
                             r.principal,
                             r.account_id,
                             r.raw,
