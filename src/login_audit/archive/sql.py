@@ -472,13 +472,11 @@ class SqlArchive:
                     (tenant, *chunk),
                 )
             )
-        fresh: list[_Identified] = []
-        for entry in page:
-            identity = (entry[0], entry[1])
-            if identity not in known:
-                known.add(identity)
-                fresh.append(entry)
-        return fresh
+        # Each record once, in the order first seen (a dict keeps the first position).
+        once = list({(entry[0], entry[1]): entry for entry in page}.values())
+        if not known:
+            return once
+        return [entry for entry in once if (entry[0], entry[1]) not in known]
 
     def finish_window(
         self, tenant: int, stream: str, start: datetime, end: datetime, at: datetime
