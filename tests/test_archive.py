@@ -456,3 +456,20 @@ def test_a_failing_background_checkpoint_is_said_once_and_loses_nothing(
     assert stored == 3 * CHECKPOINT_ROWS
     assert len(list(archive.iter_records(tenant))) == stored
     archive.close()
+
+
+def test_an_archive_moved_away_while_open_is_not_created_again_by_the_checkpointer(
+    tmp_path: Path,
+) -> None:
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    path = tmp_path / "a.sqlite3"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    path.rename(tmp_path / "moved.sqlite3")
+    page = _large_page(CHECKPOINT_ROWS)
+    assert archive.commit_page(tenant, "all", page, cp()) == len(page)
+    archive.dialect.release()
+    assert not path.exists()
+    archive.close()

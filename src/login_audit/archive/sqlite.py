@@ -79,7 +79,13 @@ class Checkpointer:
                     return
                 self._pending = False
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                # mode=rw: an archive moved away meanwhile is not created again, empty.
+                conn = sqlite3.connect(
+                    f"file:{quote(str(self.path))}?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 try:
                     conn.execute("PRAGMA busy_timeout = 1000")
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
