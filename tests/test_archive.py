@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
@@ -472,4 +476,69 @@ def test_an_archive_moved_away_while_open_is_not_created_again_by_the_checkpoint
     assert archive.commit_page(tenant, "all", page, cp()) == len(page)
     archive.dialect.release()
     assert not path.exists()
+    archive.close()
+
+
+_COMMITTING_CHILD = """
+import sys
+from datetime import datetime, timedelta, timezone
+from login_audit.archive import open_archive
+from login_audit.archive.base import TenantKey
+from login_audit.platforms.visionone import parse_record
+from login_audit.syncstate import Checkpoint
+
+t0 = datetime(2026, 6, 1, tzinfo=timezone.utc)
+archive = open_archive(sys.argv[1])
+tenant = archive.tenant_id(TenantKey("visionone", "eu", "prod"))
+size = int(sys.argv[2])
+for page in range(1000):
+    items = [
+        {
+            "loggedDateTime": (t0 + timedelta(seconds=page * size + n)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "loggedUser": f"u{n % 300}@example.com",
+            "category": "Logon and Logoff",
+            "activity": "Log on",
+            "result": "Successful",
+        }
+        for n in range(size)
+    ]
+    checkpoint = Checkpoint.single(t0, t0 + timedelta(days=9), f"page-{page + 1}", page + 1)
+    archive.commit_page(tenant, "all", [parse_record(i) for i in items], checkpoint)
+    print(page + 1, flush=True)
+"""
+
+
+@pytest.mark.e2e
+def test_a_process_killed_while_the_log_is_copied_keeps_every_committed_page(
+    process_env, tmp_path: Path
+) -> None:
+    """SIGKILL once three large commits are reported, background copies of the log under
+    way or not: every reported commit is there with its checkpoint, and no part of one."""
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    path = tmp_path / "a.sqlite3"
+    size = CHECKPOINT_ROWS
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _COMMITTING_CHILD, str(path), str(size)],
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for expected in (1, 2, 3):
+        assert proc.stdout.readline().strip() == str(expected)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    archive = open_archive(str(path))
+    tenant = archive.tenant_id(KEY)
+    stored = len(list(archive.iter_records(tenant)))
+    state = archive.state(tenant, "all")
+    assert state is not None and state.checkpoint is not None
+    pages = state.checkpoint.slices[0].pages
+    assert pages >= 3 and stored == pages * size
     archive.close()
