@@ -542,3 +542,27 @@ def test_a_process_killed_while_the_log_is_copied_keeps_every_committed_page(
     pages = state.checkpoint.slices[0].pages
     assert pages >= 3 and stored == pages * size
     archive.close()
+
+
+def test_the_write_ahead_log_is_truncated_once_it_passes_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy running while the writer goes on cannot restart the log, which would grow
+    without end over a large sync: past the limit the checkpointer truncates it."""
+    from login_audit.archive import sqlite
+
+    path = tmp_path / "a.sqlite3"
+    wal = tmp_path / "a.sqlite3-wal"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    page = _large_page(sqlite.CHECKPOINT_ROWS)
+    archive.commit_page(tenant, "all", page[:10], cp())  # below the rows that start a copy
+    archive.dialect.release()
+    assert wal.stat().st_size > 0
+    monkeypatch.setattr(sqlite, "WAL_LIMIT_PAGES", 1)
+    archive.commit_page(tenant, "all", page, cp())
+    archive.dialect.release()
+    assert wal.stat().st_size == 0
+    assert len(list(archive.iter_records(tenant))) == len(page)
+    archive.close()

@@ -32,11 +32,17 @@ OPEN_RETRY = 0.2
 #: by the background checkpointer (a few pages of records; small writes leave it to the
 #: connection's own checkpoints).
 CHECKPOINT_ROWS = 1000
+#: Pages of write-ahead log past which the background checkpointer also truncates it. A
+#: copy that runs while the writer goes on leaves the log in use, so it would otherwise
+#: only grow (to hundreds of MiB over a large sync); truncating waits for the writer's
+#: transaction in progress and holds the next one back for the short rest of the copy.
+WAL_LIMIT_PAGES = 10_000
 
 
 class Checkpointer:
     """Copies committed transactions from the write-ahead log into the database file on a
-    thread of its own, so the writer goes on parsing and inserting meanwhile.
+    thread of its own, so the writer goes on parsing and inserting meanwhile (the log is
+    truncated once it holds ``WAL_LIMIT_PAGES``).
 
     A checkpoint (SQLite's ``PASSIVE``: it never blocks the writer nor waits for it) copies
     pages and fsyncs the log and the database file; done by the writer's connection, as
@@ -87,8 +93,10 @@ class Checkpointer:
                     check_same_thread=False,
                 )
                 try:
-                    conn.execute("PRAGMA busy_timeout = 1000")
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    conn.execute("PRAGMA busy_timeout = 10000")
+                    _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if pages >= WAL_LIMIT_PAGES:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:
                     conn.close()
             except sqlite3.Error as exc:
