@@ -438,17 +438,31 @@ def test_a_large_commit_reaches_the_database_file_in_the_background(tmp_path: Pa
     assert not {p.name for p in tmp_path.iterdir()} & {"a.sqlite3-wal", "a.sqlite3-shm"}
 
 
+def _unexpected() -> None:
+    raise RuntimeError("unexpected")
+
+
+@pytest.mark.parametrize("failure", ["path is a folder", "unexpected error"])
 def test_a_failing_background_checkpoint_is_said_once_and_loses_nothing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    failure: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The checkpointer cannot open the file (here: its path names a folder): one warning,
-    no traceback, and every record is stored; the archive checkpoints on its own."""
+    """The checkpointer cannot open the file (its path names a folder), or fails in a way
+    nobody foresaw: one warning, no traceback, no hang at closing, and every record is
+    stored; the archive checkpoints on its own."""
     from login_audit.archive.sqlite import CHECKPOINT_ROWS
 
+    tracebacks: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", tracebacks.append)
     archive = open_archive(str(tmp_path / "a.sqlite3"))
     assert isinstance(archive, SqlArchive)
     checkpointer = archive.dialect.checkpointer  # type: ignore[attr-defined]
-    checkpointer.path = tmp_path
+    if failure == "path is a folder":
+        checkpointer.path = tmp_path
+    else:
+        monkeypatch.setattr(checkpointer, "_copy", _unexpected)
     tenant = archive.tenant_id(KEY)
     stored = 0
     for start in range(0, 3 * CHECKPOINT_ROWS, CHECKPOINT_ROWS):
@@ -456,7 +470,7 @@ def test_a_failing_background_checkpoint_is_said_once_and_loses_nothing(
         stored += archive.commit_page(tenant, "all", page, cp())
         archive.dialect.release()
     warnings = [r for r in caplog.records if "write-ahead log" in r.getMessage()]
-    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert len(warnings) == 1 and warnings[0].exc_info is None and not tracebacks
     assert stored == 3 * CHECKPOINT_ROWS
     assert len(list(archive.iter_records(tenant))) == stored
     archive.close()

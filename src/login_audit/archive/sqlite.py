@@ -77,36 +77,46 @@ class Checkpointer:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        try:
+            while self._take():
+                self._copy()
+        except Exception as exc:  # whatever failed, the writer's own checkpoints remain
             with self._cond:
-                if not self._pending or self.failure is not None:
-                    self._thread = None
-                    self._cond.notify_all()
-                    return
+                self.failure = str(exc) or type(exc).__name__
+                self._thread = None
+                self._cond.notify_all()
+            log.warning(
+                "copying the archive's write-ahead log in the background failed (%s); "
+                "the archive goes on copying it itself",
+                self.failure,
+            )
+
+    def _take(self) -> bool:
+        """Whether to copy again; if not, the thread ends (in the same step, under the lock,
+        so that a request made meanwhile starts a new one)."""
+        with self._cond:
+            if self._pending and self.failure is None:
                 self._pending = False
-            try:
-                # mode=rw: an archive moved away meanwhile is not created again, empty.
-                conn = sqlite3.connect(
-                    f"file:{quote(str(self.path))}?mode=rw",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                try:
-                    conn.execute("PRAGMA busy_timeout = 10000")
-                    _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if pages >= WAL_LIMIT_PAGES:
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                finally:
-                    conn.close()
-            except sqlite3.Error as exc:
-                with self._cond:
-                    self.failure = str(exc)
-                log.warning(
-                    "copying the archive's write-ahead log in the background failed (%s); "
-                    "the archive goes on copying it itself",
-                    exc,
-                )
+                return True
+            self._thread = None
+            self._cond.notify_all()
+            return False
+
+    def _copy(self) -> None:
+        # mode=rw: an archive moved away meanwhile is not created again, empty.
+        conn = sqlite3.connect(
+            f"file:{quote(str(self.path))}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if pages >= WAL_LIMIT_PAGES:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
 
     def wait(self) -> None:
         """Return once no copy is running or pending (before the archive closes)."""
