@@ -580,3 +580,38 @@ def test_the_write_ahead_log_is_truncated_once_it_passes_its_limit(
     assert wal.stat().st_size == 0
     assert len(list(archive.iter_records(tenant))) == len(page)
     archive.close()
+
+
+def test_a_reader_on_the_log_holds_the_writer_back_only_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection in the middle of a read (a watch's long query) keeps the log from
+    being truncated: the truncation gives up after a moment, nothing fails, and the log is
+    truncated after a later commit once the reader is done."""
+    import sqlite3
+
+    from login_audit.archive import sqlite
+
+    monkeypatch.setattr(sqlite, "WAL_LIMIT_PAGES", 1)
+    path = tmp_path / "a.sqlite3"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    archive.commit_page(tenant, "all", records(item(0)), cp())
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM records").fetchone() == (1,)
+    page = _large_page(sqlite.CHECKPOINT_ROWS + 1)[1:]
+    assert archive.commit_page(tenant, "all", page, cp()) == len(page)
+    archive.dialect.release()
+    assert Path(f"{path}-wal").stat().st_size > 0  # the reader still needs it
+    assert reader.execute("SELECT COUNT(*) FROM records").fetchone() == (1,)
+    reader.execute("COMMIT")
+    reader.close()
+    more = records(*(item(5000 + n, user=f"v{n}@example.com") for n in range(1000)))
+    archive.commit_page(tenant, "all", more, cp())
+    archive.dialect.release()
+    assert Path(f"{path}-wal").stat().st_size == 0
+    assert len(list(archive.iter_records(tenant))) == 1 + len(page) + len(more)
+    assert not [r for r in caplog.records if "write-ahead log" in r.getMessage()]
+    archive.close()

@@ -37,6 +37,9 @@ CHECKPOINT_ROWS = 1000
 #: only grow (to hundreds of MiB over a large sync); truncating waits for the writer's
 #: transaction in progress and holds the next one back for the short rest of the copy.
 WAL_LIMIT_PAGES = 10_000
+#: How long truncating waits for the writer's transaction and for readers still on the
+#: log; the writer waits for it meanwhile, so this stays far below the writer's 10 s.
+TRUNCATE_WAIT_MS = 250
 
 
 class Checkpointer:
@@ -111,9 +114,11 @@ class Checkpointer:
             check_same_thread=False,
         )
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")
             _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if pages >= WAL_LIMIT_PAGES:
+                # With a reader still on the log (another process's long query) this gives
+                # up after TRUNCATE_WAIT_MS, reporting "busy"; tried again next time.
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
             conn.close()
