@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -405,3 +410,208 @@ def test_two_writers_of_a_postgres_tenant_store_a_record_once(archive_url: str) 
     assert [seq for seq, _ in SignalStore(first).records_after(tenant, 0, 10)] == [1, 2, 3]
     first.close()
     second.close()
+
+
+def _large_page(count: int) -> list:
+    return records(*(item(n, user=f"u{n % 50}@example.com") for n in range(count)))
+
+
+def test_a_large_commit_reaches_the_database_file_in_the_background(tmp_path: Path) -> None:
+    """The write-ahead log is copied by the background checkpointer: the database file
+    alone, copied without its log, holds the records; closing leaves no log behind."""
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    path = tmp_path / "a.sqlite3"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    page = _large_page(CHECKPOINT_ROWS + 10)
+    assert archive.commit_page(tenant, "all", page, cp()) == len(page)
+    archive.dialect.release()  # the copy asked for by that commit is done
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpoint"]
+    alone = tmp_path / "copy.sqlite3"
+    alone.write_bytes(path.read_bytes())  # the file only: no -wal beside it
+    copy = open_archive(str(alone))
+    assert len(list(copy.iter_records(copy.tenant_id(KEY)))) == len(page)
+    copy.close()
+    archive.close()
+    assert not {p.name for p in tmp_path.iterdir()} & {"a.sqlite3-wal", "a.sqlite3-shm"}
+
+
+def _unexpected() -> None:
+    raise RuntimeError("unexpected")
+
+
+@pytest.mark.parametrize("failure", ["path is a folder", "unexpected error"])
+def test_a_failing_background_checkpoint_is_said_once_and_loses_nothing(
+    failure: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checkpointer cannot open the file (its path names a folder), or fails in a way
+    nobody foresaw: one warning, no traceback, no hang at closing, and every record is
+    stored; the archive checkpoints on its own."""
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    tracebacks: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", tracebacks.append)
+    archive = open_archive(str(tmp_path / "a.sqlite3"))
+    assert isinstance(archive, SqlArchive)
+    checkpointer = archive.dialect.checkpointer  # type: ignore[attr-defined]
+    if failure == "path is a folder":
+        checkpointer.path = tmp_path
+    else:
+        monkeypatch.setattr(checkpointer, "_copy", _unexpected)
+    tenant = archive.tenant_id(KEY)
+    stored = 0
+    for start in range(0, 3 * CHECKPOINT_ROWS, CHECKPOINT_ROWS):
+        page = records(*(item(start + n, user=f"u{n}@example.com") for n in range(CHECKPOINT_ROWS)))
+        stored += archive.commit_page(tenant, "all", page, cp())
+        archive.dialect.release()
+    warnings = [r for r in caplog.records if "write-ahead log" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is None and not tracebacks
+    assert stored == 3 * CHECKPOINT_ROWS
+    assert len(list(archive.iter_records(tenant))) == stored
+    archive.close()
+
+
+def test_an_archive_moved_away_while_open_is_not_created_again_by_the_checkpointer(
+    tmp_path: Path,
+) -> None:
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    path = tmp_path / "a.sqlite3"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    path.rename(tmp_path / "moved.sqlite3")
+    page = _large_page(CHECKPOINT_ROWS)
+    assert archive.commit_page(tenant, "all", page, cp()) == len(page)
+    archive.dialect.release()
+    assert not path.exists()
+    archive.close()
+
+
+_COMMITTING_CHILD = """
+import sys
+from datetime import datetime, timedelta, timezone
+from login_audit.archive import open_archive
+from login_audit.archive.base import TenantKey
+from login_audit.platforms.visionone import parse_record
+from login_audit.syncstate import Checkpoint
+
+t0 = datetime(2026, 6, 1, tzinfo=timezone.utc)
+archive = open_archive(sys.argv[1])
+tenant = archive.tenant_id(TenantKey("visionone", "eu", "prod"))
+size = int(sys.argv[2])
+for page in range(1000):
+    items = [
+        {
+            "loggedDateTime": (t0 + timedelta(seconds=page * size + n)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "loggedUser": f"u{n % 300}@example.com",
+            "category": "Logon and Logoff",
+            "activity": "Log on",
+            "result": "Successful",
+        }
+        for n in range(size)
+    ]
+    checkpoint = Checkpoint.single(t0, t0 + timedelta(days=9), f"page-{page + 1}", page + 1)
+    archive.commit_page(tenant, "all", [parse_record(i) for i in items], checkpoint)
+    print(page + 1, flush=True)
+"""
+
+
+@pytest.mark.e2e
+def test_a_process_killed_while_the_log_is_copied_keeps_every_committed_page(
+    process_env, tmp_path: Path
+) -> None:
+    """SIGKILL once three large commits are reported, background copies of the log under
+    way or not: every reported commit is there with its checkpoint, and no part of one."""
+    from login_audit.archive.sqlite import CHECKPOINT_ROWS
+
+    path = tmp_path / "a.sqlite3"
+    size = CHECKPOINT_ROWS
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _COMMITTING_CHILD, str(path), str(size)],
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for expected in (1, 2, 3):
+        assert proc.stdout.readline().strip() == str(expected)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    archive = open_archive(str(path))
+    tenant = archive.tenant_id(KEY)
+    stored = len(list(archive.iter_records(tenant)))
+    state = archive.state(tenant, "all")
+    assert state is not None and state.checkpoint is not None
+    pages = state.checkpoint.slices[0].pages
+    assert pages >= 3 and stored == pages * size
+    archive.close()
+
+
+def test_the_write_ahead_log_is_truncated_once_it_passes_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy running while the writer goes on cannot restart the log, which would grow
+    without end over a large sync: past the limit the checkpointer truncates it."""
+    from login_audit.archive import sqlite
+
+    path = tmp_path / "a.sqlite3"
+    wal = tmp_path / "a.sqlite3-wal"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    page = _large_page(sqlite.CHECKPOINT_ROWS)
+    archive.commit_page(tenant, "all", page[:10], cp())  # below the rows that start a copy
+    archive.dialect.release()
+    assert wal.stat().st_size > 0
+    monkeypatch.setattr(sqlite, "WAL_LIMIT_PAGES", 1)
+    archive.commit_page(tenant, "all", page, cp())
+    archive.dialect.release()
+    assert wal.stat().st_size == 0
+    assert len(list(archive.iter_records(tenant))) == len(page)
+    archive.close()
+
+
+def test_a_reader_on_the_log_holds_the_writer_back_only_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection in the middle of a read (a watch's long query) keeps the log from
+    being truncated: the truncation gives up after a moment, nothing fails, and the log is
+    truncated after a later commit once the reader is done."""
+    import sqlite3
+
+    from login_audit.archive import sqlite
+
+    monkeypatch.setattr(sqlite, "WAL_LIMIT_PAGES", 1)
+    path = tmp_path / "a.sqlite3"
+    archive = open_archive(str(path))
+    assert isinstance(archive, SqlArchive)
+    tenant = archive.tenant_id(KEY)
+    archive.commit_page(tenant, "all", records(item(0)), cp())
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM records").fetchone() == (1,)
+    page = _large_page(sqlite.CHECKPOINT_ROWS + 1)[1:]
+    assert archive.commit_page(tenant, "all", page, cp()) == len(page)
+    archive.dialect.release()
+    assert Path(f"{path}-wal").stat().st_size > 0  # the reader still needs it
+    assert reader.execute("SELECT COUNT(*) FROM records").fetchone() == (1,)
+    reader.execute("COMMIT")
+    reader.close()
+    more = records(*(item(5000 + n, user=f"v{n}@example.com") for n in range(1000)))
+    archive.commit_page(tenant, "all", more, cp())
+    archive.dialect.release()
+    assert Path(f"{path}-wal").stat().st_size == 0
+    assert len(list(archive.iter_records(tenant))) == 1 + len(page) + len(more)
+    assert not [r for r in caplog.records if "write-ahead log" in r.getMessage()]
+    archive.close()

@@ -26,15 +26,17 @@ def parse_timestamp(value: str) -> datetime:
     if not isinstance(value, str):
         raise ValueError(f"timestamp is not a string: {value!r}")
     if len(value) == 20 and value[19] == "Z" and value[10] == "T" and "." not in value:
-        # The vendors' usual ``YYYY-MM-DDTHH:MM:SSZ``: what the general path below makes of
-        # it, without its rewriting (a fifth of the cost of parsing a record).
+        # The vendors' usual ``YYYY-MM-DDTHH:MM:SSZ``: the string the general path below
+        # makes of it, parsed without its rewriting. The offset is written out rather than
+        # set with ``replace``, which costs five times the parse; a value whose first 19
+        # characters carry an offset of their own fails here and takes the general path.
         try:
-            parsed = datetime.fromisoformat(value[:19])
+            parsed = datetime.fromisoformat(value[:19] + "+00:00")
         except ValueError:
             pass
         else:
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=timezone.utc)
+            if parsed.tzinfo is timezone.utc:
+                return parsed
     text = value.strip()
     if not text:
         raise ValueError("timestamp is empty")

@@ -53,6 +53,9 @@ class PostgresDialect:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, tenant))
 
+    def release(self) -> None:
+        """Nothing runs beside the connection."""
+
     def size_bytes(self, conn: Any) -> int:
         """``pg_database_size`` of the current database."""
         return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])

@@ -181,6 +181,10 @@ class Dialect(Protocol):
         """Space used by the database."""
         ...
 
+    def release(self) -> None:
+        """Stop what the dialect runs beside the connection, before it closes."""
+        ...
+
     def insert_many(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run ``sql`` for every row; return how many rows were actually inserted."""
         ...
@@ -253,6 +257,9 @@ _COLUMNS = "key, logged_at, category, activity, result, kind, principal, account
 #: A record with what identifies it in the archive: its time (microseconds) and digest.
 _Identified = tuple[int | None, bytes, AuditRecord]
 
+#: The stored text of each kind of record.
+_KIND_TEXT = {kind: kind.value for kind in RecordKind}
+
 #: The columns :meth:`Dialect.insert_records` fills, in order.
 RECORD_COLUMNS = f"tenant_id, {_COLUMNS}, seq"
 
@@ -285,7 +292,6 @@ class SqlArchive:
         self.conn = conn
         self.dialect = dialect
         self.location = location
-        self._settling: Callable[[], None] | None = None
         if migrate:
             self.migrate()
 
@@ -396,9 +402,8 @@ class SqlArchive:
         self, tenant: int, stream: str, records: Iterable[AuditRecord], checkpoint: Checkpoint
     ) -> int:
         """Store a page of records and its checkpoint in one transaction; return new rows."""
-        page = [
-            (None if r.when is None else to_us(r.when), bytes.fromhex(r.key), r) for r in records
-        ]
+        fromhex = bytes.fromhex
+        page = [(None if r.when is None else to_us(r.when), fromhex(r.key), r) for r in records]
         inserted = 0
         with self.dialect.transaction(self.conn):
             # Numbers in insertion order, from a per-tenant counter whose row stays locked
@@ -416,6 +421,7 @@ class SqlArchive:
                 times = [at for at, _, _ in fresh if at is not None]
                 if times and (newest is None or max(times) > newest):
                     newest = max(times)
+                kinds = _KIND_TEXT  # a dict look-up: an enum's .value is a slow property
                 inserted = self.dialect.insert_records(
                     self.conn,
                     [
@@ -426,7 +432,7 @@ class SqlArchive:
                             r.category,
                             r.activity,
                             r.result,
-                            r.kind.value,
+                            kinds[r.kind],
                             r.principal,
                             r.account_id,
                             r.raw,
@@ -471,13 +477,11 @@ class SqlArchive:
                     (tenant, *chunk),
                 )
             )
-        fresh: list[_Identified] = []
-        for entry in page:
-            identity = (entry[0], entry[1])
-            if identity not in known:
-                known.add(identity)
-                fresh.append(entry)
-        return fresh
+        # Each record once, in the order first seen (a dict keeps the first position).
+        once = list({(entry[0], entry[1]): entry for entry in page}.values())
+        if not known:
+            return once
+        return [entry for entry in once if (entry[0], entry[1]) not in known]
 
     def finish_window(
         self, tenant: int, stream: str, start: datetime, end: datetime, at: datetime
@@ -791,12 +795,9 @@ class SqlArchive:
         are committed already, and a failed checkpoint is done again by :meth:`close`.
         Returns a function that waits for the checkpoint to end.
         """
-        if self._settling is None:
-            self._settling = self.dialect.start_checkpoint(self.location)
-        return self._settling
+        return self.dialect.start_checkpoint(self.location)
 
     def close(self) -> None:
-        """Release the connection (after a checkpoint started in the background has ended)."""
-        if self._settling is not None:
-            self._settling()
+        """Release the connection (once a checkpoint running in the background has ended)."""
+        self.dialect.release()
         self.conn.close()

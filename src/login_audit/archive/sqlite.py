@@ -28,6 +28,106 @@ _WRITE_FAILURES = ("full", "i/o error", "too large", "readonly", "read-only")
 #: migrating it, say), and the pause between two attempts.
 OPEN_WAIT = 30.0
 OPEN_RETRY = 0.2
+#: Rows a connection changes before its write-ahead log is copied into the database file
+#: by the background checkpointer (a few pages of records; small writes leave it to the
+#: connection's own checkpoints).
+CHECKPOINT_ROWS = 1000
+#: Pages of write-ahead log past which the background checkpointer also truncates it. A
+#: copy that runs while the writer goes on leaves the log in use, so it would otherwise
+#: only grow (to hundreds of MiB over a large sync); truncating waits for the writer's
+#: transaction in progress and holds the next one back for the short rest of the copy.
+WAL_LIMIT_PAGES = 10_000
+#: How long truncating waits for the writer's transaction and for readers still on the
+#: log; the writer waits for it meanwhile, so this stays far below the writer's 10 s.
+TRUNCATE_WAIT_MS = 250
+
+
+class Checkpointer:
+    """Copies committed transactions from the write-ahead log into the database file on a
+    thread of its own, so the writer goes on parsing and inserting meanwhile (the log is
+    truncated once it holds ``WAL_LIMIT_PAGES``).
+
+    A checkpoint (SQLite's ``PASSIVE``: it never blocks the writer nor waits for it) copies
+    pages and fsyncs the log and the database file; done by the writer's connection, as
+    SQLite does every 10,000 pages, it stops the ingest for the whole copy and both
+    fsyncs. Durability does not change: a transaction is durable against a process crash
+    once committed to the log whoever checkpoints it, and since the log is fsynced at each
+    checkpoint, one done after each large commit leaves less to a power loss, not more.
+
+    The thread runs only while there is something to copy, on a connection opened for
+    that, so an archive never closed leaves no thread or file handle behind. A failure
+    (say a full disk) is logged once and ends the background copies: the writer's own
+    checkpoints, which stay enabled, take over as before.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.failure: str | None = None
+        self._cond = threading.Condition()
+        self._pending = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Have the log copied soon; returns at once."""
+        with self._cond:
+            if self.failure is not None:
+                return
+            self._pending = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while self._take():
+                self._copy()
+        except Exception as exc:  # whatever failed, the writer's own checkpoints remain
+            with self._cond:
+                self.failure = str(exc) or type(exc).__name__
+                self._thread = None
+                self._cond.notify_all()
+            log.warning(
+                "copying the archive's write-ahead log in the background failed (%s); "
+                "the archive goes on copying it itself",
+                self.failure,
+            )
+
+    def _take(self) -> bool:
+        """Whether to copy again; if not, the thread ends (in the same step, under the lock,
+        so that a request made meanwhile starts a new one)."""
+        with self._cond:
+            if self._pending and self.failure is None:
+                self._pending = False
+                return True
+            self._thread = None
+            self._cond.notify_all()
+            return False
+
+    def _copy(self) -> None:
+        # mode=rw: an archive moved away meanwhile is not created again, empty.
+        conn = sqlite3.connect(
+            _uri(str(self.path), "rw"),
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")
+            _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if pages >= WAL_LIMIT_PAGES:
+                # With a reader still on the log (another process's long query) this gives
+                # up after TRUNCATE_WAIT_MS, reporting "busy"; tried again next time.
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
+
+    def wait(self) -> None:
+        """Return once no copy is running or pending (before the archive closes)."""
+        with self._cond:
+            while self._thread is not None:
+                self._cond.wait()
 
 
 class SqliteDialect:
@@ -39,6 +139,10 @@ class SqliteDialect:
     #: SQLite gained ``unhex`` in 3.41; older ones get :func:`bytes.fromhex` at connection.
     unhex_key = "login_audit_unhex(key)"
     row_lock = ""  # BEGIN IMMEDIATE already holds the only write lock
+
+    def __init__(self, checkpointer: Checkpointer | None = None) -> None:
+        self.checkpointer = checkpointer
+        self._changes = 0  # the connection's change count at the last checkpoint asked for
 
     def sql(self, text: str) -> str:
         """SQLite takes ``?`` as it is."""
@@ -54,6 +158,14 @@ class SqliteDialect:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if self.checkpointer is not None and conn.total_changes - self._changes >= CHECKPOINT_ROWS:
+            self._changes = conn.total_changes
+            self.checkpointer.request()
+
+    def release(self) -> None:
+        """Let a running background checkpoint finish (the connection closes next)."""
+        if self.checkpointer is not None:
+            self.checkpointer.wait()
 
     def tenant_lock(
         self, conn: Any, location: str, tenant: int, purpose: str = "sync"
@@ -95,12 +207,12 @@ class SqliteDialect:
         return found
 
     def start_checkpoint(self, location: str) -> Callable[[], None]:
-        """A checkpoint on a thread of its own (SQLite lets other threads run meanwhile)."""
-        worker = threading.Thread(
-            target=_checkpoint, args=(location,), name="archive-checkpoint", daemon=True
-        )
-        worker.start()
-        return worker.join
+        """Have the :class:`Checkpointer` copy the log now; the function returned waits for
+        it (nothing to wait for on a connection without one, opened read-only)."""
+        if self.checkpointer is None:
+            return lambda: None
+        self.checkpointer.request()
+        return self.checkpointer.wait
 
     def insert_records(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """One ``executemany``; a record stored meanwhile (none can be) would be skipped."""
@@ -116,22 +228,6 @@ def _uri(path: str, mode: str) -> str:
     """SQLite's ``file:`` URI of ``path``: the name's bytes as the file system holds them,
     percent-encoded, so that a name in another encoding than UTF-8 opens the same file."""
     return f"file:{quote(os.fsencode(path))}?mode={mode}"
-
-
-def _checkpoint(location: str) -> None:
-    """Copy the write-ahead log into the file, through a connection of its own (the
-    archive's may be in use meanwhile). PASSIVE: it never waits for, or blocks, a reader
-    or a writer; whatever it could not copy, the last connection's close copies."""
-    try:
-        conn = sqlite3.connect(_uri(location, "rw"), uri=True, isolation_level=None, timeout=0)
-    except sqlite3.Error:
-        return
-    try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    except sqlite3.Error as exc:
-        log.debug("background checkpoint of %s: %s", location, exc)
-    finally:
-        conn.close()
 
 
 def open_sqlite(
@@ -378,9 +474,10 @@ def _connect(path: Path) -> SqlArchive:
         conn.execute("PRAGMA foreign_keys = ON")
         # A 32 MiB page cache keeps most of the key index in memory while large syncs insert.
         conn.execute("PRAGMA cache_size = -32768")
-        # Fewer, larger WAL checkpoints: each one fsyncs, and they dominate ingest time.
+        # Fewer, larger WAL checkpoints: each one fsyncs. Large writes have the log copied
+        # in the background (see Checkpointer); this is for the rest, and a fallback.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
-        archive = SqlArchive(conn, SqliteDialect(), str(path))
+        archive = SqlArchive(conn, SqliteDialect(Checkpointer(path)), str(path))
         conn.execute("PRAGMA busy_timeout = 10000")
         return archive
     except sqlite3.OperationalError:
