@@ -242,9 +242,12 @@ def _main(argv: list[str] | None) -> None:
         value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
         if looks_like_token(value):
             state.redactor.add(Secret(value))
-    if next((a for a in args if not a.startswith("-")), None) in _TALKS_TO_A_VENDOR:
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _TALKS_TO_A_VENDOR and not {"--help", "-h"} & set(args):
         # The CA bundle loads while the command's modules are imported (see tls_context).
-        threading.Thread(target=_load_tls, name="tls-context", daemon=True).start()
+        # Not a daemon: the interpreter waits for it at exit instead of tearing modules
+        # down under an import still running there (which can end the process with SIGSEGV).
+        threading.Thread(target=_load_tls, name="tls-context").start()
     try:
         cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
     except click.exceptions.Abort as exc:

@@ -50,7 +50,9 @@ def prepare_in_background() -> Callable[[], None]:
     Nothing depends on it: a writer not ready yet is loaded when it is first used. Returns
     a function that waits until it has ended.
     """
-    worker = threading.Thread(target=_prepare, name="reports-prepare", daemon=True)
+    # Not a daemon: a run that fails at once exits only after this import has finished,
+    # not while the interpreter tears modules down under it.
+    worker = threading.Thread(target=_prepare, name="reports-prepare")
     worker.start()
     return worker.join
 
