@@ -126,32 +126,3 @@ def test_a_background_checkpoint_of_a_removed_archive_creates_nothing(
     store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert failures == []
-
-
-def test_background_imports_are_waited_for_at_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run that fails at once must not exit while a background thread still imports:
-    the interpreter tears modules down under a daemon thread, which can end the process
-    with SIGSEGV (seen once in `doctor --help`). Such threads are not daemons."""
-    started: list[threading.Thread] = []
-    real_start = threading.Thread.start
-
-    def spy(self: threading.Thread) -> None:
-        started.append(self)
-        real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", spy)
-    prepare_in_background()()
-    import login_audit.cli as cli_module
-
-    monkeypatch.setattr(cli_module, "cli", _NoCommand())
-    with pytest.raises(SystemExit):
-        cli_module.main(["audit", "--region", "eu"])
-    names = {t.name: t.daemon for t in started}
-    assert names.get("reports-prepare") is False and names.get("tls-context") is False, names
-
-
-class _NoCommand:
-    """Stands for the click group: the test needs only what runs before a command."""
-
-    def main(self, **kwargs: object) -> None:
-        return None

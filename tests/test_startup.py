@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -85,3 +86,34 @@ def test_the_collector_is_relaxed_while_a_command_runs_and_restored_after(
     assert seen and seen[0][0] == cli_module.GC_THRESHOLD > before[0]
     assert seen[0][1:] == before[1:]
     assert gc.get_threshold() == before
+
+
+def test_background_imports_are_waited_for_at_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails at once must not exit while a background thread still imports:
+    the interpreter tears modules down under a daemon thread, which can end the process
+    with SIGSEGV (seen once in `doctor --help`). Such threads are not daemons."""
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def spy(self: threading.Thread) -> None:
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", spy)
+    from login_audit.reports import prepare_in_background
+
+    prepare_in_background()()
+    import login_audit.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "cli", _NoCommand())
+    with pytest.raises(SystemExit):
+        cli_module.main(["audit", "--region", "eu"])
+    names = {t.name: t.daemon for t in started}
+    assert names.get("reports-prepare") is False and names.get("tls-context") is False, names
+
+
+class _NoCommand:
+    """Stands for the click group: the test needs only what runs before a command."""
+
+    def main(self, **kwargs: object) -> None:
+        return None
