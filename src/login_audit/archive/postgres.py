@@ -29,7 +29,7 @@ class PostgresDialect:
         """psycopg takes ``%s`` where SQLite takes ``?``."""
         return text.replace("?", "%s")
 
-    def start_checkpoint(self, location: str) -> Callable[[], None]:
+    def start_checkpoint(self) -> Callable[[], None]:
         """Nothing to do: the server checkpoints on its own schedule."""
         return lambda: None
 

@@ -199,7 +199,7 @@ class Dialect(Protocol):
         """Those of ``(logged_at, key)`` the tenant holds (and maybe others of their times)."""
         ...
 
-    def start_checkpoint(self, location: str) -> Callable[[], None]:
+    def start_checkpoint(self) -> Callable[[], None]:
         """Start moving committed changes into the database file in the background; the
         function returned waits until that has ended (a no-op where there is nothing to do)."""
         ...
@@ -795,7 +795,7 @@ class SqlArchive:
         are committed already, and a failed checkpoint is done again by :meth:`close`.
         Returns a function that waits for the checkpoint to end.
         """
-        return self.dialect.start_checkpoint(self.location)
+        return self.dialect.start_checkpoint()
 
     def close(self) -> None:
         """Release the connection (once a checkpoint running in the background has ended)."""

@@ -206,7 +206,7 @@ class SqliteDialect:
             )
         return found
 
-    def start_checkpoint(self, location: str) -> Callable[[], None]:
+    def start_checkpoint(self) -> Callable[[], None]:
         """Have the :class:`Checkpointer` copy the log now; the function returned waits for
         it (nothing to wait for on a connection without one, opened read-only)."""
         if self.checkpointer is None:
