@@ -207,9 +207,9 @@ def test_json_for_audit_all(cli, start_sim, tenant: Tenant, tmp_path: Path) -> N
 
 
 def test_ctrl_c_exits_130_with_a_json_document(cli, monkeypatch, tmp_path: Path) -> None:
-    import sys
+    import importlib
 
-    audit_command = sys.modules["login_audit.cli.audit"]
+    audit_command = importlib.import_module("login_audit.cli.audit")  # commands load lazily
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -219,6 +219,28 @@ def test_ctrl_c_exits_130_with_a_json_document(cli, monkeypatch, tmp_path: Path)
     result = cli(["audit", "--json", "--output-dir", str(tmp_path)])
     assert result.code == 130
     assert "interrupted" in result.stderr and json.loads(result.stdout)["exitCode"] == 130
+
+
+def test_ctrl_c_that_python_wrapped_in_another_error_is_still_ctrl_c(
+    cli, monkeypatch, tmp_path: Path
+) -> None:
+    """Python 3.11 turns an interrupt raised while a class is created (a module loading as
+    Ctrl-C comes) into "RuntimeError: Error calling __set_name__": still 130, not a bug."""
+    import importlib
+
+    audit_command = importlib.import_module("login_audit.cli.audit")  # commands load lazily
+
+    def loading(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+    monkeypatch.setattr(audit_command, "chosen_target", loading)
+    result = cli(["audit", "--json", "--output-dir", str(tmp_path)])
+    assert result.code == 130, result.stderr
+    assert "login-audit: error: interrupted" in result.stderr
+    assert "RuntimeError" not in result.stderr + result.stdout
 
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbi0wMTIz"

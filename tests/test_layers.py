@@ -78,6 +78,7 @@ CLI_TESTS = {
     "conftest.py",
     "test_first_hour.py",
     "test_http.py",
+    "test_interrupts.py",
     "test_layers.py",
     "test_readme.py",
     "test_startup.py",

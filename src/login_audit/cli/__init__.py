@@ -12,16 +12,14 @@ import importlib
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
-from types import FrameType
 from typing import Any, NoReturn
 
 import click
 
-from login_audit import __version__
+from login_audit import __version__, interrupts
 from login_audit.cli.state import CONTEXT, AppState
 from login_audit.config import C1_KEY_ENV, TOKEN_ENV, Secret, looks_like_token
 from login_audit.errors import (
@@ -137,6 +135,19 @@ def _interrupted(state: AppState, exc: KeyboardInterrupt) -> NoReturn:
     _fail(state, EXIT_INTERRUPTED, "interrupted")
 
 
+def _interrupt_inside(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt another error wraps: Python turns one raised while a class is being
+    created (a module loading as Ctrl-C comes) into a RuntimeError."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def usage_hint(exc: click.UsageError, args: list[str]) -> str:
     """The one line for a usage error, with what to type instead where we can tell."""
     if isinstance(exc, click.NoSuchOption):
@@ -158,25 +169,6 @@ def usage_hint(exc: click.UsageError, args: list[str]) -> str:
             )
     hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
     return f"{exc.format_message()}{hint}"
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While the CLI runs, SIGTERM raises :class:`Terminated` (once: a second SIGTERM must
-    not break off the clean-up the first one started). Only the main thread can set it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 #: Container allocations between two collections of Python's youngest generation (700 by
@@ -205,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     try:
         try:
-            with _sigterm_as_interrupt(), _relaxed_gc():
+            with interrupts.handled(), _relaxed_gc():
                 _main(argv)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
@@ -243,12 +235,16 @@ def _main(argv: list[str] | None) -> None:
         if looks_like_token(value):
             state.redactor.add(Secret(value))
     command = next((a for a in args if not a.startswith("-")), None)
-    if command in _TALKS_TO_A_VENDOR and not {"--help", "-h"} & set(args):
-        # The CA bundle loads while the command's modules are imported (see tls_context).
-        # Not a daemon: the interpreter waits for it at exit instead of tearing modules
-        # down under an import still running there (which can end the process with SIGSEGV).
-        threading.Thread(target=_load_tls, name="tls-context").start()
     try:
+        # A Ctrl-C that came while the console script imported the CLI ends the run here,
+        # where it can be reported as every other interrupt is.
+        interrupts.deliver_pending()
+        if command in _TALKS_TO_A_VENDOR and not {"--help", "-h"} & set(args):
+            # The CA bundle loads while the command's modules are imported (see
+            # tls_context). Not a daemon: the interpreter waits for it at exit instead of
+            # tearing modules down under an import still running there (which can end the
+            # process with SIGSEGV).
+            threading.Thread(target=_load_tls, name="tls-context").start()
         cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
@@ -276,6 +272,9 @@ def _main(argv: list[str] | None) -> None:
     except BrokenPipeError:
         raise  # the reader of stdout went away: see ``main``
     except Exception as exc:
+        inner = _interrupt_inside(exc)
+        if inner is not None:
+            _interrupted(state, inner)
         log.debug("unexpected error", exc_info=True)
         from login_audit.archive import archive_failure
 
