@@ -139,6 +139,22 @@ def _private_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
 
 
+@pytest.fixture(autouse=True)
+def _signals_left_as_found() -> Iterator[None]:
+    """No test leaves a signal handler of its own behind (nor the CLI's interrupt handling
+    half-installed): the next test in the same worker would see Ctrl-C ignored or held."""
+    import signal
+
+    from login_audit import interrupts
+
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+    before = [signal.getsignal(s) for s in watched]
+    yield
+    assert [signal.getsignal(s) for s in watched] == before
+    assert not interrupts._delivery.installed and not interrupts._delivery.holding
+    assert interrupts._delivery.pending is None
+
+
 @pytest.fixture
 def process_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
     """The environment of a real CLI process: no inherited login-audit or vendor settings.

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,9 +38,14 @@ def _timer_armed() -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _main_thread_only() -> None:
+def _as_in_a_terminal() -> Iterator[None]:
+    """Ctrl-C as a terminal's foreground command gets it: a suite started in the background
+    of a script inherits SIGINT ignored, which the CLI rightly keeps ignoring."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers are installed from the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_inside_the_import_system_waits_until_it_is_left() -> None:

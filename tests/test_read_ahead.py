@@ -191,10 +191,15 @@ def test_an_interrupt_while_the_caller_waits_for_a_page_reaches_it_and_ends_the_
     source = Interrupting(50)
     pages = read_ahead(source.pages())
     assert [next(pages), next(pages)] == [1, 2]
-    with pytest.raises(KeyboardInterrupt):
-        waiting.set()  # from here on the caller waits for page 3, then page 4
-        for _ in pages:
-            pass
+    # As a terminal's foreground command: a suite run in the background inherits SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            waiting.set()  # from here on the caller waits for page 3, then page 4
+            for _ in pages:
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     pages.close()  # the interrupt may land just before the caller entered the generator
     assert source.closed.wait(WAIT)
     assert _all_end(_new_workers(before))
