@@ -39,6 +39,15 @@ class Terminated(KeyboardInterrupt):
     exit_code = EXIT_TERMINATED
 
 
+class Cancelled(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C, SIGTERM) while this thread waited to send a request: the
+    threads still reading for it (time slices, account listings, tenants, pages read ahead)
+    end at once instead of reading on, or waiting out the rate limit, before the process
+    can exit. Raised only after the run's own interrupt, which is what the user is told."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 #: 128 + SIGPIPE: the reader of stdout went away (``export | head``); nothing is printed.
 EXIT_BROKEN_PIPE = 141
 

@@ -39,7 +39,7 @@ from login_audit.errors import (
     ConfigError,
     LoginAuditError,
 )
-from login_audit.http import HttpClient, Pacer
+from login_audit.http import HttpClient, Pacer, cancel_all
 from login_audit.models import Policy, RunSummary
 from login_audit.platforms import authenticate, connect, retention_days
 from login_audit.printable import printable
@@ -292,7 +292,14 @@ def audit_all(
         for platform in PLATFORMS
     }
     with ThreadPoolExecutor(max_workers=min(4, len(tenants))) as pool:
-        outcomes = list(pool.map(lambda t: run_tenant(redactor, t, options, pacers), tenants))
+        try:
+            outcomes = list(pool.map(lambda t: run_tenant(redactor, t, options, pacers), tenants))
+        except KeyboardInterrupt:
+            # The run ends: tenants not started never start, the running ones stop within a
+            # request (not at the end of their audit) while the pool is waited for.
+            pool.shutdown(wait=False, cancel_futures=True)
+            cancel_all()
+            raise
     notes = write_combined(outcomes, options.output_dir)
     lines = [f"login-audit {__version__}: {len(outcomes)} tenants"]
     for o in outcomes:

@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from login_audit import __version__
+from login_audit import __version__, interrupts
 from login_audit.config import HttpSettings, Secret
 from login_audit.errors import (
+    Cancelled,
     CredentialsError,
     NotFoundError,
     PermissionDeniedError,
@@ -161,22 +163,27 @@ class Pacer:
         self._lock = threading.Lock()
         self.waited = 0.0
 
-    def acquire(self) -> None:
-        """Block until one more request may start, then record its start."""
+    def acquire(self, wait: Callable[[float], None] | None = None) -> None:
+        """Block until one more request may start, then record its start.
+
+        ``wait`` sleeps instead of the pacer's own sleep (a client's, which its
+        :meth:`HttpClient.cancel` interrupts: a pacer may be shared by several clients).
+        """
+        sleep = wait or self._sleep
         while True:
             with self._lock:
                 now = self._monotonic()
                 while self._starts and self._starts[0] <= now - self.window:
                     self._starts.popleft()
                 if self._paused_until > now:
-                    wait = self._paused_until - now
+                    delay = self._paused_until - now
                 elif len(self._starts) < self.limit:
                     self._starts.append(now)
                     return
                 else:
-                    wait = self._starts[0] + self.window - now
-                self.waited += wait
-            self._sleep(wait)
+                    delay = self._starts[0] + self.window - now
+                self.waited += delay
+            sleep(delay)
 
     def pause(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` from now."""
@@ -340,8 +347,32 @@ def describe_transport_error(exc: httpx.TransportError, url: str | httpx.URL) ->
     return f"request to {where} failed ({type(exc).__name__})", False
 
 
+#: How often a client that waits looks whether the run was interrupted meanwhile.
+STOP_POLL = 0.1
+#: Every client alive in the process, for :func:`cancel_all`.
+_LIVE: weakref.WeakSet[HttpClient] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def cancel_all() -> None:
+    """Cancel every client of the process (see :meth:`HttpClient.cancel`).
+
+    Called when a run is interrupted: the threads working for it (time slices, account
+    listings, tenants, pages read ahead) stop within a request instead of reading on, or
+    waiting out the rate limit, while the process waits for them to end.
+    """
+    with _LIVE_LOCK:
+        clients = list(_LIVE)
+    for client in clients:
+        client.cancel()
+
+
 class HttpClient:
-    """A paced, retrying JSON client bound to one tenant and one credential."""
+    """A paced, retrying JSON client bound to one tenant and one credential.
+
+    ``sleep`` is how it waits (for the pacer, before a retry); by default real time that
+    :meth:`cancel` cuts short.
+    """
 
     def __init__(
         self,
@@ -350,7 +381,7 @@ class HttpClient:
         *,
         transport: httpx.BaseTransport | None = None,
         pacer: Pacer | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         rng: random.Random | None = None,
@@ -358,12 +389,16 @@ class HttpClient:
         self.settings = settings or HttpSettings()
         self._auth = auth
         self._redactor = Redactor(*auth.secrets())
-        self._sleep = sleep
+        self._cancelled = threading.Event()
+        self._given_sleep = sleep
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self.pacer = pacer or Pacer(
-            self.settings.rate_limit, self.settings.rate_window, monotonic=monotonic, sleep=sleep
+            self.settings.rate_limit,
+            self.settings.rate_window,
+            monotonic=monotonic,
+            sleep=self._sleep,
         )
         self.policy = RetryPolicy.of(self.settings)
         self.stats = HttpStats()
@@ -381,6 +416,8 @@ class HttpClient:
             transport=transport,
             verify=tls_context(),
         )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def __repr__(self) -> str:
         return f"HttpClient(auth={self._auth!r}, settings={self.settings!r})"
@@ -388,6 +425,30 @@ class HttpClient:
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
+
+    def cancel(self) -> None:
+        """Stop this client for good: a request waiting for the pacer or for its next
+        attempt, and every request after, raises :class:`~login_audit.errors.Cancelled`
+        (one already sent ends as it ends). Safe from any thread."""
+        self._cancelled.set()
+
+    def _check_cancelled(self) -> None:
+        # The command line's handlers flag an interrupt at once, without a lock (a signal
+        # handler must not take one); the clients it stops are then cancelled explicitly.
+        if self._cancelled.is_set() or interrupts.stopping() is not None:
+            raise Cancelled("the run was stopped")
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the client is cancelled meanwhile (then raise)."""
+        self._check_cancelled()
+        if self._given_sleep is not None:
+            self._given_sleep(seconds)
+        else:
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                self._cancelled.wait(min(left, STOP_POLL))
+                self._check_cancelled()
+        self._check_cancelled()
 
     def __enter__(self) -> HttpClient:
         return self
@@ -436,7 +497,8 @@ class HttpClient:
         while True:
             attempt += 1
             sent += 1
-            self.pacer.acquire()
+            self._check_cancelled()
+            self.pacer.acquire(self._sleep)
             retry_after: float | None = None
             throttled = False
             # What the last failure was, typed, for the error raised when retries run out.

@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
-__all__ = ["MAX_DEFERRALS", "RETRY_SECONDS", "deliver_pending", "handled"]
+__all__ = ["MAX_DEFERRALS", "RETRY_SECONDS", "deliver_pending", "handled", "stopping"]
 
 #: How long an interrupt that came in the import system waits before it is tried again.
 RETRY_SECONDS = 0.005
@@ -53,6 +53,7 @@ class _Delivery:
         self.holding = False
         self.pending: type[KeyboardInterrupt] | None = None
         self.deferrals = 0
+        self.stopping: type[KeyboardInterrupt] | None = None
 
 
 _delivery = _Delivery()
@@ -78,6 +79,7 @@ def _deliver(frame: FrameType | None) -> None:
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    _delivery.stopping = _delivery.stopping or KeyboardInterrupt
     if _delivery.pending is None:
         _delivery.pending = KeyboardInterrupt
     _deliver(frame)
@@ -85,6 +87,7 @@ def _on_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _on_terminate(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _delivery.stopping = Terminated
     _delivery.pending = Terminated
     _deliver(frame)
 
@@ -133,6 +136,14 @@ class handled:  # a context manager named as the function it stands for
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
         _delivery.reset()
+
+
+def stopping() -> type[KeyboardInterrupt] | None:
+    """What stopped the run (:class:`KeyboardInterrupt` for Ctrl-C,
+    :class:`~login_audit.errors.Terminated` for SIGTERM) since the handlers were installed,
+    or None: threads working for the run should stop at their next step. A plain
+    attribute, set by the handler without taking a lock, read without one."""
+    return _delivery.stopping
 
 
 def deliver_pending() -> None:

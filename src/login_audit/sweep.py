@@ -31,7 +31,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
-from login_audit.errors import ProtocolError, RetryLaterError
+from login_audit.errors import Cancelled, ProtocolError, RetryLaterError
 from login_audit.models import RecordPage, TimeWindow
 from login_audit.syncstate import SliceState
 
@@ -176,6 +176,8 @@ class Sweep:
         self.states = states
         self.pages_per_slice = pages_per_slice
         self.lock = threading.Lock()
+        #: Set when the run is interrupted: no slice commits a page after it.
+        self.stopped = threading.Event()
         self.problems: list[str] = []
 
     def run(self, commit: Commit) -> list[str]:
@@ -191,12 +193,23 @@ class Sweep:
             self._slice(pending[0], commit)
         elif pending:
             with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="slice") as pool:
-                for future in [pool.submit(self._slice, i, commit) for i in pending]:
-                    future.result()
+                try:
+                    for future in [pool.submit(self._slice, i, commit) for i in pending]:
+                        future.result()
+                except KeyboardInterrupt:
+                    # The run ends: the other slices must neither read on nor commit while
+                    # it unwinds (and closes the archive), and the pool is waited for.
+                    self.stopped.set()
+                    from login_audit.http import cancel_all
+
+                    cancel_all()
+                    raise
         return self.problems
 
     def _record(self, index: int, page: RecordPage, commit: Commit) -> None:
         with self.lock:
+            if self.stopped.is_set():
+                raise Cancelled("the sweep was stopped")
             assert self.states is not None
             state = self.states[index]
             self.states[index] = replace(

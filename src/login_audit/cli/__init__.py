@@ -130,7 +130,12 @@ def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") ->
 
 
 def _interrupted(state: AppState, exc: KeyboardInterrupt) -> NoReturn:
-    if isinstance(exc, Terminated):
+    http = sys.modules.get("login_audit.http")
+    if http is not None:
+        # Threads still working for the run (pages read ahead, listings) stop within a
+        # request: the interpreter waits for some of them before the process can end.
+        http.cancel_all()
+    if isinstance(exc, Terminated) or interrupts.stopping() is Terminated:
         _fail(state, EXIT_TERMINATED, "terminated (SIGTERM)")
     _fail(state, EXIT_INTERRUPTED, "interrupted")
 

@@ -208,6 +208,13 @@ def read_partitions(partitions: tuple[Partition, ...], lister: Lister) -> Iterat
             for account_id in ids:
                 owner.setdefault(account_id, number)
             yield from value
+    except KeyboardInterrupt:
+        # The run ends: the listings stop within a request instead of reading on, or
+        # waiting out the rate limit, while the pool is waited for.
+        from login_audit.http import cancel_all
+
+        cancel_all()
+        raise
     finally:
         stopping.set()  # a caller that stops reading stops the listings after a page
         pool.shutdown(wait=True, cancel_futures=True)

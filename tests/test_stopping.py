@@ -1,0 +1,159 @@
+"""An interrupted run stops its helper threads within a request.
+
+Time slices, account listings, tenants of ``audit --all`` and pages read ahead run on
+threads the process waits for before it exits. Before, a Ctrl-C under the rate limit left
+them reading on (and waiting out the limit): an interrupted sync took a minute to end, and
+went on storing pages. A client now stops waiting when it is cancelled or the command
+line's handlers have seen the signal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from login_audit import interrupts
+from login_audit.config import HttpSettings, Secret
+from login_audit.errors import Cancelled, Terminated
+from login_audit.http import BearerAuth, HttpClient, cancel_all
+from login_audit.simulator import Simulator, build_tenant
+from tests.test_exits_and_signals import AS_IN_A_TERMINAL
+
+#: A limit the test never waits out: one request, then an hour's wait.
+ONE_AN_HOUR = HttpSettings(rate_limit=1, rate_window=3600.0, max_attempts=1)
+WAIT = 30.0
+
+
+def _waiting_request(client: HttpClient, url: str) -> tuple[threading.Thread, list[object]]:
+    """A request on a thread of its own, blocked by the pacer; what it raised, once ended."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            client.request_json("GET", url)
+        except BaseException as exc:  # what the thread ended with is the test's subject
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _blocked(client: HttpClient) -> bool:
+    return client.pacer.waited > 0
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    event = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        event.wait(0.01)
+    raise AssertionError("never happened")
+
+
+@pytest.fixture
+def sim(start_sim: Callable[..., Simulator]) -> Simulator:
+    return start_sim(build_tenant(seed=3, accounts=5))
+
+
+def test_a_cancelled_client_stops_waiting_for_the_rate_limit(sim: Simulator) -> None:
+    url = f"{sim.base_url}/v3.0/iam/accounts"
+    with HttpClient(BearerAuth(Secret(sim.token)), ONE_AN_HOUR) as client:
+        client.request_json("GET", url)
+        thread, outcome = _waiting_request(client, url)
+        _until(lambda: _blocked(client))
+        client.cancel()
+        thread.join(WAIT)
+        assert not thread.is_alive(), "the request still waits out the hour"
+        assert [type(exc) for exc in outcome] == [Cancelled]
+        with pytest.raises(Cancelled):
+            client.request_json("GET", url)  # and sends nothing after
+    assert sim.stats.requests == 1
+
+
+def test_cancel_all_reaches_every_client_of_the_process(sim: Simulator) -> None:
+    url = f"{sim.base_url}/v3.0/iam/accounts"
+    auth = BearerAuth(Secret(sim.token))
+    with HttpClient(auth, ONE_AN_HOUR) as one, HttpClient(auth, ONE_AN_HOUR) as two:
+        one.request_json("GET", url)
+        two.request_json("GET", url)
+        waiting = [_waiting_request(one, url), _waiting_request(two, url)]
+        _until(lambda: _blocked(one) and _blocked(two))
+        cancel_all()
+        for thread, outcome in waiting:
+            thread.join(WAIT)
+            assert not thread.is_alive() and [type(e) for e in outcome] == [Cancelled]
+    with HttpClient(auth, HttpSettings()) as later:
+        assert later.request_json("GET", url)  # a client made afterwards works
+
+
+@pytest.mark.parametrize(
+    ("signum", "stopped_by"), [("SIGINT", KeyboardInterrupt), ("SIGTERM", Terminated)]
+)
+def test_the_handlers_stop_every_client_the_moment_the_signal_comes(
+    sim: Simulator, signum: str, stopped_by: type[KeyboardInterrupt]
+) -> None:
+    """No lock is taken in a signal handler: the clients read a flag it sets."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    url = f"{sim.base_url}/v3.0/iam/accounts"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with HttpClient(BearerAuth(Secret(sim.token)), ONE_AN_HOUR) as client:
+            client.request_json("GET", url)
+            thread, outcome = _waiting_request(client, url)
+            _until(lambda: _blocked(client))
+            with interrupts.handled():
+                with pytest.raises(stopped_by):
+                    signal.raise_signal(getattr(signal, signum))
+                assert interrupts.stopping() is stopped_by
+                thread.join(WAIT)
+                assert not thread.is_alive() and [type(e) for e in outcome] == [Cancelled]
+            assert interrupts.stopping() is None  # the next run in this process starts afresh
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sim.stats.requests == 1
+
+
+def test_ctrl_c_during_a_rate_limited_sync_ends_it_at_once(
+    start_sim, process_env, tmp_path: Path
+) -> None:
+    """A real process and a real SIGINT, sent when the last request the limit allows (15 in
+    ten minutes) arrives: the sync's slices are then held back by the pacer. The process
+    used to wait out the ten minutes (and store the pages read meanwhile); it now ends at
+    once, well within the test's timeout."""
+    sim = start_sim(build_tenant(seed=4, accounts=2500), latency_ms=20)
+    archive = tmp_path / "a.sqlite3"
+    limit = ["--rate-limit", "15", "--rate-window", "600"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            AS_IN_A_TERMINAL,
+            "sync",
+            "--base-url",
+            sim.base_url,
+            "--archive",
+            str(archive),
+            *limit,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=process_env(TMV1_TOKEN=sim.token),
+        cwd=tmp_path,
+    )
+    seen = itertools.count(1)
+    sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == 15 else None
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 130, err
+    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
+    assert not Path(f"{archive}-wal").exists()
+    assert sim.stats.requests == 15, "the pacer let nothing more through"
