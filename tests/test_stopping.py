@@ -157,3 +157,49 @@ def test_ctrl_c_during_a_rate_limited_sync_ends_it_at_once(
     assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
     assert not Path(f"{archive}-wal").exists()
     assert sim.stats.requests == 15, "the pacer let nothing more through"
+
+
+def test_ctrl_c_during_audit_all_starts_no_further_tenant(
+    start_sim, process_env, tmp_path: Path
+) -> None:
+    """A real process: six tenants audited four at a time, held back by a shared limit when
+    SIGINT comes. The tenants not started never start and the running ones stop, instead
+    of the run going on through every tenant."""
+    sim = start_sim(build_tenant(seed=6, accounts=300), latency_ms=20)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "".join(
+            f'[[tenant]]\nname = "t{n}"\nbase_url = "{sim.base_url}"\ntoken_env = "TOKEN"\n'
+            for n in range(6)
+        )
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            AS_IN_A_TERMINAL,
+            "audit",
+            "--all",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(out),
+            "--no-archive",
+            "--rate-limit",
+            "15",
+            "--rate-window",
+            "600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=process_env(TOKEN=sim.token),
+        cwd=tmp_path,
+    )
+    seen = itertools.count(1)
+    sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == 15 else None
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 130, err
+    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
+    assert sim.stats.requests == 15
+    assert not list(out.glob("t*/filtered_accounts_report.csv")), "no tenant's run completed"
