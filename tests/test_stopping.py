@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from login_audit.config import HttpSettings, Secret
 from login_audit.errors import Cancelled, Terminated
 from login_audit.http import BearerAuth, HttpClient, cancel_all
 from login_audit.simulator import Simulator, build_tenant
+from login_audit.syncstate import SliceState
 from tests.test_exits_and_signals import AS_IN_A_TERMINAL
 
 #: A limit the test never waits out: one request, then an hour's wait.
@@ -203,3 +204,54 @@ def test_ctrl_c_during_audit_all_starts_no_further_tenant(
     assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
     assert sim.stats.requests == 15
     assert not list(out.glob("t*/filtered_accounts_report.csv")), "no tenant's run completed"
+
+
+def _stop_signals_blocked() -> bool:
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return {signal.SIGINT, signal.SIGTERM} <= blocked
+
+
+def test_the_threads_of_a_run_leave_ctrl_c_to_the_main_thread() -> None:
+    """The kernel hands a signal to any thread that does not block it, and Python runs the
+    handler only when the main thread runs again: a main thread waiting for the slices or
+    the tenants was never told (an interrupted `audit --all` hung, one run in five). Every
+    thread a run starts blocks the stop signals; the main thread keeps them."""
+    from datetime import datetime, timezone
+
+    from login_audit.models import RecordPage, TimeWindow
+    from login_audit.platforms.pagination import read_ahead
+    from login_audit.platforms.partitions import Partition, read_partitions
+    from login_audit.sweep import Sweep
+
+    seen: dict[str, bool] = {}
+
+    def pages() -> Iterator[int]:
+        yield 1
+        seen["read ahead"] = _stop_signals_blocked()  # page 2 is made on the worker
+        yield 2
+
+    assert list(read_ahead(pages())) == [1, 2]
+
+    class Source:
+        supports_time_slices = True
+
+        def record_pages(
+            self, window: TimeWindow, *, logons_only: bool, resume_link: str | None = None
+        ) -> Iterator[RecordPage]:
+            if threading.current_thread() is not threading.main_thread():
+                seen["time slice"] = _stop_signals_blocked()
+            yield RecordPage((), None)
+
+    day = TimeWindow(
+        datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
+    )
+    states = [SliceState(day.start, day.end), SliceState(day.start, day.end)]
+    Sweep(Source(), day, logons_only=True, states=states).run(lambda page, states: None)
+
+    def lister(partition: Partition) -> Iterator[list[object]]:
+        seen["account listing"] = _stop_signals_blocked()
+        yield [{"id": "a"}]
+
+    assert list(read_partitions((Partition(()),), lister)) == [{"id": "a"}]
+    assert seen == {"read ahead": True, "time slice": True, "account listing": True}
+    assert not _stop_signals_blocked(), "the main thread keeps them"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from login_audit import __version__
+from login_audit import __version__, interrupts
 from login_audit.archive import (
     Archive,
     TenantKey,
@@ -291,7 +291,9 @@ def audit_all(
         platform: Pacer(options.settings.rate_limit, options.settings.rate_window)
         for platform in PLATFORMS
     }
-    with ThreadPoolExecutor(max_workers=min(4, len(tenants))) as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(4, len(tenants)), initializer=interrupts.spare_this_thread
+    ) as pool:
         try:
             outcomes = list(pool.map(lambda t: run_tenant(redactor, t, options, pacers), tenants))
         except KeyboardInterrupt:

@@ -31,7 +31,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
-__all__ = ["MAX_DEFERRALS", "RETRY_SECONDS", "deliver_pending", "handled", "stopping"]
+__all__ = [
+    "MAX_DEFERRALS",
+    "RETRY_SECONDS",
+    "deliver_pending",
+    "handled",
+    "spare_this_thread",
+    "stopping",
+]
 
 #: How long an interrupt that came in the import system waits before it is tried again.
 RETRY_SECONDS = 0.005
@@ -136,6 +143,22 @@ class handled:  # a context manager named as the function it stands for
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
         _delivery.reset()
+
+
+#: The signals that stop a run: only the main thread may receive them.
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
+
+
+def spare_this_thread() -> None:
+    """Leave Ctrl-C and SIGTERM to the main thread: called first by every thread a run
+    starts (slices, listings, tenants, read-ahead, background copies).
+
+    The kernel hands a signal sent to the process to any thread that does not block it.
+    Python runs the handler on the main thread only, and only once that thread runs again:
+    a main thread waiting for a lock or a future (the slices, the tenants) is not woken,
+    and the run went on as if the signal had never come (it waited out the rate limit).
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
 
 
 def stopping() -> type[KeyboardInterrupt] | None:

@@ -31,6 +31,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
+from login_audit import interrupts
 from login_audit.errors import Cancelled, ProtocolError, RetryLaterError
 from login_audit.models import RecordPage, TimeWindow
 from login_audit.syncstate import SliceState
@@ -192,7 +193,11 @@ class Sweep:
         if len(pending) == 1:
             self._slice(pending[0], commit)
         elif pending:
-            with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="slice") as pool:
+            with ThreadPoolExecutor(
+                max_workers=len(pending),
+                thread_name_prefix="slice",
+                initializer=interrupts.spare_this_thread,
+            ) as pool:
                 try:
                     for future in [pool.submit(self._slice, i, commit) for i in pending]:
                         future.result()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from login_audit import interrupts
 from login_audit.archive.base import busy_message
 from login_audit.archive.sql import RECORD_COLUMNS, SqlArchive
 from login_audit.errors import ArchiveBusyError, ConfigError
@@ -80,6 +81,7 @@ class Checkpointer:
                 self._thread.start()
 
     def _run(self) -> None:
+        interrupts.spare_this_thread()
         try:
             while self._take():
                 self._copy()

@@ -218,6 +218,7 @@ _TALKS_TO_A_VENDOR = frozenset({"audit", "sync", "export", "watch", "apply", "do
 
 
 def _load_tls() -> None:
+    interrupts.spare_this_thread()
     with contextlib.suppress(Exception):  # the client builds it again, and says what failed
         from login_audit.http import tls_context
 

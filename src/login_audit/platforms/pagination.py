@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from login_audit import interrupts
 from login_audit.errors import ProtocolError
 from login_audit.http import HttpClient, same_origin
 from login_audit.redaction import redact_url
@@ -71,6 +72,7 @@ def read_ahead(pages: Iterator[T]) -> Iterator[T]:
     stop = threading.Event()
 
     def produce() -> None:
+        interrupts.spare_this_thread()
         try:
             for page in pages:
                 handoff.put((True, page))  # waits while the caller has not taken the last

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from login_audit import interrupts
 from login_audit.errors import ConfigError, ProtocolError
 from login_audit.platforms.fields import lowered
 
@@ -157,7 +158,11 @@ def read_partitions(partitions: tuple[Partition, ...], lister: Lister) -> Iterat
                 other.stop.set()
         start(_Chain(partitions[chain.top], chain.top, whole=True))
 
-    pool = ThreadPoolExecutor(len(partitions) + MAX_ROLES + 2, thread_name_prefix="accounts")
+    pool = ThreadPoolExecutor(
+        len(partitions) + MAX_ROLES + 2,
+        thread_name_prefix="accounts",
+        initializer=interrupts.spare_this_thread,
+    )
     running = 0
 
     def start(chain: _Chain) -> None:

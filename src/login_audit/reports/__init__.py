@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from login_audit import interrupts
 from login_audit.models import RunSummary
 
 
@@ -58,6 +59,7 @@ def prepare_in_background() -> Callable[[], None]:
 
 
 def _prepare() -> None:
+    interrupts.spare_this_thread()
     # The import too: a thread's uncaught error would print its traceback amid the audit.
     with contextlib.suppress(Exception):  # whatever failed here fails again, reported, later
         from login_audit.reports.htmlreport import load_templates

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from login_audit import interrupts
 from login_audit.simulator.behaviours import BEHAVIOURS, apply_to_cloudone, apply_to_tenant
 from login_audit.simulator.cloudone import CloudOneTenant
 from login_audit.simulator.cloudone_api import BODY_FAULTS as C1_BODY_FAULTS
@@ -116,15 +117,18 @@ class Simulator:
     def __repr__(self) -> str:
         return f"Simulator(base_url={self.base_url!r})"
 
+    def _serve(self) -> None:
+        # Ctrl-C belongs to the main thread (the demo's audit); the threads that answer
+        # requests are started from this one and keep its signal mask.
+        interrupts.spare_this_thread()
+        # stop() waits until the loop looks at its flag again: a short interval keeps
+        # stopping cheap for the test suite, which starts hundreds of simulators.
+        self._server.serve_forever(poll_interval=0.005)
+
     def start(self) -> Simulator:
         """Serve in a background thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            # stop() waits until the loop looks at its flag again: a short interval keeps
-            # stopping cheap for the test suite, which starts hundreds of simulators.
-            kwargs={"poll_interval": 0.005},
-            name="login-audit-simulator",
-            daemon=True,
+            target=self._serve, name="login-audit-simulator", daemon=True
         )
         self._thread.start()
         return self
