@@ -243,6 +243,27 @@ def test_ctrl_c_that_python_wrapped_in_another_error_is_still_ctrl_c(
     assert "RuntimeError" not in result.stderr + result.stdout
 
 
+def test_ctrl_c_while_the_http_module_is_still_loading_is_still_ctrl_c(
+    cli, monkeypatch, tmp_path: Path
+) -> None:
+    """The TLS thread imports the HTTP module while the command starts: an interrupt then
+    finds it half-initialized (no ``cancel_all`` yet), and must still end as Ctrl-C."""
+    import importlib
+    import sys
+    import types
+
+    audit_command = importlib.import_module("login_audit.cli.audit")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_command, "chosen_target", interrupted)
+    monkeypatch.setitem(sys.modules, "login_audit.http", types.ModuleType("login_audit.http"))
+    result = cli(["audit", "--output-dir", str(tmp_path)])
+    assert result.code == 130, result.stderr
+    assert result.stderr.strip() == "login-audit: error: interrupted"
+
+
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbi0wMTIz"
 API_KEY = "tmc12Ab3Cd4Ef5Gh6Ij7Kl8Mn9Op0QrStUvWxYz"
 

@@ -130,11 +130,12 @@ def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") ->
 
 
 def _interrupted(state: AppState, exc: KeyboardInterrupt) -> NoReturn:
-    http = sys.modules.get("login_audit.http")
-    if http is not None:
-        # Threads still working for the run (pages read ahead, listings) stop within a
-        # request: the interpreter waits for some of them before the process can end.
-        http.cancel_all()
+    # Threads still working for the run (pages read ahead, listings) stop within a request:
+    # the interpreter waits for some of them before the process can end. The module may be
+    # loading still (on the TLS thread): then no client exists yet.
+    cancel_all = getattr(sys.modules.get("login_audit.http"), "cancel_all", None)
+    if cancel_all is not None:
+        cancel_all()
     if isinstance(exc, Terminated) or interrupts.stopping() is Terminated:
         _fail(state, EXIT_TERMINATED, "terminated (SIGTERM)")
     _fail(state, EXIT_INTERRUPTED, "interrupted")
