@@ -328,6 +328,7 @@ def test_sigterm_kills_the_process_and_the_journal_still_names_the_change(
     serving = interrupt_at_change(s, 2, lambda: proc.send_signal(signal.SIGTERM))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
+    assert b"login-audit: error: terminated (SIGTERM) while carrying out the plan" in err
     rows = read_rows(out / "apply_journal.csv")
     last = {r["UserId"]: r["Outcome"] for r in rows}
     assert last[flagged[1]] == "started" and f"check {flagged[1]}".encode() in err

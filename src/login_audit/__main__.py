@@ -9,7 +9,8 @@ from login_audit import interrupts
 
 def main() -> None:
     """Run the command line with Ctrl-C and SIGTERM handled from the start."""
-    with interrupts.handled(hold=True):  # cli.main delivers what came while it loaded
+    # cli.main delivers what came while it loaded.
+    with interrupts.handled(hold=True, process=True):
         from login_audit.cli import main as run
 
         run()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from login_audit import interrupts
 from login_audit.analysis import (
     ActivityIndex,
     LogonFold,
@@ -40,6 +41,7 @@ from login_audit.analysis import (
 from login_audit.archive.base import Archive
 from login_audit.errors import (
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     ConfigError,
     IncompleteDataError,
     LoginAuditError,
@@ -100,7 +102,8 @@ class ApplyInterrupted(LoginAuditError):
     def __init__(self, changes: list[Change], exit_code: int) -> None:
         unknown = [c.user_id for c in changes if c.outcome == STARTED]
         check = f"; check {', '.join(unknown)}: its outcome is unknown" if unknown else ""
-        super().__init__(f"interrupted while carrying out the plan{check}")
+        stopped = "terminated (SIGTERM)" if exit_code == EXIT_TERMINATED else "interrupted"
+        super().__init__(f"{stopped} while carrying out the plan{check}")
         self.changes, self.exit_code = changes, exit_code
 
 
@@ -679,6 +682,9 @@ def execute(
             on_change(result)
             results.append(result)
     except (KeyboardInterrupt, SystemExit) as exc:
+        # A second Ctrl-C must not cut the journal of the rows not run short: it is only
+        # recorded now (with the command line's handlers; the run ends anyway).
+        interrupts.finishing()
         _after_interrupt(changes, results, started, journal)
         code = exc.code if isinstance(exc, SystemExit) else getattr(exc, "exit_code", None)
         code = code if isinstance(code, int) else EXIT_INTERRUPTED

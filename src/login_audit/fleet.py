@@ -7,6 +7,7 @@ and the exit code reports the worst outcome.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -286,22 +287,33 @@ def audit_all(
     # Created only now that the run goes ahead (the combined reports are written into it
     # whatever becomes of the tenants), so that each tenant's thread creates only its own
     # folder and none removes a parent folder another thread is about to write into.
+    made = [f for f in (options.output_dir, *options.output_dir.parents) if not f.exists()]
     ensure_dir(options.output_dir)
     pacers = {
         platform: Pacer(options.settings.rate_limit, options.settings.rate_window)
         for platform in PLATFORMS
     }
-    with ThreadPoolExecutor(
-        max_workers=min(4, len(tenants)), initializer=interrupts.spare_this_thread
-    ) as pool:
-        try:
-            outcomes = list(pool.map(lambda t: run_tenant(redactor, t, options, pacers), tenants))
-        except KeyboardInterrupt:
-            # The run ends: tenants not started never start, the running ones stop within a
-            # request (not at the end of their audit) while the pool is waited for.
-            pool.shutdown(wait=False, cancel_futures=True)
-            cancel_all()
-            raise
+    try:
+        with ThreadPoolExecutor(
+            max_workers=min(4, len(tenants)), initializer=interrupts.spare_this_thread
+        ) as pool:
+            try:
+                outcomes = list(
+                    pool.map(lambda t: run_tenant(redactor, t, options, pacers), tenants)
+                )
+            except KeyboardInterrupt:
+                # The run ends: tenants not started never start, the running ones stop
+                # within a request (not at the end of their audit) while the pool is
+                # waited for.
+                pool.shutdown(wait=False, cancel_futures=True)
+                cancel_all()
+                raise
+    except KeyboardInterrupt:
+        # No combined reports will come: the folders made for them go, if still empty.
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     notes = write_combined(outcomes, options.output_dir)
     lines = [f"login-audit {__version__}: {len(outcomes)} tenants"]
     for o in outcomes:

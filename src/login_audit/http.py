@@ -423,7 +423,14 @@ class HttpClient:
         return f"HttpClient(auth={self._auth!r}, settings={self.settings!r})"
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool, unless the run was interrupted.
+
+        An interrupt raised inside the pool's own locking can leave its lock held; closing
+        would then wait for it forever (a second Ctrl-C hung a run this way). The process
+        is ending: its connections close with it.
+        """
+        if self._cancelled.is_set() or interrupts.stopping() is not None:
+            return
         self._client.close()
 
     def cancel(self) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_DEFERRALS",
     "RETRY_SECONDS",
     "deliver_pending",
+    "finishing",
     "handled",
     "spare_this_thread",
     "stopping",
@@ -108,12 +109,16 @@ class handled:  # a context manager named as the function it stands for
     :func:`deliver_pending`.
 
     On a thread other than the main one, and when they are already installed, it does
-    nothing. Ctrl-C is taken over only where Python's own handler is in place: a run
-    started with SIGINT ignored (``nohup``, a background job of a script) keeps ignoring it.
+    nothing. With ``process`` (the console script), the block is the rest of the process:
+    at its end Ctrl-C and SIGTERM get their default action back (the process ends at once)
+    instead of the handlers found at the start. Ctrl-C is taken over only where Python's
+    own handler is in place: a run started with SIGINT ignored (``nohup``, a background
+    job of a script) keeps ignoring it.
     """
 
-    def __init__(self, *, hold: bool = False) -> None:
+    def __init__(self, *, hold: bool = False, process: bool = False) -> None:
         self._hold = hold
+        self._process = process
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> None:
@@ -138,8 +143,14 @@ class handled:  # a context manager named as the function it stands for
     ) -> None:
         if not self._previous:
             return
+        _delivery.holding = True  # a signal now is only recorded: the run has ended
         signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in self._previous.items():
+            if self._process and signum in (signal.SIGINT, signal.SIGTERM):
+                # The process only exits now: another Ctrl-C or SIGTERM ends it at once,
+                # as the signal's default does, not with a traceback from the interpreter's
+                # last steps (which wait for background threads).
+                handler = signal.SIG_IGN if handler == signal.SIG_IGN else signal.SIG_DFL
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
         _delivery.reset()
@@ -167,6 +178,14 @@ def stopping() -> type[KeyboardInterrupt] | None:
     or None: threads working for the run should stop at their next step. A plain
     attribute, set by the handler without taking a lock, read without one."""
     return _delivery.stopping
+
+
+def finishing() -> None:
+    """The run's outcome is being reported: from now on a signal is only recorded (the
+    process ends anyway; raised now, it would cut the report short with a traceback).
+    Without the handlers installed (a program using the library) it does nothing."""
+    if _delivery.installed:
+        _delivery.holding = True
 
 
 def deliver_pending() -> None:

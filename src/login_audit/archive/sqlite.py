@@ -482,11 +482,11 @@ def _connect(path: Path) -> SqlArchive:
         archive = SqlArchive(conn, SqliteDialect(Checkpointer(path)), str(path))
         conn.execute("PRAGMA busy_timeout = 10000")
         return archive
-    except sqlite3.OperationalError:
+    except BaseException as exc:  # an interrupt too: no connection is left to the collector
         if conn is not None:
             conn.close()
-        raise
-    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) or not isinstance(exc, sqlite3.DatabaseError):
+            raise
         raise ConfigError(
             f"the archive {path} is not a usable SQLite database ({exc}); move it aside or "
             "choose another with --archive"

@@ -121,6 +121,7 @@ def __getattr__(name: str) -> Any:
 
 def _fail(state: AppState, code: int, message: str, *, prefix: str = "error") -> NoReturn:
     """Print one line on stderr (and, with --json, one JSON document on stdout); exit."""
+    interrupts.finishing()  # a second Ctrl-C must not cut this short with a traceback
     message = printable(state.redactor.scrub(message))
     click.echo(f"login-audit: {prefix}: {message}", err=True)
     if state.json_mode:
@@ -295,4 +296,5 @@ def _main(argv: list[str] | None) -> None:
             "and report it",
             prefix="unexpected error",
         )
+    interrupts.finishing()
     sys.exit(EXIT_OK)
