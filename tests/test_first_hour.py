@@ -264,6 +264,30 @@ def test_ctrl_c_while_the_http_module_is_still_loading_is_still_ctrl_c(
     assert result.stderr.strip() == "login-audit: error: interrupted"
 
 
+def test_ctrl_c_at_a_question_ends_its_line_before_saying_so(
+    cli, monkeypatch, tmp_path: Path
+) -> None:
+    """Ctrl-C at a prompt (apply's confirmation word): the error goes on a line of its own,
+    not after the question."""
+    import importlib
+
+    import click
+
+    audit_command = importlib.import_module("login_audit.cli.audit")
+
+    def asked(*args, **kwargs):
+        click.echo("Type 'delete 16' to delete these accounts: ", nl=False, err=True)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise click.exceptions.Abort() from None
+
+    monkeypatch.setattr(audit_command, "chosen_target", asked)
+    result = cli(["audit", "--output-dir", str(tmp_path)])
+    assert result.code == 130
+    assert result.stderr.splitlines()[-1] == "login-audit: error: interrupted"
+
+
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbi0wMTIz"
 API_KEY = "tmc12Ab3Cd4Ef5Gh6Ij7Kl8Mn9Op0QrStUvWxYz"
 
