@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -137,6 +138,9 @@ def tenant_policy(tenant: TenantConfig, options: FleetOptions) -> Policy:
     )
 
 
+_CLOSING = threading.Lock()
+
+
 def run_tenant(
     redactor: Redactor, tenant: TenantConfig, options: FleetOptions, pacers: dict[str, Pacer]
 ) -> TenantOutcome:
@@ -178,7 +182,12 @@ def run_tenant(
             log.error("tenant %s: unexpected error: %s", tenant.name, outcome.error)
     finally:
         if archive is not None:
-            archive.close()
+            # One at a time: SQLite deletes the write-ahead log when the last connection
+            # closes, and tells it is the last by a lock; two tenants closing at the same
+            # moment (all of them, when the run is interrupted) can each see the other and
+            # leave the -wal and -shm files behind.
+            with _CLOSING:
+                archive.close()
     return outcome
 
 
