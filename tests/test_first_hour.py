@@ -287,6 +287,14 @@ def test_ctrl_c_at_a_question_ends_its_line_before_saying_so(
     assert result.code == 130
     assert result.stderr.splitlines()[-1] == "login-audit: error: interrupted"
 
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Anywhere else, one empty line (the terminal's ^C line), not two.
+    monkeypatch.setattr(audit_command, "chosen_target", interrupted)
+    result = cli(["audit", "--output-dir", str(tmp_path)])
+    assert result.stderr == "\nlogin-audit: error: interrupted\n"
+
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbi0wMTIz"
 API_KEY = "tmc12Ab3Cd4Ef5Gh6Ij7Kl8Mn9Op0QrStUvWxYz"

@@ -256,8 +256,10 @@ def _main(argv: list[str] | None) -> None:
         cli.main(args=args, prog_name="login-audit", standalone_mode=False, obj=state)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
-            # Ctrl-C at a question (click asks on stderr): end its line first.
-            click.echo(err=True)
+            if exc.__cause__ is None:
+                # Ctrl-C at a question (click asks on stderr, and raises Abort from None):
+                # end its line first. Elsewhere click's own handler has ended the line.
+                click.echo(err=True)
             _interrupted(state, exc.__context__)
         _fail(state, EXIT_UNEXPECTED, "aborted")
     except _NO_ARGS_IS_HELP as exc:
