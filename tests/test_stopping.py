@@ -124,6 +124,29 @@ def test_the_handlers_stop_every_client_the_moment_the_signal_comes(
     assert sim.stats.requests == 1
 
 
+#: A limit that lets 15 requests through, then holds the next for ten minutes.
+HELD_AFTER_15 = ["--rate-limit", "15", "--rate-window", "600"]
+
+
+def _ctrl_c_at_request(
+    sim: Simulator, args: list[str], env: dict[str, str], cwd: Path, nth: int = 15
+) -> None:
+    """Run ``login-audit ARGS`` as a real process, send SIGINT when the simulator sees its
+    ``nth`` request, and check it ends at once as an interrupted run does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AS_IN_A_TERMINAL, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    seen = itertools.count(1)
+    sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == nth else None
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 130, err
+    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
+
+
 def test_ctrl_c_during_a_rate_limited_sync_ends_it_at_once(
     start_sim, process_env, tmp_path: Path
 ) -> None:
@@ -133,29 +156,8 @@ def test_ctrl_c_during_a_rate_limited_sync_ends_it_at_once(
     once, well within the test's timeout."""
     sim = start_sim(build_tenant(seed=4, accounts=2500), latency_ms=20)
     archive = tmp_path / "a.sqlite3"
-    limit = ["--rate-limit", "15", "--rate-window", "600"]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            AS_IN_A_TERMINAL,
-            "sync",
-            "--base-url",
-            sim.base_url,
-            "--archive",
-            str(archive),
-            *limit,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=process_env(TMV1_TOKEN=sim.token),
-        cwd=tmp_path,
-    )
-    seen = itertools.count(1)
-    sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == 15 else None
-    _, err = proc.communicate(timeout=40)
-    assert proc.returncode == 130, err
-    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
+    args = ["sync", "--base-url", sim.base_url, "--archive", str(archive), *HELD_AFTER_15]
+    _ctrl_c_at_request(sim, args, process_env(TMV1_TOKEN=sim.token), tmp_path)
     assert not Path(f"{archive}-wal").exists()
     assert sim.stats.requests == 15, "the pacer let nothing more through"
 
@@ -175,33 +177,10 @@ def test_ctrl_c_during_audit_all_starts_no_further_tenant(
         )
     )
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            AS_IN_A_TERMINAL,
-            "audit",
-            "--all",
-            "--config",
-            str(config),
-            "--output-dir",
-            str(out),
-            "--no-archive",
-            "--rate-limit",
-            "15",
-            "--rate-window",
-            "600",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=process_env(TOKEN=sim.token),
-        cwd=tmp_path,
+    args = ["audit", "--all", "--config", str(config), "--output-dir", str(out)]
+    _ctrl_c_at_request(
+        sim, [*args, "--no-archive", *HELD_AFTER_15], process_env(TOKEN=sim.token), tmp_path
     )
-    seen = itertools.count(1)
-    sim.on_request = lambda path: proc.send_signal(signal.SIGINT) if next(seen) == 15 else None
-    _, err = proc.communicate(timeout=40)
-    assert proc.returncode == 130, err
-    assert b"login-audit: error: interrupted" in err and b"Traceback" not in err
     assert sim.stats.requests == 15
     assert not out.exists(), "the folder made for the reports that never came is gone"
 
